@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "moerec",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "moerec", targets: ["moerec"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // MARK: C modules
+        .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
+        .systemLibrary(name: "CZlib"),
+        .systemLibrary(name: "CSQLite"),
+
+        // MARK: Numerics
+        .target(name: "MoeKernels", dependencies: ["COpenBLAS"]),
+        .target(name: "MoeModel", dependencies: ["MoeKernels"]),
+
+        // MARK: Data and training
+        .target(name: "MoeData", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "MoeTrain", dependencies: ["MoeModel", "MoeData"]),
+
+        // MARK: Store, checkpoints, reports
+        .target(name: "MoeStore", dependencies: ["CSQLite", .product(name: "Crypto", package: "swift-crypto")],
+                resources: []),
+        .target(name: "MoeCheckpoint", dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "MoeReport", dependencies: ["MoeStore"]),
+
+        // MARK: Executable
+        .executableTarget(name: "moerec", dependencies: [
+            "MoeKernels", "MoeModel", "MoeData", "MoeTrain", "MoeStore", "MoeCheckpoint", "MoeReport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+
+        // MARK: Tests
+        .target(name: "MoeTestSupport", dependencies: ["MoeKernels"], path: "Tests/MoeTestSupport"),
+        .testTarget(name: "MoeKernelsTests", dependencies: ["MoeKernels", "MoeTestSupport"]),
+        .testTarget(name: "MoeModelTests", dependencies: ["MoeModel", "MoeTestSupport"]),
+        .testTarget(name: "MoeDataTests", dependencies: ["MoeData", "MoeTestSupport"]),
+        .testTarget(name: "MoeTrainTests", dependencies: ["MoeTrain", "MoeTestSupport"]),
+        .testTarget(name: "MoeStoreTests", dependencies: ["MoeStore", "MoeTestSupport"]),
+        .testTarget(name: "MoeCheckpointTests", dependencies: ["MoeCheckpoint", "MoeTestSupport"]),
+        .testTarget(name: "MoeReportTests", dependencies: ["MoeReport", "MoeStore", "MoeTestSupport"]),
+        .testTarget(name: "MoeCLITests", dependencies: ["MoeTestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

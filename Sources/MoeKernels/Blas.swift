@@ -1,0 +1,107 @@
+import COpenBLAS
+
+/// The OpenBLAS library as moerec loads it: at run time, after choosing the kernel
+/// core from the CPU's features (see moe_blas.c for why it cannot be linked normally).
+public enum Blas {
+    public struct LoadError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Loads OpenBLAS once; every entry point below calls it, so callers never need to.
+    public static func load() throws {
+        var buffer = [CChar](repeating: 0, count: 512)
+        if moe_blas_load(&buffer, Int32(buffer.count)) != 0 {
+            throw LoadError(description: String(cString: buffer))
+        }
+    }
+
+    static let loaded: Void = {
+        do { try load() } catch { fatalError("\(error)") }
+    }()
+
+    /// The kernel core OpenBLAS runs on (e.g. "SkylakeX"); recorded with every run.
+    public static var coreName: String { _ = loaded; return String(cString: moe_blas_core_name()) }
+    /// "auto" when moerec picked the core from CPUID, "env" when the user set
+    /// OPENBLAS_CORETYPE, "library" when OpenBLAS chose by itself.
+    public static var coreSource: String { _ = loaded; return String(cString: moe_blas_core_source()) }
+    public static var cpuFeatures: String { _ = loaded; return String(cString: moe_cpu_features()) }
+    public static var config: String { _ = loaded; return String(cString: moe_blas_config()) }
+
+    public static var threads: Int {
+        get { _ = loaded; return Int(moe_blas_threads()) }
+        set { _ = loaded; moe_blas_set_threads(Int32(max(1, newValue))) }
+    }
+}
+
+/// GEMM over row-major fp32 matrices. `sgemm` calls OpenBLAS; `sgemmReference` is the
+/// plain triple loop (accumulated in Double) the tests hold it against.
+public enum Gemm {
+    /// C (M,N) = alpha · op(A) · op(B) + beta · C, op(X) = X or Xᵀ.
+    /// A is (M,K) or, transposed, stored (K,M); B is (K,N) or stored (N,K).
+    @inline(__always)
+    public static func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                             b: UnsafePointer<Float>, ldb: Int,
+                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard m > 0, n > 0 else { return }
+        if k == 0 {
+            // BLAS would still scale C by beta; keep that contract for empty reductions.
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+            return
+        }
+        _ = Blas.loaded
+        moe_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
+                  a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    public static func sgemmReference(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                                      alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                                      b: UnsafePointer<Float>, ldb: Int,
+                                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum = 0.0
+                for p in 0..<k {
+                    let x = transA ? a[p * lda + i] : a[i * lda + p]
+                    let y = transB ? b[j * ldb + p] : b[p * ldb + j]
+                    sum += Double(x) * Double(y)
+                }
+                let old = beta == 0 ? 0 : Double(beta) * Double(c[i * ldc + j])
+                c[i * ldc + j] = Float(Double(alpha) * sum + old)
+            }
+        }
+    }
+}
+
+/// A linear layer y = x·W + b with W stored (I, O): the shapes every layer of the model uses.
+public enum Linear {
+    /// out (N,O) = inp (N,I) · w (I,O) + bias (O)
+    public static func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
+                               w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                               n: Int, i: Int, o: Int) {
+        if let bias {
+            for r in 0..<n { (out + r * o).update(from: bias, count: o) }
+        }
+        Gemm.sgemm(m: n, n: o, k: i, a: inp, lda: i, b: w, ldb: o, beta: bias == nil ? 0 : 1, c: out, ldc: o)
+    }
+
+    /// Accumulates dinp (N,I) += dout·wᵀ, dw (I,O) += inpᵀ·dout, dbias += Σ_rows dout.
+    /// A nil gradient pointer skips that product (frozen weights, or no layer below to feed).
+    public static func backward(dinp: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?,
+                                dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
+                                inp: UnsafePointer<Float>, w: UnsafePointer<Float>,
+                                n: Int, i: Int, o: Int) {
+        if let dinp {
+            Gemm.sgemm(transB: true, m: n, n: i, k: o, a: dout, lda: o, b: w, ldb: o, beta: 1, c: dinp, ldc: i)
+        }
+        if let dw {
+            Gemm.sgemm(transA: true, m: i, n: o, k: n, a: inp, lda: i, b: dout, ldb: o, beta: 1, c: dw, ldc: o)
+        }
+        if let dbias {
+            for r in 0..<n {
+                let row = dout + r * o
+                for j in 0..<o { dbias[j] += row[j] }
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import MoeKernels
+
+/// Int32 twin of FloatArena for routing indices.
+public final class Int32Arena: @unchecked Sendable {
+    public let base: UnsafeMutablePointer<Int32>
+    public let count: Int
+    public init(count: Int) {
+        self.count = count
+        base = .allocate(capacity: max(count, 1))
+        base.initialize(repeating: 0, count: max(count, 1))
+    }
+    deinit { base.deallocate() }
+}
+
+/// Per-layer cached activations, as views into one arena.
+struct BlockActivations {
+    /// (N, C) the residual stream entering the block
+    var resid: UnsafeMutablePointer<Float>
+    /// (N, C), (N), (N)
+    var ln1: UnsafeMutablePointer<Float>, ln1Mean: UnsafeMutablePointer<Float>, ln1Rstd: UnsafeMutablePointer<Float>
+    /// (N, 3C)
+    var qkv: UnsafeMutablePointer<Float>
+    /// (B, H, T, T)
+    var att: UnsafeMutablePointer<Float>
+    /// (N, C) heads concatenated, before the output projection
+    var attY: UnsafeMutablePointer<Float>
+    /// (N, C) residual after attention
+    var mid: UnsafeMutablePointer<Float>
+    var ln2: UnsafeMutablePointer<Float>, ln2Mean: UnsafeMutablePointer<Float>, ln2Rstd: UnsafeMutablePointer<Float>
+    /// Dense: (N, F) FFN pre-activation
+    var h: UnsafeMutablePointer<Float>?
+    var moe: MoeCache?
+}
+
+/// All activation memory for batches up to (maxB, maxT), allocated once.
+final class ActivationMemory {
+    let maxB: Int, maxT: Int
+    let floats: FloatArena
+    let ints: Int32Arena
+    var blocks: [BlockActivations] = []
+    /// (N, C) input of the final norm = output of the last block; final norm output and stats
+    var residOut: UnsafeMutablePointer<Float>
+    var lnf: UnsafeMutablePointer<Float>, lnfMean: UnsafeMutablePointer<Float>, lnfRstd: UnsafeMutablePointer<Float>
+    /// (N, V) LM logits, overwritten by their gradient; or (B, classes) head logits
+    var logits: UnsafeMutablePointer<Float>
+    /// (B, C) mean-pooled final states
+    var pooled: UnsafeMutablePointer<Float>
+    /// (N) 1 for real tokens, 0 for padding
+    var valid: UnsafeMutablePointer<Float>
+    /// (B) labels for the classification loss, (N) shifted targets for the LM loss
+    var targets: UnsafeMutablePointer<Int32>
+
+    // Scratch shared by all blocks (never read across blocks).
+    var branch: UnsafeMutablePointer<Float>      // (N, C)
+    var act: UnsafeMutablePointer<Float>         // (max(N, N·K), F)
+    var dh: UnsafeMutablePointer<Float>          // (max(N, N·K), F)
+    var dResid: UnsafeMutablePointer<Float>      // (N, C)
+    var dBranch: UnsafeMutablePointer<Float>     // (N, C)
+    var dLn: UnsafeMutablePointer<Float>         // (N, C)
+    var dqkv: UnsafeMutablePointer<Float>        // (N, 3C)
+    var dAttY: UnsafeMutablePointer<Float>       // (N, C)
+    var attScratch: UnsafeMutablePointer<Float>  // (T, T)
+    var dPooled: UnsafeMutablePointer<Float>     // (B, C)
+    var moeScratch: MoeScratch?
+
+    init(config cfg: ModelConfig, maxB: Int, maxT: Int) {
+        self.maxB = maxB
+        self.maxT = maxT
+        let N = maxB * maxT, C = cfg.dModel, F = cfg.dFF, E = cfg.experts, K = cfg.topK, H = cfg.heads
+        let NK = N * K
+        var fp = ArenaPlanner(), ip = ArenaPlanner()
+        struct Plan { var resid, ln1, ln1m, ln1r, qkv, att, attY, mid, ln2, ln2m, ln2r: Int; var h: Int?
+            var probs = 0, lse = 0, gates = 0, first = 0, meanP = 0, xp = 0, mh = 0, my = 0
+            var idx = 0, slot = 0, rowTok = 0, start = 0 }
+        var plans: [Plan] = []
+        for l in 0..<cfg.layers {
+            var p = Plan(resid: fp.reserve(N * C), ln1: fp.reserve(N * C), ln1m: fp.reserve(N), ln1r: fp.reserve(N),
+                         qkv: fp.reserve(N * 3 * C), att: fp.reserve(maxB * H * maxT * maxT), attY: fp.reserve(N * C),
+                         mid: fp.reserve(N * C), ln2: fp.reserve(N * C), ln2m: fp.reserve(N), ln2r: fp.reserve(N), h: nil)
+            if cfg.isSparse(layer: l) {
+                p.probs = fp.reserve(N * E); p.lse = fp.reserve(N); p.gates = fp.reserve(NK)
+                p.first = fp.reserve(E); p.meanP = fp.reserve(E)
+                p.xp = fp.reserve(NK * C); p.mh = fp.reserve(NK * F); p.my = fp.reserve(NK * C)
+                p.idx = ip.reserve(NK); p.slot = ip.reserve(NK); p.rowTok = ip.reserve(NK); p.start = ip.reserve(E + 1)
+            } else {
+                p.h = fp.reserve(N * F)
+            }
+            plans.append(p)
+        }
+        let rows = cfg.sparseLayers.isEmpty ? N : max(N, NK)
+        let oResidOut = fp.reserve(N * C), oLnf = fp.reserve(N * C), oLnfm = fp.reserve(N), oLnfr = fp.reserve(N)
+        let oLogits = fp.reserve(cfg.classes > 0 ? maxB * cfg.classes : N * cfg.vocab)
+        let oPooled = fp.reserve(maxB * C), oValid = fp.reserve(N)
+        let oBranch = fp.reserve(N * C), oAct = fp.reserve(rows * F), oDh = fp.reserve(rows * F)
+        let oDResid = fp.reserve(N * C), oDBranch = fp.reserve(N * C), oDLn = fp.reserve(N * C)
+        let oDqkv = fp.reserve(N * 3 * C), oDAttY = fp.reserve(N * C), oAttS = fp.reserve(maxT * maxT)
+        let oDPooled = fp.reserve(maxB * C)
+        var oMoe: (Int, Int, Int, Int)? = nil
+        if !cfg.sparseLayers.isEmpty {
+            oMoe = (fp.reserve(NK * C), fp.reserve(NK * C), fp.reserve(NK), fp.reserve(N * E))
+        }
+        let oTargets = ip.reserve(N)
+        floats = FloatArena(count: fp.size)
+        ints = Int32Arena(count: ip.size)
+        let f = floats.base, i = ints.base
+        for (l, p) in plans.enumerated() {
+            var moe: MoeCache? = nil
+            if cfg.isSparse(layer: l) {
+                moe = MoeCache(probs: f + p.probs, lse: f + p.lse, idx: i + p.idx, gates: f + p.gates, slot: i + p.slot,
+                               rowToken: i + p.rowTok, expertStart: i + p.start, firstChoice: f + p.first,
+                               meanProb: f + p.meanP, xPacked: f + p.xp, h: f + p.mh, y: f + p.my)
+            }
+            blocks.append(BlockActivations(resid: f + p.resid, ln1: f + p.ln1, ln1Mean: f + p.ln1m, ln1Rstd: f + p.ln1r,
+                                           qkv: f + p.qkv, att: f + p.att, attY: f + p.attY, mid: f + p.mid,
+                                           ln2: f + p.ln2, ln2Mean: f + p.ln2m, ln2Rstd: f + p.ln2r,
+                                           h: p.h.map { f + $0 }, moe: moe))
+        }
+        residOut = f + oResidOut; lnf = f + oLnf; lnfMean = f + oLnfm; lnfRstd = f + oLnfr
+        logits = f + oLogits; pooled = f + oPooled; valid = f + oValid
+        branch = f + oBranch; act = f + oAct; dh = f + oDh; dResid = f + oDResid; dBranch = f + oDBranch
+        dLn = f + oDLn; dqkv = f + oDqkv; dAttY = f + oDAttY; attScratch = f + oAttS; dPooled = f + oDPooled
+        targets = i + oTargets
+        if let (dy, dx, dg, dl) = oMoe {
+            moeScratch = MoeScratch(act: act, dh: dh, dyPacked: f + dy, dxPacked: f + dx, dgates: f + dg, dlogits: f + dl)
+        }
+    }
+
+    var bytes: Int { floats.count * 4 + ints.count * 4 }
+}

@@ -1,0 +1,69 @@
+import MoeKernels
+
+/// Causal multi-head self-attention core (the QKV and output projections are `Linear`s
+/// in the block). Per (b, h) it runs two GEMMs on strided views of qkv, so no head is
+/// ever copied out.
+public enum Attention {
+    /// qkv (B, T, 3C) → y (B, T, C); caches the attention probabilities att (B, H, T, T).
+    public static func forward(y: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
+                               qkv: UnsafePointer<Float>, b B: Int, t T: Int, c C: Int, h H: Int) {
+        let hs = C / H
+        let scale = 1 / Float(hs).squareRoot()
+        for b in 0..<B {
+            for h in 0..<H {
+                let q = qkv + b * T * 3 * C + h * hs
+                let k = q + C, v = q + 2 * C
+                let p = att + (b * H + h) * T * T
+                Gemm.sgemm(transB: true, m: T, n: T, k: hs, alpha: scale, a: q, lda: 3 * C, b: k, ldb: 3 * C,
+                           beta: 0, c: p, ldc: T)
+                causalSoftmax(p, T)
+                Gemm.sgemm(m: T, n: hs, k: T, a: p, lda: T, b: v, ldb: 3 * C, beta: 0,
+                           c: y + b * T * C + h * hs, ldc: C)
+            }
+        }
+    }
+
+    /// Row t attends to positions 0...t; the masked upper triangle is stored as exact zeros
+    /// so the P·V GEMM and the backward GEMMs can run over full rows.
+    @inline(__always)
+    static func causalSoftmax(_ p: UnsafeMutablePointer<Float>, _ T: Int) {
+        for t in 0..<T {
+            let row = p + t * T
+            Ops.softmaxRows(out: row, inp: row, rows: 1, cols: t + 1)
+            if t + 1 < T { (row + t + 1).update(repeating: 0, count: T - t - 1) }
+        }
+    }
+
+    /// dqkv (B, T, 3C) is *written* (each (b, h) slice is disjoint), from dy (B, T, C).
+    /// `scratch` holds T·T floats.
+    public static func backward(dqkv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                                dy: UnsafePointer<Float>, att: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
+                                b B: Int, t T: Int, c C: Int, h H: Int) {
+        let hs = C / H
+        let scale = 1 / Float(hs).squareRoot()
+        for b in 0..<B {
+            for h in 0..<H {
+                let off = b * T * 3 * C + h * hs
+                let q = qkv + off, k = q + C, v = q + 2 * C
+                let dq = dqkv + off, dk = dq + C, dv = dq + 2 * C
+                let p = att + (b * H + h) * T * T
+                let dyh = dy + b * T * C + h * hs
+                // dP = dY·Vᵀ ; dV = Pᵀ·dY
+                Gemm.sgemm(transB: true, m: T, n: T, k: hs, a: dyh, lda: C, b: v, ldb: 3 * C, beta: 0, c: scratch, ldc: T)
+                Gemm.sgemm(transA: true, m: T, n: hs, k: T, a: p, lda: T, b: dyh, ldb: C, beta: 0, c: dv, ldc: 3 * C)
+                // dS = P ⊙ (dP − Σ_j dP·P), zero above the diagonal because P is.
+                for t in 0..<T {
+                    let pr = p + t * T, dr = scratch + t * T
+                    var dot: Float = 0
+                    for j in 0...t { dot += pr[j] * dr[j] }
+                    for j in 0...t { dr[j] = pr[j] * (dr[j] - dot) }
+                    if t + 1 < T { (dr + t + 1).update(repeating: 0, count: T - t - 1) }
+                }
+                // dQ = s·dS·K ; dK = s·dSᵀ·Q
+                Gemm.sgemm(m: T, n: hs, k: T, alpha: scale, a: scratch, lda: T, b: k, ldb: 3 * C, beta: 0, c: dq, ldc: 3 * C)
+                Gemm.sgemm(transA: true, m: T, n: hs, k: T, alpha: scale, a: scratch, lda: T, b: q, ldb: 3 * C,
+                           beta: 0, c: dk, ldc: 3 * C)
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+/// The architecture knobs of one model. Every default is the value the presets use
+/// unless they say otherwise; the run config (MoeTrain) embeds these flat.
+public struct ModelConfig: Codable, Equatable, Sendable {
+    /// V: byte vocabulary (256 bytes + PAD/BOS/EOS specials, rounded up).
+    public var vocab = 260
+    /// T: longest sequence the position table covers.
+    public var context = 128
+    /// C
+    public var dModel = 128
+    public var layers = 4
+    /// H; C must divide evenly.
+    public var heads = 4
+    /// F
+    public var dFF = 512
+    /// E; 1 means a dense model (no router, every FFN in group `ffn`).
+    public var experts = 8
+    /// K: 1 = Switch routing, 2 = ST-MoE routing.
+    public var topK = 2
+    /// Layer l is sparse when (l + 1) % moeEvery == 0 (ST-MoE: 4; bench-small: 2 → layers 1 and 3).
+    public var moeEvery = 2
+    public var capacityFactorTrain: Float = 1.25
+    public var capacityFactorEval: Float = 2.0
+    /// c_B, the Switch load-balancing coefficient α.
+    public var auxLossCoef: Float = 0.01
+    /// c_z, the router z-loss coefficient.
+    public var zLossCoef: Float = 0.001
+    /// Residual-branch, embedding and dense-FFN-hidden dropout.
+    public var dropout: Float = 0.0
+    /// Dropout on the experts' hidden activations (Switch fine-tuning used 0.4).
+    public var expertDropout: Float = 0.0
+    /// "layernorm" or "rmsnorm".
+    public var norm = "layernorm"
+    /// 0: next-byte language-model head (tied to the embedding); > 0: a classification head.
+    public var classes = 0
+
+    public init() {}
+
+    public var headSize: Int { dModel / heads }
+    public func isSparse(layer: Int) -> Bool { experts > 1 && (layer + 1) % moeEvery == 0 }
+    public var sparseLayers: [Int] { (0..<layers).filter(isSparse) }
+
+    public enum Invalid: Error, CustomStringConvertible {
+        case value(key: String, value: String, reason: String)
+        public var description: String {
+            switch self {
+            case let .value(key, value, reason): return "\(key)=\(value): \(reason)"
+            }
+        }
+    }
+
+    /// Rejects shapes the engine cannot run, naming the key and value.
+    public func validate() throws {
+        func fail(_ key: String, _ value: Any, _ reason: String) throws -> Never {
+            throw Invalid.value(key: key, value: "\(value)", reason: reason)
+        }
+        if vocab < 259 { try fail("vocab", vocab, "must be at least 259 (256 bytes + PAD, BOS, EOS)") }
+        if context < 2 || context > 4096 { try fail("context", context, "must be in 2...4096") }
+        if dModel < 1 || dModel > 8192 { try fail("d_model", dModel, "must be in 1...8192") }
+        if heads < 1 || dModel % heads != 0 { try fail("heads", heads, "must be ≥ 1 and divide d_model=\(dModel)") }
+        if layers < 1 || layers > 64 { try fail("layers", layers, "must be in 1...64") }
+        if dFF < 1 || dFF > 65536 { try fail("d_ff", dFF, "must be in 1...65536") }
+        if experts < 1 || experts > 256 { try fail("experts", experts, "must be in 1...256") }
+        if topK < 1 || topK > experts { try fail("top_k", topK, "must be in 1...experts (\(experts))") }
+        if moeEvery < 1 { try fail("moe_every", moeEvery, "must be ≥ 1") }
+        if !(capacityFactorTrain > 0) || !capacityFactorTrain.isFinite { try fail("capacity_factor_train", capacityFactorTrain, "must be > 0") }
+        if !(capacityFactorEval > 0) || !capacityFactorEval.isFinite { try fail("capacity_factor_eval", capacityFactorEval, "must be > 0") }
+        if !(auxLossCoef >= 0) || !auxLossCoef.isFinite { try fail("aux_loss_coef", auxLossCoef, "must be ≥ 0") }
+        if !(zLossCoef >= 0) || !zLossCoef.isFinite { try fail("z_loss_coef", zLossCoef, "must be ≥ 0") }
+        if !(dropout >= 0 && dropout < 1) { try fail("dropout", dropout, "must be in [0, 1)") }
+        if !(expertDropout >= 0 && expertDropout < 1) { try fail("expert_dropout", expertDropout, "must be in [0, 1)") }
+        if norm != "layernorm" && norm != "rmsnorm" { try fail("norm", norm, "must be layernorm or rmsnorm") }
+        if classes < 0 || classes > 100_000 { try fail("classes", classes, "must be in 0...100000") }
+    }
+}

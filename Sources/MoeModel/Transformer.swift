@@ -1,0 +1,403 @@
+import MoeKernels
+
+/// One batch as the model sees it. Tokens are (B, T) row-major.
+/// Language modelling: `targets` (B, T), −1 where no loss is taken.
+/// Classification: `labels` (B) and `lengths` (B) — positions t < length are real tokens,
+/// the rest padding (right-padded, so causal attention never lets a real token see one).
+public struct Batch {
+    public var tokens: UnsafePointer<Int32>
+    public var b: Int, t: Int
+    public var targets: UnsafePointer<Int32>?
+    public var labels: UnsafePointer<Int32>?
+    public var lengths: UnsafePointer<Int32>?
+    public init(tokens: UnsafePointer<Int32>, b: Int, t: Int, targets: UnsafePointer<Int32>? = nil,
+                labels: UnsafePointer<Int32>? = nil, lengths: UnsafePointer<Int32>? = nil) {
+        self.tokens = tokens; self.b = b; self.t = t; self.targets = targets; self.labels = labels; self.lengths = lengths
+    }
+}
+
+public enum Mode: Equatable, Sendable {
+    /// Dropout on, the training capacity factor; `step` keys the dropout masks.
+    case train(step: Int)
+    case eval
+}
+
+/// What a forward pass measured.
+public struct ForwardResult: Sendable {
+    /// CE + c_B·Σ L_B + c_z·Σ L_z, the quantity backward differentiates.
+    public var loss: Float = 0
+    public var crossEntropy: Float = 0
+    /// Σ over sparse layers of L_B and L_z (before coefficients).
+    public var auxLoss: Float = 0
+    public var zLoss: Float = 0
+    /// Rows scored by the cross-entropy and how many the argmax got right.
+    public var count = 0
+    public var correct = 0
+    /// One entry per sparse layer, in layer order.
+    public var router: [RouterStats] = []
+    /// Expert work actually executed (kept assignments summed over sparse layers).
+    public var keptAssignments = 0
+    public var tokens = 0
+    public init() {}
+}
+
+/// A decoder-only MoE transformer: learned positions, pre-norm blocks, a tied LM head or
+/// a mean-pooled classification head. Parameters, gradients and activations are each one
+/// allocation; `trainable` decides which groups receive gradients at all.
+public final class Transformer {
+    public let config: ModelConfig
+    public let layout: ParameterLayout
+    public let params: FloatArena
+    public let grads: FloatArena
+    /// Groups that get gradients. Frozen groups cost no weight-gradient GEMM, and backward
+    /// stops below the lowest block that holds anything trainable.
+    public private(set) var trainable: Set<ParamGroup>
+    var memory: ActivationMemory
+    let rng: CounterRng
+    private var lastMode: Mode = .eval
+    private var lastB = 0, lastT = 0
+    private var lastValidCount = 0
+    private var classification: Bool { config.classes > 0 }
+
+    public init(config: ModelConfig, maxBatch: Int, maxTime: Int? = nil, seed: UInt64,
+                trainable: Set<ParamGroup> = Set(ParamGroup.allCases)) throws {
+        try config.validate()
+        self.config = config
+        layout = ParameterLayout(config)
+        params = FloatArena(count: layout.count)
+        grads = FloatArena(count: layout.count)
+        self.trainable = trainable
+        rng = CounterRng(seed: seed)
+        memory = ActivationMemory(config: config, maxB: maxBatch, maxT: maxTime ?? config.context)
+        initialiseParameters()
+    }
+
+    public func setTrainable(_ groups: Set<ParamGroup>) { trainable = groups }
+
+    public var activationBytes: Int { memory.bytes }
+
+    /// N(0, 0.02) weights (output projections scaled by 1/√(2L) as GPT-2), zero biases,
+    /// unit norm gains; each tensor draws from its own counter stream.
+    public func initialiseParameters() {
+        for (n, t) in layout.tensors.enumerated() { initialise(tensorIndex: n, info: t) }
+    }
+
+    public func initialise(tensorIndex n: Int, info t: TensorInfo) {
+        let p = params.base + t.offset
+        let std: Float = (t.name.hasSuffix("attn.wo") || t.name.hasSuffix(".w2")) ? 0.02 / Float(2 * config.layers).squareRoot() : 0.02
+        if t.name.hasSuffix("weight") {
+            p.update(repeating: 1, count: t.count)
+        } else if t.shape.count == 1 || t.name.hasSuffix(".b1") || t.name.hasSuffix(".b2") {
+            p.update(repeating: 0, count: t.count)
+        } else {
+            for i in 0..<t.count {
+                p[i] = std * rng.normal(.initialisation, step: 0, stream: UInt64(n), index: UInt64(i))
+            }
+        }
+    }
+
+    @inline(__always) func w(_ i: Int) -> UnsafeMutablePointer<Float> { params.base + layout.tensors[i].offset }
+    @inline(__always) func g(_ i: Int) -> UnsafeMutablePointer<Float>? {
+        let t = layout.tensors[i]
+        return trainable.contains(t.group) ? grads.base + t.offset : nil
+    }
+
+    /// Zeroes the gradients of trainable tensors (frozen ones are never written).
+    public func zeroGrads() {
+        for t in layout.tensors where trainable.contains(t.group) {
+            (grads.base + t.offset).update(repeating: 0, count: t.count)
+        }
+    }
+
+    // MARK: Forward
+
+    public func forward(_ batch: Batch, mode: Mode) -> ForwardResult {
+        let cfg = config, B = batch.b, T = batch.t, C = cfg.dModel, N = B * T
+        precondition(B <= memory.maxB && T <= memory.maxT && T <= cfg.context, "batch exceeds the allocated shape")
+        lastMode = mode; lastB = B; lastT = T
+        let m = memory
+        let step = trainStep(mode)
+        let training = step != nil
+        var result = ForwardResult()
+        result.tokens = N
+
+        // Which tokens are real: all for LM batches, t < length for classification.
+        var validPtr: UnsafePointer<Float>? = nil
+        lastValidCount = N
+        if classification, let lengths = batch.lengths {
+            var count = 0
+            for b in 0..<B {
+                let len = Int(lengths[b])
+                for t in 0..<T { m.valid[b * T + t] = t < len ? 1 : 0 }
+                count += min(len, T)
+            }
+            lastValidCount = count
+            validPtr = UnsafePointer(m.valid)
+        }
+
+        // Embedding: x = wte[token] + wpe[t]
+        let x0 = m.blocks.isEmpty ? m.residOut : m.blocks[0].resid
+        let wte = w(layout.wte), wpe = w(layout.wpe)
+        for b in 0..<B {
+            for t in 0..<T {
+                let tok = Int(batch.tokens[b * T + t])
+                let out = x0 + (b * T + t) * C, e = wte + tok * C, p = wpe + t * C
+                for i in 0..<C { out[i] = e[i] + p[i] }
+            }
+        }
+        dropout(site: 0, step: step)?.apply(x0, count: N * C)
+
+        for l in 0..<cfg.layers {
+            let a = m.blocks[l], bp = layout.blocks[l]
+            let next = l + 1 < cfg.layers ? m.blocks[l + 1].resid : m.residOut
+            // Attention sub-block: mid = x + drop(attn(norm(x)))
+            normForward(out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: a.resid, weight: w(bp.ln1w), bias: w(bp.ln1b), n: N)
+            Linear.forward(out: a.qkv, inp: a.ln1, w: w(bp.wqkv), bias: w(bp.bqkv), n: N, i: C, o: 3 * C)
+            Attention.forward(y: a.attY, att: a.att, qkv: a.qkv, b: B, t: T, c: C, h: cfg.heads)
+            Linear.forward(out: m.branch, inp: a.attY, w: w(bp.wo), bias: w(bp.bo), n: N, i: C, o: C)
+            dropout(site: UInt64(1 + 2 * l), step: step)?.apply(m.branch, count: N * C)
+            for i in 0..<(N * C) { a.mid[i] = a.resid[i] + m.branch[i] }
+            // FFN / MoE sub-block: next = mid + drop(ffn(norm(mid)))
+            normForward(out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.mid, weight: w(bp.ln2w), bias: w(bp.ln2b), n: N)
+            if let cache = a.moe, let router = bp.router {
+                let moe = MoeLayer(c: C, f: cfg.dFF, e: cfg.experts, k: cfg.topK)
+                let stats = moe.forward(out: m.branch, x: a.ln2, wr: w(router), w1: w(bp.w1), b1: w(bp.b1),
+                                        w2: w(bp.w2), b2: w(bp.b2), n: N, valid: validPtr,
+                                        capacityFactor: training ? cfg.capacityFactorTrain : cfg.capacityFactorEval,
+                                        expertDropout: expertDropout(layer: l, step: step), cache: cache, act: m.act)
+                result.router.append(stats)
+                result.auxLoss += stats.auxLoss
+                result.zLoss += stats.zLoss
+                result.keptAssignments += stats.keptAssignments
+            } else {
+                FeedForward(c: C, f: cfg.dFF).forward(y: m.branch, h: a.h!, act: m.act, x: a.ln2, w1: w(bp.w1), b1: w(bp.b1),
+                                                      w2: w(bp.w2), b2: w(bp.b2), n: N,
+                                                      dropout: hiddenDropout(layer: l, step: step))
+            }
+            dropout(site: UInt64(2 + 2 * l), step: step)?.apply(m.branch, count: N * C)
+            for i in 0..<(N * C) { next[i] = a.mid[i] + m.branch[i] }
+        }
+
+        normForward(out: m.lnf, mean: m.lnfMean, rstd: m.lnfRstd, inp: m.residOut, weight: w(layout.lnfw), bias: w(layout.lnfb), n: N)
+
+        let ce: (lossSum: Double, count: Int, correct: Int)
+        if classification {
+            let K = cfg.classes
+            precondition(batch.labels != nil && batch.lengths != nil, "classification batches need labels and lengths")
+            // Mean-pool the final states over real positions.
+            for b in 0..<B {
+                let len = max(1, min(Int(batch.lengths![b]), T))
+                let p = m.pooled + b * C
+                p.update(repeating: 0, count: C)
+                for t in 0..<len { Ops.add(p, m.lnf + (b * T + t) * C, count: C) }
+                let inv = 1 / Float(len)
+                for i in 0..<C { p[i] *= inv }
+                m.targets[b] = batch.labels![b]
+            }
+            Linear.forward(out: m.logits, inp: m.pooled, w: w(layout.headW!), bias: w(layout.headB!), n: B, i: C, o: K)
+            ce = Ops.crossEntropy(logits: m.logits, targets: m.targets, rows: B, v: K,
+                                  gradScale: 1 / Float(B), backward: training)
+        } else {
+            precondition(batch.targets != nil, "language-model batches need targets")
+            // Tied output projection: logits = lnf · wteᵀ
+            Gemm.sgemm(transB: true, m: N, n: cfg.vocab, k: C, a: m.lnf, lda: C, b: wte, ldb: C, beta: 0, c: m.logits, ldc: cfg.vocab)
+            var counted = 0
+            for i in 0..<N where batch.targets![i] >= 0 { counted += 1 }
+            ce = Ops.crossEntropy(logits: m.logits, targets: batch.targets!, rows: N, v: cfg.vocab,
+                                  gradScale: counted > 0 ? 1 / Float(counted) : 0, backward: training)
+            for i in 0..<N { m.targets[i] = batch.targets![i] }
+        }
+        result.count = ce.count
+        result.correct = ce.correct
+        result.crossEntropy = ce.count > 0 ? Float(ce.lossSum / Double(ce.count)) : 0
+        result.loss = result.crossEntropy + cfg.auxLossCoef * result.auxLoss + cfg.zLossCoef * result.zLoss
+        return result
+    }
+
+    // MARK: Backward
+
+    /// Backward of the last `forward(_, mode: .train)`: accumulates into `grads` for
+    /// trainable groups only. Call `zeroGrads()` first.
+    public func backward(_ batch: Batch) {
+        guard let step = trainStep(lastMode) else { preconditionFailure("backward needs a training forward") }
+        let cfg = config, B = lastB, T = lastT, C = cfg.dModel, N = B * T, L = cfg.layers
+        let m = memory
+        let lowest = lowestTrainableSite()
+        let final = 2 * L + 1
+        let validPtr: UnsafePointer<Float>? = classification ? UnsafePointer(m.valid) : nil
+
+        // Head → d(lnf) in dLn.
+        m.dLn.update(repeating: 0, count: N * C)
+        if classification {
+            let K = cfg.classes
+            Linear.backward(dinp: m.dPooled.zeroed(B * C), dw: g(layout.headW!), dbias: g(layout.headB!),
+                            dout: m.logits, inp: m.pooled, w: w(layout.headW!), n: B, i: C, o: K)
+            if lowest < final {
+                for b in 0..<B {
+                    let len = max(1, min(Int(batch.lengths![b]), T))
+                    let inv = 1 / Float(len), dp = m.dPooled + b * C
+                    for t in 0..<len {
+                        let d = m.dLn + (b * T + t) * C
+                        for i in 0..<C { d[i] = dp[i] * inv }
+                    }
+                }
+            }
+        } else {
+            if let dwte = g(layout.wte) {
+                Gemm.sgemm(transA: true, m: cfg.vocab, n: C, k: N, a: m.logits, lda: cfg.vocab, b: m.lnf, ldb: C,
+                           beta: 1, c: dwte, ldc: C)
+            }
+            if lowest < final {
+                Gemm.sgemm(m: N, n: C, k: cfg.vocab, a: m.logits, lda: cfg.vocab, b: w(layout.wte), ldb: C,
+                           beta: 0, c: m.dLn, ldc: C)
+            }
+        }
+        guard lowest < final || g(layout.lnfw) != nil else { return }
+        m.dResid.update(repeating: 0, count: N * C)
+        normBackward(dinp: lowest < final ? m.dResid : nil, dweight: g(layout.lnfw), dbias: g(layout.lnfb),
+                     dout: m.dLn, inp: m.residOut, weight: w(layout.lnfw), mean: m.lnfMean, rstd: m.lnfRstd, n: N)
+
+        // dResid now holds ∂L/∂(block output); walk the blocks in reverse.
+        var l = L - 1
+        while l >= 0 {
+            let a = m.blocks[l], bp = layout.blocks[l]
+            let ffnSite = 2 + 2 * l, attnSite = 1 + 2 * l
+            if ffnSite < lowest { break }
+            let passDown = ffnSite > lowest
+            // next = mid + drop(branch): ∂branch = drop(∂next); ∂mid = ∂next + ∂(norm path)
+            m.dBranch.update(from: m.dResid, count: N * C)
+            dropout(site: UInt64(ffnSite), step: step)?.apply(m.dBranch, count: N * C)
+            m.dLn.update(repeating: 0, count: N * C)
+            if let cache = a.moe, let router = bp.router {
+                let moe = MoeLayer(c: C, f: cfg.dFF, e: cfg.experts, k: cfg.topK)
+                moe.backward(dx: passDown || g(bp.ln2w) != nil ? m.dLn : nil, dwr: g(router),
+                             dw1: g(bp.w1), db1: g(bp.b1), dw2: g(bp.w2), db2: g(bp.b2),
+                             dout: m.dBranch, x: a.ln2, wr: w(router), w1: w(bp.w1), w2: w(bp.w2), n: N,
+                             valid: validPtr, validCount: lastValidCount,
+                             auxCoef: cfg.auxLossCoef, zCoef: cfg.zLossCoef,
+                             expertDropout: expertDropout(layer: l, step: step), cache: cache, scratch: m.moeScratch!)
+            } else {
+                FeedForward(c: C, f: cfg.dFF).backward(dx: passDown || g(bp.ln2w) != nil ? m.dLn : nil,
+                                                       dw1: g(bp.w1), db1: g(bp.b1), dw2: g(bp.w2), db2: g(bp.b2),
+                                                       dy: m.dBranch, x: a.ln2, h: a.h!, act: m.act, dh: m.dh,
+                                                       w1: w(bp.w1), w2: w(bp.w2), n: N,
+                                                       dropout: hiddenDropout(layer: l, step: step))
+            }
+            normBackward(dinp: passDown ? m.dResid : nil, dweight: g(bp.ln2w), dbias: g(bp.ln2b), dout: m.dLn,
+                         inp: a.mid, weight: w(bp.ln2w), mean: a.ln2Mean, rstd: a.ln2Rstd, n: N)
+            if !passDown { break }
+
+            // mid = x + drop(attn(norm(x)))
+            let passDownAttn = attnSite > lowest
+            m.dBranch.update(from: m.dResid, count: N * C)
+            dropout(site: UInt64(attnSite), step: step)?.apply(m.dBranch, count: N * C)
+            m.dAttY.update(repeating: 0, count: N * C)
+            Linear.backward(dinp: m.dAttY, dw: g(bp.wo), dbias: g(bp.bo), dout: m.dBranch, inp: a.attY, w: w(bp.wo),
+                            n: N, i: C, o: C)
+            Attention.backward(dqkv: m.dqkv, scratch: m.attScratch, dy: m.dAttY, att: a.att, qkv: a.qkv,
+                               b: B, t: T, c: C, h: cfg.heads)
+            let needLn1 = passDownAttn || g(bp.ln1w) != nil
+            if needLn1 { m.dLn.update(repeating: 0, count: N * C) }
+            Linear.backward(dinp: needLn1 ? m.dLn : nil, dw: g(bp.wqkv), dbias: g(bp.bqkv), dout: m.dqkv, inp: a.ln1,
+                            w: w(bp.wqkv), n: N, i: C, o: 3 * C)
+            if needLn1 {
+                normBackward(dinp: passDownAttn ? m.dResid : nil, dweight: g(bp.ln1w), dbias: g(bp.ln1b), dout: m.dLn,
+                             inp: a.resid, weight: w(bp.ln1w), mean: a.ln1Mean, rstd: a.ln1Rstd, n: N)
+            }
+            if !passDownAttn { break }
+            l -= 1
+        }
+
+        if lowest == 0, let dwte = g(layout.wte), let dwpe = g(layout.wpe) {
+            dropout(site: 0, step: step)?.apply(m.dResid, count: N * C)
+            for b in 0..<B {
+                for t in 0..<T {
+                    let d = m.dResid + (b * T + t) * C
+                    Ops.add(dwte + Int(batch.tokens[b * T + t]) * C, d, count: C)
+                    Ops.add(dwpe + t * C, d, count: C)
+                }
+            }
+        }
+    }
+
+    /// Sites in forward order: 0 embedding, 1+2l attention of block l, 2+2l FFN/MoE of
+    /// block l, 2L+1 final norm and head. Backward never goes below the lowest site that
+    /// holds a trainable tensor.
+    public func lowestTrainableSite() -> Int {
+        let L = config.layers
+        func has(_ ids: [Int?]) -> Bool { ids.contains { $0.map { g($0) != nil } ?? false } }
+        if has([layout.wte, layout.wpe]) { return 0 }
+        for l in 0..<L {
+            let bp = layout.blocks[l]
+            if has([bp.ln1w, bp.ln1b, bp.wqkv, bp.bqkv, bp.wo, bp.bo]) { return 1 + 2 * l }
+            if has([bp.ln2w, bp.ln2b, bp.w1, bp.b1, bp.w2, bp.b2, bp.router]) { return 2 + 2 * l }
+        }
+        return 2 * L + 1
+    }
+
+    // MARK: Helpers
+
+    private func trainStep(_ mode: Mode) -> UInt64? {
+        if case let .train(step) = mode { return UInt64(step) }
+        return nil
+    }
+
+    private func dropout(site: UInt64, step: UInt64?) -> Dropout? {
+        guard let step, config.dropout > 0 else { return nil }
+        return Dropout(rate: config.dropout, rng: rng, purpose: .dropout, step: step, site: site)
+    }
+
+    private func hiddenDropout(layer: Int, step: UInt64?) -> Dropout? {
+        guard let step, config.dropout > 0 else { return nil }
+        return Dropout(rate: config.dropout, rng: rng, purpose: .dropout, step: step, site: 1000 + UInt64(layer))
+    }
+
+    private func expertDropout(layer: Int, step: UInt64?) -> Dropout? {
+        guard let step, config.expertDropout > 0 else { return nil }
+        return Dropout(rate: config.expertDropout, rng: rng, purpose: .expertDropout, step: step, site: UInt64(layer))
+    }
+
+    private func normForward(out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+                             inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, n: Int) {
+        if config.norm == "rmsnorm" {
+            Ops.rmsNormForward(out: out, rstd: rstd, inp: inp, weight: weight, n: n, c: config.dModel)
+        } else {
+            Ops.layerNormForward(out: out, mean: mean, rstd: rstd, inp: inp, weight: weight, bias: bias, n: n, c: config.dModel)
+        }
+    }
+
+    private func normBackward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
+                              dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+                              weight: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int) {
+        if config.norm == "rmsnorm" {
+            // RMSNorm has no bias; the bias tensor stays at zero and gets no gradient.
+            Ops.rmsNormBackward(dinp: dinp, dweight: dweight, dout: dout, inp: inp, weight: weight, rstd: rstd, n: n, c: config.dModel)
+        } else {
+            Ops.layerNormBackward(dinp: dinp, dweight: dweight, dbias: dbias, dout: dout, inp: inp, weight: weight,
+                                  mean: mean, rstd: rstd, n: n, c: config.dModel)
+        }
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == Float {
+    @inline(__always) func zeroed(_ count: Int) -> UnsafeMutablePointer<Float> {
+        update(repeating: 0, count: count)
+        return self
+    }
+}
+
+extension Transformer {
+    /// The routing decisions of the last forward pass (chosen experts and packed rows of
+    /// every sparse layer): tests use it to tell when a perturbation changed the routing,
+    /// where the loss is not differentiable.
+    public func routingSignature() -> [Int32] {
+        var out: [Int32] = []
+        let n = lastB * lastT * config.topK
+        for block in memory.blocks {
+            guard let cache = block.moe else { continue }
+            out.append(contentsOf: UnsafeBufferPointer(start: cache.idx, count: n))
+            out.append(contentsOf: UnsafeBufferPointer(start: cache.slot, count: n))
+        }
+        return out
+    }
+}

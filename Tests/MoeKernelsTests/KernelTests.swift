@@ -1,0 +1,164 @@
+import XCTest
+import MoeKernels
+import MoeTestSupport
+
+final class GemmTests: XCTestCase {
+    /// Every transpose combination on odd, non-square shapes with padded leading dimensions,
+    /// alpha/beta ≠ (1, 0): OpenBLAS must agree with the plain loop.
+    func testSgemmMatchesReferenceOnOddShapes() throws {
+        try Blas.load()
+        let shapes = [(1, 1, 1), (3, 5, 7), (17, 13, 29), (64, 1, 33), (1, 70, 9), (37, 41, 3), (130, 67, 95)]
+        var seed: UInt64 = 1
+        for (m, n, k) in shapes {
+            for transA in [false, true] {
+                for transB in [false, true] {
+                    let lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 2, ldc = n + 5
+                    let a = TestSupport.randomFloats((transA ? k : m) * lda, seed: seed)
+                    let b = TestSupport.randomFloats((transB ? n : k) * ldb, seed: seed + 1)
+                    let c0 = TestSupport.randomFloats(m * ldc, seed: seed + 2)
+                    seed += 3
+                    var fast = c0, slow = c0
+                    fast.withUnsafeMutableBufferPointer { c in
+                        Gemm.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.7, a: a, lda: lda,
+                                   b: b, ldb: ldb, beta: 0.3, c: c.baseAddress!, ldc: ldc)
+                    }
+                    slow.withUnsafeMutableBufferPointer { c in
+                        Gemm.sgemmReference(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.7, a: a, lda: lda,
+                                            b: b, ldb: ldb, beta: 0.3, c: c.baseAddress!, ldc: ldc)
+                    }
+                    // Padding columns beyond n must be untouched.
+                    for i in 0..<m { for j in n..<ldc { XCTAssertEqual(fast[i * ldc + j], c0[i * ldc + j]) } }
+                    // fp32 accumulation of k products of magnitude ≤ 1: error ≲ k·2⁻²⁴ per entry.
+                    let tol = Float(k) * 1e-6 + 1e-6
+                    XCTAssertLessThan(TestSupport.maxAbsDiff(fast, slow), tol, "m=\(m) n=\(n) k=\(k) tA=\(transA) tB=\(transB)")
+                }
+            }
+        }
+    }
+
+    func testCoreIsReportedAndFastCoreChosenWhenCpuAllows() throws {
+        try Blas.load()
+        XCTAssertFalse(Blas.coreName.isEmpty)
+        XCTAssertNotEqual(Blas.coreName, "unloaded")
+        if Blas.coreSource == "auto" && Blas.cpuFeatures.contains("avx512") {
+            XCTAssertEqual(Blas.coreName.lowercased(), "skylakex", "AVX-512 CPU should run the SkylakeX kernels")
+        }
+        let before = Blas.threads
+        Blas.threads = 1
+        XCTAssertEqual(Blas.threads, 1)
+        Blas.threads = before
+    }
+}
+
+final class OpsTests: XCTestCase {
+    func testSoftmaxRowsSumToOneAndAreShiftInvariant() {
+        let x = TestSupport.randomFloats(3 * 7, seed: 5, scale: 30)
+        var y = [Float](repeating: 0, count: 21), z = y
+        Ops.softmaxRows(out: &y, inp: x, rows: 3, cols: 7)
+        let shifted = x.map { $0 + 100 }
+        Ops.softmaxRows(out: &z, inp: shifted, rows: 3, cols: 7)
+        for r in 0..<3 { XCTAssertEqual(y[r * 7..<r * 7 + 7].reduce(0, +), 1, accuracy: 1e-5) }
+        XCTAssertLessThan(TestSupport.maxAbsDiff(y, z), 1e-5)
+    }
+
+    func testTopKOrderAndTies() {
+        let x: [Float] = [0.1, 0.5, 0.5, 0.2, 0.9]
+        var idx = [Int32](repeating: -1, count: 3)
+        Ops.topK(x, n: 5, k: 3, into: &idx)
+        XCTAssertEqual(idx, [4, 1, 2])
+    }
+
+    /// Gradient checks of the element-wise kernels in isolation: loss = Σ r ⊙ f(x) with a
+    /// fixed random r; central differences in Float with h = 1e-2 have O(h²)≈1e-4 truncation
+    /// and ~1e-5 rounding error relative to gradients of order 1, hence the 1e-2 bound.
+    func testLayerNormGradient() {
+        let n = 3, c = 8
+        var x = TestSupport.randomFloats(n * c, seed: 11, scale: 2)
+        var wgt = TestSupport.randomFloats(c, seed: 12).map { $0 + 1 }
+        var bias = TestSupport.randomFloats(c, seed: 13)
+        let r = TestSupport.randomFloats(n * c, seed: 14)
+        var out = [Float](repeating: 0, count: n * c), mean = [Float](repeating: 0, count: n), rstd = mean
+        func loss() -> Double {
+            Ops.layerNormForward(out: &out, mean: &mean, rstd: &rstd, inp: x, weight: wgt, bias: bias, n: n, c: c)
+            return zip(out, r).reduce(0.0) { $0 + Double($1.0 * $1.1) }
+        }
+        _ = loss()
+        var dx = [Float](repeating: 0, count: n * c), dw = [Float](repeating: 0, count: c), db = dw
+        Ops.layerNormBackward(dinp: &dx, dweight: &dw, dbias: &db, dout: r, inp: x, weight: wgt, mean: mean, rstd: rstd, n: n, c: c)
+        let numX = (0..<n * c).map { i in x.withUnsafeMutableBufferPointer { TestSupport.centralDifference($0.baseAddress!, i, h: 1e-2, loss) } }
+        let numW = (0..<c).map { i in wgt.withUnsafeMutableBufferPointer { TestSupport.centralDifference($0.baseAddress!, i, h: 1e-2, loss) } }
+        let numB = (0..<c).map { i in bias.withUnsafeMutableBufferPointer { TestSupport.centralDifference($0.baseAddress!, i, h: 1e-2, loss) } }
+        XCTAssertLessThan(TestSupport.relativeError(dx.map(Double.init), numX), 1e-2)
+        XCTAssertLessThan(TestSupport.relativeError(dw.map(Double.init), numW), 1e-2)
+        XCTAssertLessThan(TestSupport.relativeError(db.map(Double.init), numB), 1e-2)
+    }
+
+    func testRmsNormGradient() {
+        let n = 3, c = 8
+        var x = TestSupport.randomFloats(n * c, seed: 21, scale: 2)
+        var wgt = TestSupport.randomFloats(c, seed: 22).map { $0 + 1 }
+        let r = TestSupport.randomFloats(n * c, seed: 24)
+        var out = [Float](repeating: 0, count: n * c), rstd = [Float](repeating: 0, count: n)
+        func loss() -> Double {
+            Ops.rmsNormForward(out: &out, rstd: &rstd, inp: x, weight: wgt, n: n, c: c)
+            return zip(out, r).reduce(0.0) { $0 + Double($1.0 * $1.1) }
+        }
+        _ = loss()
+        var dx = [Float](repeating: 0, count: n * c), dw = [Float](repeating: 0, count: c)
+        Ops.rmsNormBackward(dinp: &dx, dweight: &dw, dout: r, inp: x, weight: wgt, rstd: rstd, n: n, c: c)
+        let numX = (0..<n * c).map { i in x.withUnsafeMutableBufferPointer { TestSupport.centralDifference($0.baseAddress!, i, h: 1e-2, loss) } }
+        let numW = (0..<c).map { i in wgt.withUnsafeMutableBufferPointer { TestSupport.centralDifference($0.baseAddress!, i, h: 1e-2, loss) } }
+        XCTAssertLessThan(TestSupport.relativeError(dx.map(Double.init), numX), 1e-2)
+        XCTAssertLessThan(TestSupport.relativeError(dw.map(Double.init), numW), 1e-2)
+    }
+
+    func testGeluDerivative() {
+        for x: Float in stride(from: -4, through: 4, by: 0.37) {
+            let h: Float = 1e-2
+            let num = (Double(Ops.gelu(x + h)) - Double(Ops.gelu(x - h))) / Double(2 * h)
+            XCTAssertEqual(Double(Ops.geluDerivative(x)), num, accuracy: 1e-3, "x=\(x)")
+        }
+    }
+
+    func testCrossEntropyValueAndGradient() {
+        let rows = 4, v = 6
+        var logits = TestSupport.randomFloats(rows * v, seed: 31, scale: 3)
+        let targets: [Int32] = [0, 5, -1, 2]
+        func loss() -> Double {
+            var copy = logits
+            let r = Ops.crossEntropy(logits: &copy, targets: targets, rows: rows, v: v, gradScale: 1, backward: false)
+            return r.lossSum / Double(r.count)
+        }
+        // Value against a direct log-softmax in Double.
+        var expected = 0.0
+        for r in [0, 1, 3] {
+            let row = logits[r * v..<(r + 1) * v].map(Double.init)
+            let lse = log(row.map { exp($0) }.reduce(0, +))
+            expected += lse - row[Int(targets[r])]
+        }
+        XCTAssertEqual(loss(), expected / 3, accuracy: 1e-5)
+        var grad = logits
+        let res = Ops.crossEntropy(logits: &grad, targets: targets, rows: rows, v: v, gradScale: 1.0 / 3, backward: true)
+        XCTAssertEqual(res.count, 3)
+        XCTAssertEqual(grad[2 * v..<3 * v].reduce(0, +), 0, "ignored rows get no gradient")
+        let num = (0..<rows * v).map { i in logits.withUnsafeMutableBufferPointer { TestSupport.centralDifference($0.baseAddress!, i, h: 1e-2, loss) } }
+        XCTAssertLessThan(TestSupport.relativeError(grad.map(Double.init), num), 1e-2)
+    }
+
+    func testCounterRngIsPureAndUniform() {
+        let rng = CounterRng(seed: 42)
+        XCTAssertEqual(rng.bits(.dropout, step: 3, index: 7), rng.bits(.dropout, step: 3, index: 7))
+        XCTAssertNotEqual(rng.bits(.dropout, step: 3, index: 7), rng.bits(.dropout, step: 4, index: 7))
+        XCTAssertNotEqual(rng.bits(.dropout, step: 3, index: 7), rng.bits(.dataOrder, step: 3, index: 7))
+        XCTAssertNotEqual(rng.bits(.dropout, step: 3, index: 7), CounterRng(seed: 43).bits(.dropout, step: 3, index: 7))
+        var mean = 0.0, sq = 0.0
+        let n = 20000
+        for i in 0..<n {
+            let z = Double(rng.normal(.initialisation, step: 0, index: UInt64(i)))
+            mean += z; sq += z * z
+        }
+        mean /= Double(n)
+        XCTAssertEqual(mean, 0, accuracy: 0.03)
+        XCTAssertEqual(sq / Double(n) - mean * mean, 1, accuracy: 0.05)
+    }
+}
