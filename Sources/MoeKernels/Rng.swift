@@ -12,7 +12,7 @@ public struct CounterRng: Sendable {
     }
 
     @inline(__always)
-    static func mix(_ x: UInt64) -> UInt64 {
+    public static func mix(_ x: UInt64) -> UInt64 {
         // SplitMix64 finaliser: a bijection with full avalanche.
         var z = x &+ 0x9E37_79B9_7F4A_7C15
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

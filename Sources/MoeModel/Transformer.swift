@@ -401,3 +401,27 @@ extension Transformer {
         return out
     }
 }
+
+extension Transformer {
+    /// Per sparse layer, the share of tokens whose first choice was each expert in the last
+    /// forward pass (the fᵢ of the load-balancing loss): the "per-expert load" metric.
+    public func expertLoad() -> [[Float]] {
+        memory.blocks.compactMap { block in
+            block.moe.map { Array(UnsafeBufferPointer(start: $0.firstChoice, count: config.experts)) }
+        }
+    }
+
+    /// Multiply-accumulate count of one forward pass per token, dense parts only, and per
+    /// kept expert assignment: the FLOP model the benchmarks use.
+    public func forwardFlopsPerToken(t: Int) -> (dense: Double, perAssignment: Double) {
+        let C = Double(config.dModel), F = Double(config.dFF), T = Double(t)
+        var dense = 0.0
+        for l in 0..<config.layers {
+            dense += 2 * (4 * C * C)            // qkv + output projections
+            dense += 2 * (2 * T * C)            // scores and P·V (full square, as executed)
+            if config.isSparse(layer: l) { dense += 2 * C * Double(config.experts) } else { dense += 2 * (2 * C * F) }
+        }
+        if config.classes == 0 { dense += 2 * C * Double(config.vocab) }
+        return (dense, 2 * (2 * C * F))
+    }
+}

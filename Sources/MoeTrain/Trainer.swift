@@ -1,0 +1,247 @@
+import Foundation
+import MoeKernels
+import MoeModel
+
+/// Why a run stopped.
+public enum TrainOutcome: Equatable, Sendable {
+    case completed(steps: Int)
+    /// Non-finite loss or gradient: the step and a reason for the store.
+    case failed(step: Int, reason: String)
+    /// `shouldStop` asked to stop (signal); the last checkpoint is the resume point.
+    case stopped(step: Int)
+}
+
+/// What one evaluation pass over a split measured.
+public struct Evaluation: Sendable {
+    public var loss = 0.0, accuracy = 0.0, count = 0
+    /// Per sparse layer: dropped fraction, router entropy, L_B, L_z, per-expert load.
+    public var dropped: [Double] = [], entropy: [Double] = [], aux: [Double] = [], z: [Double] = []
+    public var load: [[Double]] = []
+}
+
+public struct Progress: Sendable {
+    public let step: Int, steps: Int, loss: Float, tokensPerSecond: Double, secondsPerStep: Double
+}
+
+/// The step loop: forward, backward over trainable groups, AdamW, periodic evaluation
+/// and checkpoints. Everything it measures leaves through a `MetricSink`.
+public final class Trainer {
+    public let config: RunConfig
+    public let model: Transformer
+    public let optimizer: AdamW
+    public let data: TrainingData
+    public let sink: MetricSink
+    let schedule: LRSchedule
+    let batcher: Batcher
+    /// Steps completed so far (restored from a checkpoint when resuming).
+    public var step = 0
+    public var onCheckpoint: ((Int) throws -> Void)?
+    public var onProgress: ((Progress) -> Void)?
+    public var shouldStop: (() -> Bool)?
+
+    /// Builds the model for `config`. For fine-tuning, `classes` sizes the head and the
+    /// caller then loads the parent's parameters (see `loadParameters`).
+    public init(config: RunConfig, data: TrainingData, sink: MetricSink) throws {
+        try config.validate()
+        self.config = config
+        self.data = data
+        self.sink = sink
+        var classes = 0
+        var groups = Set(ParamGroup.allCases)
+        if case let .classification(k, train, validation, _) = data {
+            classes = k
+            guard !train.isEmpty, !validation.isEmpty else { throw Regime.Invalid(description: "task has an empty train or validation split") }
+            groups = try Regime.groups(regime: config.regime, custom: config.groups)
+        } else {
+            groups.remove(.head)
+        }
+        let modelConfig = config.model(classes: classes)
+        let layout = ParameterLayout(modelConfig)
+        if config.isFinetune { try Regime.check(groups, regime: config.regime, layout: layout, experts: config.experts) }
+        model = try Transformer(config: modelConfig, maxBatch: config.batchSize, seed: UInt64(config.seed), trainable: groups)
+        optimizer = AdamW(model: model, beta1: config.beta1, beta2: config.beta2, weightDecay: config.weightDecay,
+                          clip: config.gradClip)
+        schedule = LRSchedule(config: config)
+        batcher = Batcher(seed: config.seed, batchSize: config.batchSize, context: config.context)
+        if case let .corpus(train, validation) = data, min(train.count, validation.count) <= config.context + 1 {
+            throw Regime.Invalid(description: "corpus split shorter than context+1 = \(config.context + 1) bytes")
+        }
+    }
+
+    /// Share of parameters the regime updates (head included).
+    public var trainableFraction: Double {
+        let total = model.layout.tensors.reduce(0) { $0 + $1.count }
+        let trained = model.layout.tensors.filter { model.trainable.contains($0.group) }.reduce(0) { $0 + $1.count }
+        return Double(trained) / Double(total)
+    }
+
+    // MARK: The loop
+
+    public func run() throws -> TrainOutcome {
+        var lastReport = DispatchTime.now().uptimeNanoseconds
+        var tokensSinceReport = 0, stepsSinceReport = 0
+        while step < config.steps {
+            if shouldStop?() == true { return .stopped(step: step) }
+            let s = step + 1
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let result = withBatch(step: s) { batch -> ForwardResult in
+                let r = model.forward(batch, mode: .train(step: s))
+                guard r.loss.isFinite else { return r }
+                model.zeroGrads()
+                model.backward(batch)
+                return r
+            }
+            guard result.loss.isFinite else {
+                try sink.flush()
+                return .failed(step: s, reason: "non-finite loss (\(result.loss)) at step \(s)")
+            }
+            let lr = schedule.lr(step: s)
+            let norm = optimizer.step(lr: lr)
+            guard norm.isFinite else {
+                try sink.flush()
+                return .failed(step: s, reason: "non-finite gradient norm (\(norm)) at step \(s)")
+            }
+            step = s
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            sink.record(step: s, split: Split.step, name: "loss", value: Double(result.loss))
+            sink.record(step: s, split: Split.step, name: "ce", value: Double(result.crossEntropy))
+            sink.record(step: s, split: Split.step, name: "lr", value: Double(lr))
+            sink.record(step: s, split: Split.step, name: "grad_norm", value: Double(norm))
+            if !result.router.isEmpty {
+                sink.record(step: s, split: Split.step, name: "aux", value: Double(result.auxLoss))
+                sink.record(step: s, split: Split.step, name: "z", value: Double(result.zLoss))
+                let dropped = result.router.reduce(0.0) { $0 + Double($1.droppedFraction) } / Double(result.router.count)
+                sink.record(step: s, split: Split.step, name: "dropped", value: dropped)
+            }
+            sink.record(step: s, split: Split.timing, name: "step_time", value: seconds)
+            sink.record(step: s, split: Split.timing, name: "tokens_per_s", value: Double(result.tokens) / max(seconds, 1e-9))
+            tokensSinceReport += result.tokens
+            stepsSinceReport += 1
+            let now = DispatchTime.now().uptimeNanoseconds
+            if now - lastReport > 1_000_000_000 || s == config.steps {
+                let dt = Double(now - lastReport) / 1e9
+                onProgress?(Progress(step: s, steps: config.steps, loss: result.loss,
+                                     tokensPerSecond: Double(tokensSinceReport) / dt, secondsPerStep: dt / Double(stepsSinceReport)))
+                lastReport = now; tokensSinceReport = 0; stepsSinceReport = 0
+            }
+            if s % config.evalInterval == 0 || s == config.steps {
+                record(evaluate(split: Split.train), split: Split.train, step: s)
+                record(evaluate(split: Split.val), split: Split.val, step: s)
+                if s == config.steps, case .classification = data {
+                    record(evaluate(split: Split.test), split: Split.test, step: s)
+                }
+                try sink.flush()
+            }
+            if s % config.checkpointInterval == 0 || s == config.steps {
+                try sink.flush()
+                try onCheckpoint?(s)
+            }
+        }
+        return .completed(steps: step)
+    }
+
+    func record(_ e: Evaluation, split: String, step: Int) {
+        sink.record(step: step, split: split, name: "loss", value: e.loss)
+        sink.record(step: step, split: split, name: "acc", value: e.accuracy)
+        for (i, layer) in model.config.sparseLayers.enumerated() where i < e.dropped.count {
+            let p = "moe\(layer)."
+            sink.record(step: step, split: split, name: p + "dropped", value: e.dropped[i])
+            sink.record(step: step, split: split, name: p + "entropy", value: e.entropy[i])
+            sink.record(step: step, split: split, name: p + "aux", value: e.aux[i])
+            sink.record(step: step, split: split, name: p + "z", value: e.z[i])
+            for (j, share) in e.load[i].enumerated() { sink.record(step: step, split: split, name: p + "load.\(j)", value: share) }
+        }
+    }
+
+    // MARK: Evaluation
+
+    /// Loss and accuracy on a split (train: a fixed subset of at most `eval_examples`),
+    /// with router statistics averaged over batches. Eval mode: no dropout, eval capacity.
+    public func evaluate(split: String) -> Evaluation {
+        var e = Evaluation()
+        let layers = model.config.sparseLayers.count
+        e.dropped = Array(repeating: 0, count: layers); e.entropy = e.dropped; e.aux = e.dropped; e.z = e.dropped
+        e.load = Array(repeating: Array(repeating: 0, count: model.config.experts), count: layers)
+        var lossSum = 0.0, correct = 0, count = 0, batches = 0
+        func accumulate(_ r: ForwardResult) {
+            lossSum += Double(r.crossEntropy) * Double(r.count)
+            correct += r.correct
+            count += r.count
+            batches += 1
+            let load = model.expertLoad()
+            for (i, s) in r.router.enumerated() {
+                e.dropped[i] += Double(s.droppedFraction); e.entropy[i] += Double(s.entropy)
+                e.aux[i] += Double(s.auxLoss); e.z[i] += Double(s.zLoss)
+                for j in 0..<load[i].count { e.load[i][j] += Double(load[i][j]) }
+            }
+        }
+        switch data {
+        case let .corpus(train, validation):
+            let bytes = split == Split.train ? train : validation
+            let total = config.evalBatches * config.batchSize
+            var first = 0
+            while first < total {
+                let n = min(config.batchSize, total - first)
+                let shape = batcher.fillCorpusEval(bytes, first: first, count: n, total: total)
+                accumulate(forward(shape))
+                first += n
+            }
+        case let .classification(_, train, validation, test):
+            let source = split == Split.train ? train : (split == Split.val ? validation : test)
+            let examples = Array(source.prefix(config.evalExamples))
+            var i = 0
+            while i < examples.count {
+                let chunk = Array(examples[i..<min(i + config.batchSize, examples.count)])
+                let shape = batcher.fillExamples(chunk)
+                accumulate(forward(shape))
+                i += chunk.count
+            }
+        }
+        e.loss = count > 0 ? lossSum / Double(count) : 0
+        e.accuracy = count > 0 ? Double(correct) / Double(count) : 0
+        e.count = count
+        if batches > 0 {
+            let inv = 1 / Double(batches)
+            for i in 0..<layers {
+                e.dropped[i] *= inv; e.entropy[i] *= inv; e.aux[i] *= inv; e.z[i] *= inv
+                for j in 0..<e.load[i].count { e.load[i][j] *= inv }
+            }
+        }
+        return e
+    }
+
+    private func forward(_ shape: (b: Int, t: Int)) -> ForwardResult {
+        batcher.tokens.withUnsafeBufferPointer { tk in batcher.targets.withUnsafeBufferPointer { tg in
+            batcher.labels.withUnsafeBufferPointer { lb in batcher.lengths.withUnsafeBufferPointer { ln in
+                let batch = Batch(tokens: tk.baseAddress!, b: shape.b, t: shape.t, targets: tg.baseAddress!,
+                                  labels: lb.baseAddress!, lengths: ln.baseAddress!)
+                return model.forward(batch, mode: .eval)
+            } }
+        } }
+    }
+
+    private func withBatch<R>(step: Int, _ body: (Batch) -> R) -> R {
+        let shape: (b: Int, t: Int)
+        switch data {
+        case let .corpus(train, _): shape = batcher.fillCorpus(train, step: step)
+        case let .classification(_, train, _, _): shape = batcher.fillClassification(train, step: step)
+        }
+        return batcher.tokens.withUnsafeBufferPointer { tk in batcher.targets.withUnsafeBufferPointer { tg in
+            batcher.labels.withUnsafeBufferPointer { lb in batcher.lengths.withUnsafeBufferPointer { ln in
+                body(Batch(tokens: tk.baseAddress!, b: shape.b, t: shape.t, targets: tg.baseAddress!,
+                           labels: lb.baseAddress!, lengths: ln.baseAddress!))
+            } }
+        } }
+    }
+
+    // MARK: State for checkpoints
+
+    /// Copies a named parameter tensor in (fine-tuning from a parent, or resuming).
+    public func loadParameters(_ load: (TensorInfo) throws -> [Float]?) rethrows {
+        for t in model.layout.tensors {
+            guard let values = try load(t) else { continue }
+            precondition(values.count == t.count, "tensor \(t.name) has \(values.count) values, expected \(t.count)")
+            (model.params.base + t.offset).update(from: values, count: t.count)
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import XCTest
+import MoeKernels
+import MoeModel
+import MoeTrain
+import MoeTestSupport
+
+final class TrainingTests: XCTestCase {
+    static func tinyConfig() -> RunConfig {
+        var c = RunConfig()
+        c.context = 16; c.dModel = 16; c.layers = 2; c.heads = 2; c.dFF = 32; c.experts = 4; c.topK = 2; c.moeEvery = 2
+        c.steps = 12; c.batchSize = 4; c.evalInterval = 6; c.evalBatches = 2; c.warmupSteps = 2; c.lr = 3e-3
+        c.dropout = 0.1; c.expertDropout = 0.2; c.evalExamples = 16; c.checkpointInterval = 6
+        return c
+    }
+
+    static let corpus: [UInt8] = Array((0..<4000).map { i -> UInt8 in
+        let words = ["cat: a small animal\n", "dog: a loyal animal\n", "run: move fast\n", "tree: a tall plant\n"]
+        let w = Array(words[(i / 20) % 4].utf8)
+        return w[i % w.count]
+    })
+
+    static func classification(context: Int) -> TrainingData {
+        func ex(_ i: Int) -> EncodedExample {
+            let label = i % 3
+            let text = Array(["red apple \(i)", "blue sky \(i)", "green grass \(i)"][label].utf8)
+            return TrainingData.encode(text: text, label: label, context: context)
+        }
+        return .classification(classes: 3, train: (0..<40).map(ex), validation: (40..<52).map(ex), test: (52..<60).map(ex))
+    }
+
+    func pretrain(_ config: RunConfig) throws -> (MemorySink, [Float]) {
+        let sink = MemorySink()
+        let trainer = try Trainer(config: config, data: .corpus(train: Self.corpus, validation: Array(Self.corpus.reversed())), sink: sink)
+        XCTAssertEqual(try trainer.run(), .completed(steps: config.steps))
+        return (sink, Array(trainer.model.params.buffer))
+    }
+
+    /// Same config, seed and thread count ⇒ identical metric series and parameters, bit for bit.
+    func testTwoIdenticalTrainingsAreBitIdentical() throws {
+        let (a, pa) = try pretrain(Self.tinyConfig())
+        let (b, pb) = try pretrain(Self.tinyConfig())
+        let keep = { (p: MemorySink.Point) in p.split != Split.timing }
+        XCTAssertEqual(a.points.filter(keep), b.points.filter(keep))
+        XCTAssertTrue(pa.withUnsafeBytes { x in pb.withUnsafeBytes { y in x.elementsEqual(y) } }, "parameters differ")
+        var other = Self.tinyConfig(); other.seed = 1
+        let (_, pc) = try pretrain(other)
+        XCTAssertNotEqual(pa, pc, "a different seed must change the run")
+    }
+
+    /// A short trajectory on a fixed seed; values pinned so numerics never change silently.
+    /// The 1e-4 relative tolerance absorbs GEMM kernel differences between CPU types (a
+    /// different OpenBLAS core sums in another order), not real changes.
+    func testLossTrajectoryIsPinned() throws {
+        var c = Self.tinyConfig(); c.steps = 5; c.dropout = 0; c.expertDropout = 0
+        let (sink, _) = try pretrain(c)
+        let losses = sink.series("loss", split: Split.step).map(\.value)
+        let pinned: [Double] = PinnedTrajectory.values
+        XCTAssertEqual(losses.count, pinned.count)
+        for (x, y) in zip(losses, pinned) { XCTAssertEqual(x, y, accuracy: 1e-4 * abs(y), "trajectory changed: \(losses)") }
+        XCTAssertLessThan(losses.last!, losses.first!)
+    }
+
+    /// After fine-tuning under each regime, exactly the parameters outside the regime are
+    /// byte-identical to the pretrained ones, those inside changed, and optimizer state
+    /// exists only for the trainable tensors.
+    func testRegimesUpdateExactlyTheirGroups() throws {
+        var pre = Self.tinyConfig(); pre.steps = 4
+        let (_, pretrained) = try pretrain(pre)
+        let preLayout = ParameterLayout(pre.model(classes: 0))
+        for regime in ["all", "non-moe", "moe", "attention", "ffn", "experts-only"] {
+            var ft = pre
+            ft.kind = "finetune"; ft.parent = String(repeating: "a", count: 64); ft.regime = regime; ft.steps = 3
+            let trainer = try Trainer(config: ft, data: Self.classification(context: ft.context), sink: MemorySink())
+            trainer.loadParameters { t in
+                guard let p = preLayout.tensor(named: t.name) else { return nil }
+                return Array(pretrained[p.offset..<p.offset + p.count])
+            }
+            let before = Array(trainer.model.params.buffer)
+            _ = try trainer.run()
+            let groups = try Regime.groups(regime: regime, custom: [])
+            var expectedState = 0
+            for t in trainer.model.layout.tensors {
+                let old = before[t.offset..<t.offset + t.count], new = trainer.model.params.buffer[t.offset..<t.offset + t.count]
+                if groups.contains(t.group) {
+                    expectedState += t.count
+                    XCTAssertNotEqual(Array(old), Array(new), "\(regime): \(t.name) should have changed")
+                } else {
+                    XCTAssertTrue(old.elementsEqual(new) { $0.bitPattern == $1.bitPattern }, "\(regime): \(t.name) must be byte-identical")
+                }
+            }
+            let padded = trainer.optimizer.slots.count * 15
+            XCTAssertGreaterThanOrEqual(trainer.optimizer.stateCount, expectedState)
+            XCTAssertLessThanOrEqual(trainer.optimizer.stateCount, expectedState + padded, "\(regime): optimizer state for frozen tensors")
+        }
+    }
+
+    func testMoeRegimeOnDenseModelIsRefused() throws {
+        var ft = Self.tinyConfig()
+        ft.kind = "finetune"; ft.parent = String(repeating: "b", count: 64); ft.experts = 1; ft.topK = 1; ft.regime = "moe"
+        XCTAssertThrowsError(try Trainer(config: ft, data: Self.classification(context: ft.context), sink: MemorySink())) { error in
+            XCTAssertTrue("\(error)".contains("nothing but the head"), "\(error)")
+        }
+    }
+
+    func testNonFiniteLossStopsWithReason() throws {
+        let c = Self.tinyConfig()
+        let trainer = try Trainer(config: c, data: .corpus(train: Self.corpus, validation: Self.corpus), sink: MemorySink())
+        trainer.model.params.base[trainer.model.layout.tensor(named: "lnf.weight")!.offset] = .nan
+        guard case let .failed(step, reason) = try trainer.run() else { return XCTFail("expected failure") }
+        XCTAssertEqual(step, 1)
+        XCTAssertTrue(reason.contains("non-finite"), reason)
+    }
+
+    func testScheduleWarmsUpAndDecays() {
+        var c = RunConfig(); c.steps = 100; c.warmupSteps = 10; c.lr = 1; c.minLrRatio = 0.1
+        let s = LRSchedule(config: c)
+        XCTAssertEqual(s.lr(step: 5), 0.5, accuracy: 1e-6)
+        XCTAssertEqual(s.lr(step: 10), 1, accuracy: 1e-6)
+        XCTAssertEqual(s.lr(step: 100), 0.1, accuracy: 1e-6)
+        XCTAssertGreaterThan(s.lr(step: 50), s.lr(step: 80))
+    }
+}
+
+enum PinnedTrajectory {
+    static let values: [Double] = [5.567023277282715, 5.549336910247803, 5.435344696044922, 5.371650695800781, 5.338035583496094]
+}
