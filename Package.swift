@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "MoeTestSupport", dependencies: ["MoeKernels"], path: "Tests/MoeTestSupport"),
         .testTarget(name: "MoeKernelsTests", dependencies: ["MoeKernels", "MoeTestSupport"]),
         .testTarget(name: "MoeModelTests", dependencies: ["MoeModel", "MoeTestSupport"]),
-        .testTarget(name: "MoeDataTests", dependencies: ["MoeData", "MoeTestSupport"]),
+        .testTarget(name: "MoeDataTests", dependencies: ["MoeData", "MoeTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MoeTrainTests", dependencies: ["MoeTrain", "MoeTestSupport"]),
         .testTarget(name: "MoeStoreTests", dependencies: ["MoeStore", "MoeTestSupport"]),
         .testTarget(name: "MoeCheckpointTests", dependencies: ["MoeCheckpoint", "MoeTestSupport"]),

@@ -19,7 +19,7 @@ public enum Ops {
             var m = -Float.infinity
             for j in 0..<cols where x[j] > m { m = x[j] }
             var s: Float = 0
-            for j in 0..<cols { let e = expf(x[j] - m); y[j] = e; s += e }
+            for j in 0..<cols { let e = FastMath.exp(x[j] - m); y[j] = e; s += e }
             let inv = 1 / s
             for j in 0..<cols { y[j] *= inv }
         }
@@ -31,7 +31,7 @@ public enum Ops {
         var m = -Float.infinity
         for j in 0..<n where x[j] > m { m = x[j] }
         var s: Float = 0
-        for j in 0..<n { s += expf(x[j] - m) }
+        for j in 0..<n { s += FastMath.exp(x[j] - m) }
         return m + logf(s)
     }
 
@@ -138,17 +138,18 @@ public enum Ops {
 
     // MARK: GELU (tanh approximation, as GPT-2)
 
-    static let geluScale: Float = (2 / Float.pi).squareRoot()
+    /// √(2/π)
+    @usableFromInline static let geluScale: Float = 0.797_884_56
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func gelu(_ x: Float) -> Float {
-        0.5 * x * (1 + tanhf(geluScale * (x + 0.044715 * x * x * x)))
+        0.5 * x * (1 + FastMath.tanh(geluScale * (x + 0.044715 * x * x * x)))
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func geluDerivative(_ x: Float) -> Float {
         let cube = 0.044715 * x * x * x
-        let t = tanhf(geluScale * (x + cube))
+        let t = FastMath.tanh(geluScale * (x + cube))
         let sech2 = 1 - t * t
         return 0.5 * (1 + t) + 0.5 * x * sech2 * geluScale * (1 + 3 * 0.044715 * x * x)
     }
@@ -182,16 +183,20 @@ public enum Ops {
             }
             var m = -Float.infinity, arg = 0
             for j in 0..<v where x[j] > m { m = x[j]; arg = j }
-            var s: Float = 0
-            for j in 0..<v { s += expf(x[j] - m) }
-            let lse = m + logf(s)
-            lossSum += Double(lse - x[t])
-            count += 1
+            let target = x[t]
             if arg == t { correct += 1 }
+            count += 1
+            var s: Float = 0
             if backward {
-                for j in 0..<v { x[j] = expf(x[j] - lse) * gradScale }
+                // Keep e^(x−m) in place, then scale: one exponential per logit.
+                for j in 0..<v { let e = FastMath.exp(x[j] - m); x[j] = e; s += e }
+                let k = gradScale / s
+                for j in 0..<v { x[j] *= k }
                 x[t] -= gradScale
+            } else {
+                for j in 0..<v { s += FastMath.exp(x[j] - m) }
             }
+            lossSum += Double(m + logf(s) - target)
         }
         return (lossSum, count, correct)
     }

@@ -11,7 +11,7 @@ public struct CounterRng: Sendable {
         case initialisation = 1, dataOrder = 2, dropout = 3, expertDropout = 4, evalSample = 5, test = 99
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func mix(_ x: UInt64) -> UInt64 {
         // SplitMix64 finaliser: a bijection with full avalanche.
         var z = x &+ 0x9E37_79B9_7F4A_7C15
@@ -33,7 +33,7 @@ public struct CounterRng: Sendable {
         CounterRng.mix(seed ^ CounterRng.mix(purpose.rawValue &* 0x1000_0000_01B3 ^ CounterRng.mix(stream ^ CounterRng.mix(step))))
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func uniform(key: UInt64, index: UInt64) -> Float {
         // Top 24 bits → a float in [0, 1) with every value exactly representable.
         Float(mix(key ^ index) >> 40) * (1.0 / 16_777_216.0)

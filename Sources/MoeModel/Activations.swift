@@ -16,8 +16,9 @@ public final class Int32Arena: @unchecked Sendable {
 struct BlockActivations {
     /// (N, C) the residual stream entering the block
     var resid: UnsafeMutablePointer<Float>
-    /// (N, C), (N), (N)
-    var ln1: UnsafeMutablePointer<Float>, ln1Mean: UnsafeMutablePointer<Float>, ln1Rstd: UnsafeMutablePointer<Float>
+    /// (N), (N): the norm's statistics; its output is recomputed in backward (cheap, and
+    /// it saves an (N, C) buffer per norm)
+    var ln1Mean: UnsafeMutablePointer<Float>, ln1Rstd: UnsafeMutablePointer<Float>
     /// (N, 3C)
     var qkv: UnsafeMutablePointer<Float>
     /// (B, H, T, T)
@@ -26,7 +27,7 @@ struct BlockActivations {
     var attY: UnsafeMutablePointer<Float>
     /// (N, C) residual after attention
     var mid: UnsafeMutablePointer<Float>
-    var ln2: UnsafeMutablePointer<Float>, ln2Mean: UnsafeMutablePointer<Float>, ln2Rstd: UnsafeMutablePointer<Float>
+    var ln2Mean: UnsafeMutablePointer<Float>, ln2Rstd: UnsafeMutablePointer<Float>
     /// Dense: (N, F) FFN pre-activation
     var h: UnsafeMutablePointer<Float>?
     var moe: MoeCache?
@@ -52,8 +53,9 @@ final class ActivationMemory {
 
     // Scratch shared by all blocks (never read across blocks).
     var branch: UnsafeMutablePointer<Float>      // (N, C)
-    var act: UnsafeMutablePointer<Float>         // (max(N, N·K), F)
-    var dh: UnsafeMutablePointer<Float>          // (max(N, N·K), F)
+    var lnOut: UnsafeMutablePointer<Float>       // (N, C) output of the block norm in use
+    var act: UnsafeMutablePointer<Float>         // (chunkRows, F)
+    var dh: UnsafeMutablePointer<Float>          // (chunkRows, F)
     var dResid: UnsafeMutablePointer<Float>      // (N, C)
     var dBranch: UnsafeMutablePointer<Float>     // (N, C)
     var dLn: UnsafeMutablePointer<Float>         // (N, C)
@@ -69,14 +71,14 @@ final class ActivationMemory {
         let N = maxB * maxT, C = cfg.dModel, F = cfg.dFF, E = cfg.experts, K = cfg.topK, H = cfg.heads
         let NK = N * K
         var fp = ArenaPlanner(), ip = ArenaPlanner()
-        struct Plan { var resid, ln1, ln1m, ln1r, qkv, att, attY, mid, ln2, ln2m, ln2r: Int; var h: Int?
+        struct Plan { var resid, ln1m, ln1r, qkv, att, attY, mid, ln2m, ln2r: Int; var h: Int?
             var probs = 0, lse = 0, gates = 0, first = 0, meanP = 0, xp = 0, mh = 0, my = 0
             var idx = 0, slot = 0, rowTok = 0, start = 0 }
         var plans: [Plan] = []
         for l in 0..<cfg.layers {
-            var p = Plan(resid: fp.reserve(N * C), ln1: fp.reserve(N * C), ln1m: fp.reserve(N), ln1r: fp.reserve(N),
+            var p = Plan(resid: fp.reserve(N * C), ln1m: fp.reserve(N), ln1r: fp.reserve(N),
                          qkv: fp.reserve(N * 3 * C), att: fp.reserve(maxB * H * maxT * maxT), attY: fp.reserve(N * C),
-                         mid: fp.reserve(N * C), ln2: fp.reserve(N * C), ln2m: fp.reserve(N), ln2r: fp.reserve(N), h: nil)
+                         mid: fp.reserve(N * C), ln2m: fp.reserve(N), ln2r: fp.reserve(N), h: nil)
             if cfg.isSparse(layer: l) {
                 p.probs = fp.reserve(N * E); p.lse = fp.reserve(N); p.gates = fp.reserve(NK)
                 p.first = fp.reserve(E); p.meanP = fp.reserve(E)
@@ -87,10 +89,11 @@ final class ActivationMemory {
             }
             plans.append(p)
         }
-        let rows = cfg.sparseLayers.isEmpty ? N : max(N, NK)
+        let rows = FeedForward.chunkRows
         let oResidOut = fp.reserve(N * C), oLnf = fp.reserve(N * C), oLnfm = fp.reserve(N), oLnfr = fp.reserve(N)
         let oLogits = fp.reserve(cfg.classes > 0 ? maxB * cfg.classes : N * cfg.vocab)
         let oPooled = fp.reserve(maxB * C), oValid = fp.reserve(N)
+        let oLnOut = fp.reserve(N * C)
         let oBranch = fp.reserve(N * C), oAct = fp.reserve(rows * F), oDh = fp.reserve(rows * F)
         let oDResid = fp.reserve(N * C), oDBranch = fp.reserve(N * C), oDLn = fp.reserve(N * C)
         let oDqkv = fp.reserve(N * 3 * C), oDAttY = fp.reserve(N * C), oAttS = fp.reserve(maxT * maxT)
@@ -110,13 +113,14 @@ final class ActivationMemory {
                                rowToken: i + p.rowTok, expertStart: i + p.start, firstChoice: f + p.first,
                                meanProb: f + p.meanP, xPacked: f + p.xp, h: f + p.mh, y: f + p.my)
             }
-            blocks.append(BlockActivations(resid: f + p.resid, ln1: f + p.ln1, ln1Mean: f + p.ln1m, ln1Rstd: f + p.ln1r,
+            blocks.append(BlockActivations(resid: f + p.resid, ln1Mean: f + p.ln1m, ln1Rstd: f + p.ln1r,
                                            qkv: f + p.qkv, att: f + p.att, attY: f + p.attY, mid: f + p.mid,
-                                           ln2: f + p.ln2, ln2Mean: f + p.ln2m, ln2Rstd: f + p.ln2r,
+                                           ln2Mean: f + p.ln2m, ln2Rstd: f + p.ln2r,
                                            h: p.h.map { f + $0 }, moe: moe))
         }
         residOut = f + oResidOut; lnf = f + oLnf; lnfMean = f + oLnfm; lnfRstd = f + oLnfr
         logits = f + oLogits; pooled = f + oPooled; valid = f + oValid
+        lnOut = f + oLnOut
         branch = f + oBranch; act = f + oAct; dh = f + oDh; dResid = f + oDResid; dBranch = f + oDBranch
         dLn = f + oDLn; dqkv = f + oDqkv; dAttY = f + oDAttY; attScratch = f + oAttS; dPooled = f + oDPooled
         targets = i + oTargets

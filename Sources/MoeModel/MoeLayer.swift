@@ -37,7 +37,7 @@ public struct MoeCache {
 
 /// Scratch a sparse layer's backward needs (shared by all layers).
 public struct MoeScratch {
-    /// (N·K, F) ×2, (N·K, C) ×2, (N, K), (N, E)
+    /// (chunkRows, F) ×2, (N·K, C) ×2, (N, K), (N, E)
     public var act: UnsafeMutablePointer<Float>, dh: UnsafeMutablePointer<Float>
     public var dyPacked: UnsafeMutablePointer<Float>, dxPacked: UnsafeMutablePointer<Float>
     public var dgates: UnsafeMutablePointer<Float>, dlogits: UnsafeMutablePointer<Float>
@@ -109,7 +109,7 @@ public struct MoeLayer {
         let ffn = FeedForward(c: c, f: f)
         for j in 0..<e {
             let s = Int(cache.expertStart[j]), rows = Int(cache.expertStart[j + 1]) - s
-            ffn.forward(y: cache.y + s * c, h: cache.h + s * f, act: act + s * f, x: cache.xPacked + s * c,
+            ffn.forward(y: cache.y + s * c, h: cache.h + s * f, act: act, x: cache.xPacked + s * c,
                         w1: w1 + j * c * f, b1: b1 + j * f, w2: w2 + j * f * c, b2: b2 + j * c, n: rows,
                         dropout: expertDropout, dropoutStart: s * f)
         }
@@ -154,7 +154,7 @@ public struct MoeLayer {
                              dw1: dw1.map { $0 + j * c * f }, db1: db1.map { $0 + j * f },
                              dw2: dw2.map { $0 + j * f * c }, db2: db2.map { $0 + j * c },
                              dy: scratch.dyPacked + s * c, x: cache.xPacked + s * c, h: cache.h + s * f,
-                             act: scratch.act + s * f, dh: scratch.dh + s * f,
+                             act: scratch.act, dh: scratch.dh,
                              w1: w1 + j * c * f, w2: w2 + j * f * c, n: rows,
                              dropout: expertDropout, dropoutStart: s * f)
             }

@@ -151,17 +151,17 @@ public final class Transformer {
             let a = m.blocks[l], bp = layout.blocks[l]
             let next = l + 1 < cfg.layers ? m.blocks[l + 1].resid : m.residOut
             // Attention sub-block: mid = x + drop(attn(norm(x)))
-            normForward(out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: a.resid, weight: w(bp.ln1w), bias: w(bp.ln1b), n: N)
-            Linear.forward(out: a.qkv, inp: a.ln1, w: w(bp.wqkv), bias: w(bp.bqkv), n: N, i: C, o: 3 * C)
+            normForward(out: m.lnOut, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: a.resid, weight: w(bp.ln1w), bias: w(bp.ln1b), n: N)
+            Linear.forward(out: a.qkv, inp: m.lnOut, w: w(bp.wqkv), bias: w(bp.bqkv), n: N, i: C, o: 3 * C)
             Attention.forward(y: a.attY, att: a.att, qkv: a.qkv, b: B, t: T, c: C, h: cfg.heads)
             Linear.forward(out: m.branch, inp: a.attY, w: w(bp.wo), bias: w(bp.bo), n: N, i: C, o: C)
             dropout(site: UInt64(1 + 2 * l), step: step)?.apply(m.branch, count: N * C)
             for i in 0..<(N * C) { a.mid[i] = a.resid[i] + m.branch[i] }
             // FFN / MoE sub-block: next = mid + drop(ffn(norm(mid)))
-            normForward(out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.mid, weight: w(bp.ln2w), bias: w(bp.ln2b), n: N)
+            normForward(out: m.lnOut, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.mid, weight: w(bp.ln2w), bias: w(bp.ln2b), n: N)
             if let cache = a.moe, let router = bp.router {
                 let moe = MoeLayer(c: C, f: cfg.dFF, e: cfg.experts, k: cfg.topK)
-                let stats = moe.forward(out: m.branch, x: a.ln2, wr: w(router), w1: w(bp.w1), b1: w(bp.b1),
+                let stats = moe.forward(out: m.branch, x: m.lnOut, wr: w(router), w1: w(bp.w1), b1: w(bp.b1),
                                         w2: w(bp.w2), b2: w(bp.b2), n: N, valid: validPtr,
                                         capacityFactor: training ? cfg.capacityFactorTrain : cfg.capacityFactorEval,
                                         expertDropout: expertDropout(layer: l, step: step), cache: cache, act: m.act)
@@ -170,7 +170,7 @@ public final class Transformer {
                 result.zLoss += stats.zLoss
                 result.keptAssignments += stats.keptAssignments
             } else {
-                FeedForward(c: C, f: cfg.dFF).forward(y: m.branch, h: a.h!, act: m.act, x: a.ln2, w1: w(bp.w1), b1: w(bp.b1),
+                FeedForward(c: C, f: cfg.dFF).forward(y: m.branch, h: a.h!, act: m.act, x: m.lnOut, w1: w(bp.w1), b1: w(bp.b1),
                                                       w2: w(bp.w2), b2: w(bp.b2), n: N,
                                                       dropout: hiddenDropout(layer: l, step: step))
             }
@@ -268,18 +268,19 @@ public final class Transformer {
             m.dBranch.update(from: m.dResid, count: N * C)
             dropout(site: UInt64(ffnSite), step: step)?.apply(m.dBranch, count: N * C)
             m.dLn.update(repeating: 0, count: N * C)
+            normForward(out: m.lnOut, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.mid, weight: w(bp.ln2w), bias: w(bp.ln2b), n: N)
             if let cache = a.moe, let router = bp.router {
                 let moe = MoeLayer(c: C, f: cfg.dFF, e: cfg.experts, k: cfg.topK)
                 moe.backward(dx: passDown || g(bp.ln2w) != nil ? m.dLn : nil, dwr: g(router),
                              dw1: g(bp.w1), db1: g(bp.b1), dw2: g(bp.w2), db2: g(bp.b2),
-                             dout: m.dBranch, x: a.ln2, wr: w(router), w1: w(bp.w1), w2: w(bp.w2), n: N,
+                             dout: m.dBranch, x: m.lnOut, wr: w(router), w1: w(bp.w1), w2: w(bp.w2), n: N,
                              valid: validPtr, validCount: lastValidCount,
                              auxCoef: cfg.auxLossCoef, zCoef: cfg.zLossCoef,
                              expertDropout: expertDropout(layer: l, step: step), cache: cache, scratch: m.moeScratch!)
             } else {
                 FeedForward(c: C, f: cfg.dFF).backward(dx: passDown || g(bp.ln2w) != nil ? m.dLn : nil,
                                                        dw1: g(bp.w1), db1: g(bp.b1), dw2: g(bp.w2), db2: g(bp.b2),
-                                                       dy: m.dBranch, x: a.ln2, h: a.h!, act: m.act, dh: m.dh,
+                                                       dy: m.dBranch, x: m.lnOut, h: a.h!, act: m.act, dh: m.dh,
                                                        w1: w(bp.w1), w2: w(bp.w2), n: N,
                                                        dropout: hiddenDropout(layer: l, step: step))
             }
@@ -298,7 +299,10 @@ public final class Transformer {
                                b: B, t: T, c: C, h: cfg.heads)
             let needLn1 = passDownAttn || g(bp.ln1w) != nil
             if needLn1 { m.dLn.update(repeating: 0, count: N * C) }
-            Linear.backward(dinp: needLn1 ? m.dLn : nil, dw: g(bp.wqkv), dbias: g(bp.bqkv), dout: m.dqkv, inp: a.ln1,
+            if g(bp.wqkv) != nil {
+                normForward(out: m.lnOut, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: a.resid, weight: w(bp.ln1w), bias: w(bp.ln1b), n: N)
+            }
+            Linear.backward(dinp: needLn1 ? m.dLn : nil, dw: g(bp.wqkv), dbias: g(bp.bqkv), dout: m.dqkv, inp: m.lnOut,
                             w: w(bp.wqkv), n: N, i: C, o: 3 * C)
             if needLn1 {
                 normBackward(dinp: passDownAttn ? m.dResid : nil, dweight: g(bp.ln1w), dbias: g(bp.ln1b), dout: m.dLn,
@@ -423,5 +427,33 @@ extension Transformer {
         }
         if config.classes == 0 { dense += 2 * C * Double(config.vocab) }
         return (dense, 2 * (2 * C * F))
+    }
+}
+
+extension Transformer {
+    /// FLOPs of one training step under the current trainable set, by the model the
+    /// regime benchmark compares against: forward always; input-gradient GEMMs for every
+    /// site above the lowest trainable one; weight-gradient GEMMs only for trainable
+    /// tensors. Experts are counted at K assignments per token (no dropping).
+    public func stepFlops(t T: Int, tokens N: Int) -> Double {
+        let C = Double(config.dModel), F = Double(config.dFF), E = Double(config.experts), K = Double(config.topK)
+        let n = Double(N), tt = Double(T)
+        let lowest = lowestTrainableSite()
+        func trains(_ i: Int?) -> Bool { i.map { trainable.contains(layout.tensors[$0].group) } ?? false }
+        var total = 0.0
+        for l in 0..<config.layers {
+            let bp = layout.blocks[l]
+            let proj = 2 * n * 4 * C * C, core = 2 * n * 2 * tt * C
+            total += proj + core
+            if 1 + 2 * l > lowest { total += proj + 2 * core } else if 1 + 2 * l == lowest { total += 2 * core }
+            if trains(bp.wqkv) { total += proj }
+            let ffn = config.isSparse(layer: l) ? 2 * n * K * 2 * C * F : 2 * n * 2 * C * F
+            let router = config.isSparse(layer: l) ? 2 * n * C * E : 0
+            total += ffn + router
+            if 2 + 2 * l > lowest { total += ffn + router } else if 2 + 2 * l == lowest { total += ffn / 2 }
+            if trains(bp.w1) { total += ffn }
+            if trains(bp.router) { total += router }
+        }
+        return total
     }
 }

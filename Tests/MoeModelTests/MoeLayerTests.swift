@@ -15,7 +15,8 @@ final class MoeLayerTests: XCTestCase {
         let w2 = TestSupport.randomFloats(f * c, seed: 5, scale: 0.5), b2 = TestSupport.randomFloats(c, seed: 6, scale: 0.1)
         let dout = TestSupport.randomFloats(n * c, seed: 7)
         // Dense reference.
-        var yd = [Float](repeating: 0, count: n * c), hd = [Float](repeating: 0, count: n * f), act = hd, dh = hd
+        var yd = [Float](repeating: 0, count: n * c), hd = [Float](repeating: 0, count: n * f)
+        var act = [Float](repeating: 0, count: FeedForward.chunkRows * f), dh = act
         let ffn = FeedForward(c: c, f: f)
         ffn.forward(y: &yd, h: &hd, act: &act, x: x, w1: w1, b1: b1, w2: w2, b2: b2, n: n, dropout: nil)
         var dxd = [Float](repeating: 0, count: n * c), dw1d = [Float](repeating: 0, count: c * f), db1d = [Float](repeating: 0, count: f)
@@ -29,7 +30,8 @@ final class MoeLayerTests: XCTestCase {
         let cache = MoeCache(probs: p, lse: p + 16, idx: ints, gates: p + 32, slot: ints + 16, rowToken: ints + 32,
                              expertStart: ints + 48, firstChoice: p + 48, meanProb: p + 64, xPacked: p + 128,
                              h: p + 256, y: p + 512)
-        let scratch = MoeScratch(act: p + 1024, dh: p + 1280, dyPacked: p + 1536, dxPacked: p + 1664,
+        let big = FloatArena(count: 2 * FeedForward.chunkRows * f)
+        let scratch = MoeScratch(act: big.base, dh: big.base + FeedForward.chunkRows * f, dyPacked: p + 1536, dxPacked: p + 1664,
                                  dgates: p + 1792, dlogits: p + 1808)
         let moe = MoeLayer(c: c, f: f, e: 1, k: 1)
         var ym = [Float](repeating: 0, count: n * c)

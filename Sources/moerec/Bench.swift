@@ -1,0 +1,213 @@
+import ArgumentParser
+import Foundation
+import MoeKernels
+import MoeModel
+import MoeTrain
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure the engine: training/eval throughput against the GEMM peak, regime step times.",
+        subcommands: [BenchModel.self])
+}
+
+/// Output format shared by commands that print tables or JSON.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json, csv
+}
+
+struct BenchModel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Time training and evaluation steps of a reference model on random tokens.",
+        discussion: """
+        Prints tokens/s for training and evaluation, the model's FLOPs per token, the GEMM peak
+        measured on the model's own GEMM shapes, the fraction of that peak achieved (counting
+        only expert work actually executed), the share of top-k assignments kept, and the peak
+        resident memory.
+
+        Example:
+          moerec bench model --model bench-small --threads 1 --steps 20 --format json
+          moerec bench model --regime attention --steps 10
+        """)
+
+    @Option(help: "Reference model (bench-small).") var model = "bench-small"
+    @Option(help: "BLAS threads.") var threads = 1
+    @Option(help: "Timed training steps (after 2 warm-up steps).") var steps = 20
+    @Option(help: "Override the training capacity factor (4.0 drops no token).") var capacityFactor: Float?
+    @Option(help: "Time a fine-tuning step with only this regime's groups trained, against 'all'.") var regime: String?
+    @Option(help: "table or json.") var format: OutputFormat = .table
+
+    func validate() throws {
+        guard model == "bench-small" else { throw ValidationError("--model \(model): unknown model (valid: bench-small)") }
+        guard threads >= 1 && threads <= 64 else { throw ValidationError("--threads \(threads): must be in 1...64") }
+        guard steps >= 1 && steps <= 100_000 else { throw ValidationError("--steps \(steps): must be in 1...100000") }
+        if let cf = capacityFactor, !(cf > 0 && cf.isFinite) { throw ValidationError("--capacity-factor \(cf): must be > 0") }
+        if let regime, !Regime.names.contains(regime) || regime == "custom" {
+            throw ValidationError("--regime \(regime): unknown regime (valid: \(Regime.names.filter { $0 != "custom" }.joined(separator: ", ")))")
+        }
+    }
+
+    func run() throws {
+        try Blas.load()
+        Blas.threads = threads
+        var config = BenchSmall.config()
+        if let cf = capacityFactor { config.capacityFactorTrain = cf }
+        var fields: [(String, Any)] = [("model", model), ("threads", Blas.threads), ("blas_core", Blas.coreName),
+                                       ("blas_core_source", Blas.coreSource), ("capacity_factor_train", Double(config.capacityFactorTrain))]
+        if let regime {
+            let all = try BenchSmall.fineTuneStep(config: config, regime: "all", steps: steps)
+            let sub = try BenchSmall.fineTuneStep(config: config, regime: regime, steps: steps)
+            fields += [("regime", regime), ("step_seconds_all", all.seconds), ("step_seconds_regime", sub.seconds),
+                       ("measured_ratio", sub.seconds / all.seconds), ("flop_model_ratio", sub.flops / all.flops),
+                       ("trainable_fraction", sub.trainableFraction)]
+        } else {
+            let r = try BenchSmall.measure(config: config, steps: steps)
+            fields += [("tokens_per_s_train", r.trainTokensPerSecond), ("tokens_per_s_eval", r.evalTokensPerSecond),
+                       ("model_gflop_per_token", r.modelGflopPerToken), ("gemm_peak_gflops", r.gemmPeak),
+                       ("achieved_gflops", r.achievedGflops), ("peak_fraction", r.achievedGflops / r.gemmPeak),
+                       ("kept_assign_fraction", r.keptFraction), ("activation_mib", Double(r.activationBytes) / 1048576)]
+        }
+        fields.append(("peak_rss_mib", ProcessStats.peakRSSMiB()))
+        print(format == .json ? JSONOut.object(fields) : TableOut.keyValues(fields))
+    }
+}
+
+/// The reference model of DESIGN.md ("bench-small") and its timing loops.
+enum BenchSmall {
+    static func config() -> ModelConfig {
+        var c = ModelConfig()
+        c.vocab = 512; c.context = 128; c.dModel = 256; c.heads = 4; c.layers = 4; c.dFF = 1024
+        c.experts = 8; c.topK = 2; c.moeEvery = 2; c.capacityFactorTrain = 1.25; c.capacityFactorEval = 2.0
+        c.auxLossCoef = 0.01; c.zLossCoef = 0.001; c.dropout = 0; c.expertDropout = 0
+        return c
+    }
+    static let batch = 32
+
+    struct Result {
+        var trainTokensPerSecond = 0.0, evalTokensPerSecond = 0.0, modelGflopPerToken = 0.0, gemmPeak = 0.0
+        var achievedGflops = 0.0, keptFraction = 0.0, activationBytes = 0
+    }
+
+    static func randomTokens(vocab: Int, count: Int, step: Int) -> [Int32] {
+        let rng = CounterRng(seed: 1234)
+        return (0..<count).map { Int32(rng.bits(.test, step: UInt64(step), index: UInt64($0)) % UInt64(vocab)) }
+    }
+
+    static func measure(config: ModelConfig, steps: Int) throws -> Result {
+        let B = batch, T = config.context, N = B * T
+        // Measured first, so its matrices are freed before the model's memory is counted.
+        let peak = gemmPeak(config: config, tokens: N)
+        let model = try Transformer(config: config, maxBatch: B, seed: 1)
+        let opt = AdamW(model: model, beta1: 0.9, beta2: 0.95, weightDecay: 0.1, clip: 1.0)
+        let batches = (0..<4).map { randomTokens(vocab: config.vocab, count: N + 1, step: $0) }
+        var kept = 0, assigned = 0
+        var trainSeconds = 0.0
+        for s in 0..<(steps + 2) {
+            let data = batches[s % batches.count]
+            let tokens = Array(data[0..<N]), targets = Array(data[1...N])
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let r = tokens.withUnsafeBufferPointer { tk in targets.withUnsafeBufferPointer { tg -> ForwardResult in
+                let batch = Batch(tokens: tk.baseAddress!, b: B, t: T, targets: tg.baseAddress!)
+                let r = model.forward(batch, mode: .train(step: s + 1))
+                model.zeroGrads()
+                model.backward(batch)
+                return r
+            } }
+            opt.step(lr: 1e-3)
+            if s >= 2 {
+                trainSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                kept += r.keptAssignments
+                assigned += N * config.topK * config.sparseLayers.count
+            }
+        }
+        var evalSeconds = 0.0
+        let evalSteps = max(3, steps / 2)
+        for s in 0..<evalSteps {
+            let data = batches[s % batches.count]
+            let tokens = Array(data[0..<N]), targets = Array(data[1...N])
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = tokens.withUnsafeBufferPointer { tk in targets.withUnsafeBufferPointer { tg in
+                model.forward(Batch(tokens: tk.baseAddress!, b: B, t: T, targets: tg.baseAddress!), mode: .eval)
+            } }
+            evalSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        let flops = model.forwardFlopsPerToken(t: T)
+        let sparse = Double(config.sparseLayers.count)
+        let keptFraction = assigned > 0 ? Double(kept) / Double(assigned) : 1
+        // Training ≈ 3× forward (forward, input gradients, weight gradients).
+        let executedPerToken = 3 * (flops.dense + flops.perAssignment * Double(config.topK) * sparse * keptFraction)
+        let modelPerToken = 3 * (flops.dense + flops.perAssignment * Double(config.topK) * sparse)
+        var r = Result()
+        r.trainTokensPerSecond = Double(N * steps) / trainSeconds
+        r.evalTokensPerSecond = Double(N * evalSteps) / evalSeconds
+        r.modelGflopPerToken = modelPerToken / 1e9
+        r.achievedGflops = executedPerToken * r.trainTokensPerSecond / 1e9
+        r.keptFraction = keptFraction
+        r.gemmPeak = peak
+        r.activationBytes = model.activationBytes
+        return r
+    }
+
+    /// Best GFLOP/s OpenBLAS reaches on the model's largest GEMM shapes (forward,
+    /// input-gradient and weight-gradient orientations), each timed a few times.
+    static func gemmPeak(config: ModelConfig, tokens N: Int) -> Double {
+        let C = config.dModel, F = config.dFF
+        let rowsPerExpert = N * config.topK / config.experts
+        let shapes: [(Bool, Bool, Int, Int, Int)] = [
+            (false, false, N, 3 * C, C), (false, false, N, F, C), (false, false, N, C, F),
+            (false, true, N, C, F), (true, false, C, F, N), (false, false, rowsPerExpert, F, C),
+        ]
+        var best = 0.0
+        for (ta, tb, m, n, k) in shapes {
+            let a = [Float](repeating: 0.01, count: m * k), b = [Float](repeating: 0.02, count: k * n)
+            var c = [Float](repeating: 0, count: m * n)
+            for _ in 0..<5 {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                Gemm.sgemm(transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: ta ? m : k, b: b, ldb: tb ? k : n,
+                           beta: 0, c: &c, ldc: n)
+                let s = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                best = max(best, 2 * Double(m) * Double(n) * Double(k) / s / 1e9)
+            }
+        }
+        return best
+    }
+
+    /// Mean seconds of a fine-tuning (classification) step with only `regime` trained,
+    /// and the FLOP model's count for that step.
+    static func fineTuneStep(config base: ModelConfig, regime: String, steps: Int) throws
+        -> (seconds: Double, flops: Double, trainableFraction: Double) {
+        var config = base
+        config.classes = 45
+        let groups = try Regime.groups(regime: regime, custom: [])
+        let B = batch, T = config.context, N = B * T
+        let model = try Transformer(config: config, maxBatch: B, seed: 1, trainable: groups)
+        try Regime.check(groups, regime: regime, layout: model.layout, experts: config.experts)
+        let opt = AdamW(model: model)
+        let tokens = randomTokens(vocab: 256, count: N, step: 0)
+        let labels = (0..<B).map { Int32($0 % 45) }, lengths = [Int32](repeating: Int32(T), count: B)
+        var seconds = 0.0
+        for s in 0..<(steps + 2) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            tokens.withUnsafeBufferPointer { tk in labels.withUnsafeBufferPointer { lb in lengths.withUnsafeBufferPointer { ln in
+                let batch = Batch(tokens: tk.baseAddress!, b: B, t: T, labels: lb.baseAddress!, lengths: ln.baseAddress!)
+                _ = model.forward(batch, mode: .train(step: s + 1))
+                model.zeroGrads()
+                model.backward(batch)
+            } } }
+            opt.step(lr: 1e-4)
+            if s >= 2 { seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        }
+        let total = model.layout.tensors.reduce(0) { $0 + $1.count }
+        let trained = model.layout.tensors.filter { groups.contains($0.group) }.reduce(0) { $0 + $1.count }
+        return (seconds / Double(steps), model.stepFlops(t: T, tokens: N), Double(trained) / Double(total))
+    }
+}
+
+enum ProcessStats {
+    /// Peak resident set of this process (getrusage reports KiB on Linux).
+    static func peakRSSMiB() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024
+    }
+}
