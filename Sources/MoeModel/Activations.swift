@@ -21,8 +21,6 @@ struct BlockActivations {
     var ln1Mean: UnsafeMutablePointer<Float>, ln1Rstd: UnsafeMutablePointer<Float>
     /// (N, 3C)
     var qkv: UnsafeMutablePointer<Float>
-    /// (B, H, T, T)
-    var att: UnsafeMutablePointer<Float>
     /// (N, C) heads concatenated, before the output projection
     var attY: UnsafeMutablePointer<Float>
     /// (N, C) residual after attention
@@ -57,27 +55,28 @@ final class ActivationMemory {
     var act: UnsafeMutablePointer<Float>         // (chunkRows, F)
     var dh: UnsafeMutablePointer<Float>          // (chunkRows, F)
     var dResid: UnsafeMutablePointer<Float>      // (N, C)
-    var dBranch: UnsafeMutablePointer<Float>     // (N, C)
+    var dBranch: UnsafeMutablePointer<Float>     // (N, C), shares memory with `branch` (forward-only)
     var dLn: UnsafeMutablePointer<Float>         // (N, C)
     var dqkv: UnsafeMutablePointer<Float>        // (N, 3C)
     var dAttY: UnsafeMutablePointer<Float>       // (N, C)
     var attScratch: UnsafeMutablePointer<Float>  // (T, T)
+    var attProbs: UnsafeMutablePointer<Float>    // (T, T)
     var dPooled: UnsafeMutablePointer<Float>     // (B, C)
     var moeScratch: MoeScratch?
 
     init(config cfg: ModelConfig, maxB: Int, maxT: Int) {
         self.maxB = maxB
         self.maxT = maxT
-        let N = maxB * maxT, C = cfg.dModel, F = cfg.dFF, E = cfg.experts, K = cfg.topK, H = cfg.heads
+        let N = maxB * maxT, C = cfg.dModel, F = cfg.dFF, E = cfg.experts, K = cfg.topK
         let NK = N * K
         var fp = ArenaPlanner(), ip = ArenaPlanner()
-        struct Plan { var resid, ln1m, ln1r, qkv, att, attY, mid, ln2m, ln2r: Int; var h: Int?
+        struct Plan { var resid, ln1m, ln1r, qkv, attY, mid, ln2m, ln2r: Int; var h: Int?
             var probs = 0, lse = 0, gates = 0, first = 0, meanP = 0, xp = 0, mh = 0, my = 0
             var idx = 0, slot = 0, rowTok = 0, start = 0 }
         var plans: [Plan] = []
         for l in 0..<cfg.layers {
             var p = Plan(resid: fp.reserve(N * C), ln1m: fp.reserve(N), ln1r: fp.reserve(N),
-                         qkv: fp.reserve(N * 3 * C), att: fp.reserve(maxB * H * maxT * maxT), attY: fp.reserve(N * C),
+                         qkv: fp.reserve(N * 3 * C), attY: fp.reserve(N * C),
                          mid: fp.reserve(N * C), ln2m: fp.reserve(N), ln2r: fp.reserve(N), h: nil)
             if cfg.isSparse(layer: l) {
                 p.probs = fp.reserve(N * E); p.lse = fp.reserve(N); p.gates = fp.reserve(NK)
@@ -95,8 +94,8 @@ final class ActivationMemory {
         let oPooled = fp.reserve(maxB * C), oValid = fp.reserve(N)
         let oLnOut = fp.reserve(N * C)
         let oBranch = fp.reserve(N * C), oAct = fp.reserve(rows * F), oDh = fp.reserve(rows * F)
-        let oDResid = fp.reserve(N * C), oDBranch = fp.reserve(N * C), oDLn = fp.reserve(N * C)
-        let oDqkv = fp.reserve(N * 3 * C), oDAttY = fp.reserve(N * C), oAttS = fp.reserve(maxT * maxT)
+        let oDResid = fp.reserve(N * C),  oDLn = fp.reserve(N * C)
+        let oDqkv = fp.reserve(N * 3 * C), oDAttY = fp.reserve(N * C), oAttS = fp.reserve(maxT * maxT), oAttP = fp.reserve(maxT * maxT)
         let oDPooled = fp.reserve(maxB * C)
         var oMoe: (Int, Int, Int, Int)? = nil
         if !cfg.sparseLayers.isEmpty {
@@ -114,15 +113,15 @@ final class ActivationMemory {
                                meanProb: f + p.meanP, xPacked: f + p.xp, h: f + p.mh, y: f + p.my)
             }
             blocks.append(BlockActivations(resid: f + p.resid, ln1Mean: f + p.ln1m, ln1Rstd: f + p.ln1r,
-                                           qkv: f + p.qkv, att: f + p.att, attY: f + p.attY, mid: f + p.mid,
+                                           qkv: f + p.qkv, attY: f + p.attY, mid: f + p.mid,
                                            ln2Mean: f + p.ln2m, ln2Rstd: f + p.ln2r,
                                            h: p.h.map { f + $0 }, moe: moe))
         }
         residOut = f + oResidOut; lnf = f + oLnf; lnfMean = f + oLnfm; lnfRstd = f + oLnfr
         logits = f + oLogits; pooled = f + oPooled; valid = f + oValid
         lnOut = f + oLnOut
-        branch = f + oBranch; act = f + oAct; dh = f + oDh; dResid = f + oDResid; dBranch = f + oDBranch
-        dLn = f + oDLn; dqkv = f + oDqkv; dAttY = f + oDAttY; attScratch = f + oAttS; dPooled = f + oDPooled
+        branch = f + oBranch; act = f + oAct; dh = f + oDh; dResid = f + oDResid; dBranch = f + oBranch
+        dLn = f + oDLn; dqkv = f + oDqkv; dAttY = f + oDAttY; attScratch = f + oAttS; attProbs = f + oAttP; dPooled = f + oDPooled
         targets = i + oTargets
         if let (dy, dx, dg, dl) = oMoe {
             moeScratch = MoeScratch(act: act, dh: dh, dyPacked: f + dy, dxPacked: f + dx, dgates: f + dg, dlogits: f + dl)

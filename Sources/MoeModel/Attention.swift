@@ -2,9 +2,11 @@ import MoeKernels
 
 /// Causal multi-head self-attention core (the QKV and output projections are `Linear`s
 /// in the block). Per (b, h) it runs two GEMMs on strided views of qkv, so no head is
-/// ever copied out.
+/// ever copied out. The (T, T) probabilities are not kept: backward recomputes them from
+/// Q and K (one GEMM and a softmax per head), which costs a few percent of a step and
+/// saves B·H·T·T floats per layer.
 public enum Attention {
-    /// qkv (B, T, 3C) → y (B, T, C); caches the attention probabilities att (B, H, T, T).
+    /// qkv (B, T, 3C) → y (B, T, C); `att` is (T, T) scratch.
     public static func forward(y: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
                                qkv: UnsafePointer<Float>, b B: Int, t T: Int, c C: Int, h H: Int) {
         let hs = C / H
@@ -13,14 +15,20 @@ public enum Attention {
             for h in 0..<H {
                 let q = qkv + b * T * 3 * C + h * hs
                 let k = q + C, v = q + 2 * C
-                let p = att + (b * H + h) * T * T
-                Gemm.sgemm(transB: true, m: T, n: T, k: hs, alpha: scale, a: q, lda: 3 * C, b: k, ldb: 3 * C,
-                           beta: 0, c: p, ldc: T)
-                causalSoftmax(p, T)
+                let p = att
+                probabilities(p, q: q, k: k, t: T, c: C, hs: hs, scale: scale)
                 Gemm.sgemm(m: T, n: hs, k: T, a: p, lda: T, b: v, ldb: 3 * C, beta: 0,
                            c: y + b * T * C + h * hs, ldc: C)
             }
         }
+    }
+
+    /// P = causal softmax(s·Q·Kᵀ) for one head.
+    @inline(__always)
+    static func probabilities(_ p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+                              t T: Int, c C: Int, hs: Int, scale: Float) {
+        Gemm.sgemm(transB: true, m: T, n: T, k: hs, alpha: scale, a: q, lda: 3 * C, b: k, ldb: 3 * C, beta: 0, c: p, ldc: T)
+        causalSoftmax(p, T)
     }
 
     /// Row t attends to positions 0...t; the masked upper triangle is stored as exact zeros
@@ -35,9 +43,9 @@ public enum Attention {
     }
 
     /// dqkv (B, T, 3C) is *written* (each (b, h) slice is disjoint), from dy (B, T, C).
-    /// `scratch` holds T·T floats.
+    /// `att` and `scratch` hold T·T floats each.
     public static func backward(dqkv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
-                                dy: UnsafePointer<Float>, att: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
+                                dy: UnsafePointer<Float>, att: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
                                 b B: Int, t T: Int, c C: Int, h H: Int) {
         let hs = C / H
         let scale = 1 / Float(hs).squareRoot()
@@ -46,7 +54,8 @@ public enum Attention {
                 let off = b * T * 3 * C + h * hs
                 let q = qkv + off, k = q + C, v = q + 2 * C
                 let dq = dqkv + off, dk = dq + C, dv = dq + 2 * C
-                let p = att + (b * H + h) * T * T
+                let p = att
+                probabilities(p, q: q, k: k, t: T, c: C, hs: hs, scale: scale)
                 let dyh = dy + b * T * C + h * hs
                 // dP = dY·Vᵀ ; dV = Pᵀ·dY
                 Gemm.sgemm(transB: true, m: T, n: T, k: hs, a: dyh, lda: C, b: v, ldb: 3 * C, beta: 0, c: scratch, ldc: T)

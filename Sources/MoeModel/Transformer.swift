@@ -153,7 +153,7 @@ public final class Transformer {
             // Attention sub-block: mid = x + drop(attn(norm(x)))
             normForward(out: m.lnOut, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: a.resid, weight: w(bp.ln1w), bias: w(bp.ln1b), n: N)
             Linear.forward(out: a.qkv, inp: m.lnOut, w: w(bp.wqkv), bias: w(bp.bqkv), n: N, i: C, o: 3 * C)
-            Attention.forward(y: a.attY, att: a.att, qkv: a.qkv, b: B, t: T, c: C, h: cfg.heads)
+            Attention.forward(y: a.attY, att: m.attProbs, qkv: a.qkv, b: B, t: T, c: C, h: cfg.heads)
             Linear.forward(out: m.branch, inp: a.attY, w: w(bp.wo), bias: w(bp.bo), n: N, i: C, o: C)
             dropout(site: UInt64(1 + 2 * l), step: step)?.apply(m.branch, count: N * C)
             for i in 0..<(N * C) { a.mid[i] = a.resid[i] + m.branch[i] }
@@ -295,7 +295,7 @@ public final class Transformer {
             m.dAttY.update(repeating: 0, count: N * C)
             Linear.backward(dinp: m.dAttY, dw: g(bp.wo), dbias: g(bp.bo), dout: m.dBranch, inp: a.attY, w: w(bp.wo),
                             n: N, i: C, o: C)
-            Attention.backward(dqkv: m.dqkv, scratch: m.attScratch, dy: m.dAttY, att: a.att, qkv: a.qkv,
+            Attention.backward(dqkv: m.dqkv, scratch: m.attScratch, dy: m.dAttY, att: m.attProbs, qkv: a.qkv,
                                b: B, t: T, c: C, h: cfg.heads)
             let needLn1 = passDownAttn || g(bp.ln1w) != nil
             if needLn1 { m.dLn.update(repeating: 0, count: N * C) }

@@ -1,0 +1,166 @@
+import Crypto
+import Foundation
+
+/// One tensor of a checkpoint: what it is, and which object holds its bytes.
+public struct TensorEntry: Codable, Equatable, Hashable, Sendable {
+    public var name: String
+    public var shape: [Int]
+    /// Always "f32": IEEE-754 binary32, little-endian, row-major, as the engine holds it
+    /// in memory.
+    public var dtype: String
+    /// Parameter group (embed, attn, norm, ffn, router, experts, head); what regimes
+    /// select on.
+    public var group: String
+    public var sha256: String
+    public var rawSize: Int
+    public var storedSize: Int
+
+    public init(name: String, shape: [Int], dtype: String = "f32", group: String,
+                sha256: String, rawSize: Int, storedSize: Int) {
+        self.name = name
+        self.shape = shape
+        self.dtype = dtype
+        self.group = group
+        self.sha256 = sha256
+        self.rawSize = rawSize
+        self.storedSize = storedSize
+    }
+
+    /// Number of elements the shape describes.
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    enum CodingKeys: String, CodingKey {
+        case name, shape, dtype, group, sha256
+        case rawSize = "raw_size"
+        case storedSize = "stored_size"
+    }
+}
+
+/// Everything needed to restore a run at a step, exactly: parameters, optimizer moments,
+/// the optimizer's step count, the data-loader position and RNG counters, and the
+/// resolved config. The manifest itself is small JSON kept in the SQLite store; the
+/// tensors live in the object store.
+public struct CheckpointManifest: Codable, Equatable, Sendable {
+    /// Bumped when the manifest's meaning changes; readers refuse versions they do not
+    /// know rather than misread them.
+    public static let currentFormatVersion = 1
+
+    public var formatVersion: Int
+    public var runHash: String
+    public var step: Int
+    /// Parameters, in the engine's canonical order (the order the digest uses).
+    public var tensors: [TensorEntry]
+    /// Adam first and second moments of the trainable tensors only, named "<tensor>.m"
+    /// and "<tensor>.v". Frozen tensors have none.
+    public var optimizer: [TensorEntry]
+    public var optimizerStep: Int
+    /// Whatever else an exact resume needs: data-loader position, RNG counters.
+    public var state: [String: String]
+    /// The resolved config, as the run hash saw it.
+    public var configJSON: String
+
+    public init(formatVersion: Int = CheckpointManifest.currentFormatVersion, runHash: String, step: Int,
+                tensors: [TensorEntry], optimizer: [TensorEntry], optimizerStep: Int,
+                state: [String: String], configJSON: String) {
+        self.formatVersion = formatVersion
+        self.runHash = runHash
+        self.step = step
+        self.tensors = tensors
+        self.optimizer = optimizer
+        self.optimizerStep = optimizerStep
+        self.state = state
+        self.configJSON = configJSON
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion = "format_version"
+        case runHash = "run_hash"
+        case step, tensors, optimizer
+        case optimizerStep = "optimizer_step"
+        case state
+        case configJSON = "config_json"
+    }
+
+    // MARK: JSON
+
+    /// Compact JSON with sorted keys: equal manifests give equal bytes, so the text can be
+    /// hashed or compared directly.
+    public func jsonString() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        do {
+            return String(decoding: try encoder.encode(self), as: UTF8.self)
+        } catch {
+            // Strings, integers, arrays and string dictionaries always encode.
+            preconditionFailure("encoding a checkpoint manifest cannot fail: \(error)")
+        }
+    }
+
+    /// Decodes and validates a manifest.
+    public init(json: String) throws {
+        do {
+            self = try JSONDecoder().decode(CheckpointManifest.self, from: Data(json.utf8))
+        } catch {
+            throw CheckpointError.invalidManifest("cannot decode JSON: \(error)")
+        }
+        try validate()
+    }
+
+    /// Checks what a reader relies on: a known format version, unique tensor names,
+    /// object names that cannot escape the object directory, and sizes that agree with
+    /// shapes (so a reader can size its buffers from the manifest alone).
+    public func validate() throws {
+        guard formatVersion >= 1, formatVersion <= CheckpointManifest.currentFormatVersion else {
+            throw CheckpointError.invalidManifest(
+                "format version \(formatVersion) is not supported (this build reads up to \(CheckpointManifest.currentFormatVersion))")
+        }
+        var names = Set<String>()
+        for entry in tensors + optimizer {
+            guard names.insert(entry.name).inserted else {
+                throw CheckpointError.invalidManifest("tensor name \(entry.name) appears twice")
+            }
+            try CheckpointManifest.validateName(entry.name)
+            guard entry.dtype == "f32" else {
+                throw CheckpointError.invalidManifest("tensor \(entry.name) has dtype \(entry.dtype); only f32 is supported")
+            }
+            guard entry.shape.allSatisfy({ $0 >= 0 }),
+                  entry.rawSize == entry.elementCount * MemoryLayout<Float>.size else {
+                throw CheckpointError.invalidManifest(
+                    "tensor \(entry.name): shape \(entry.shape) does not match raw size \(entry.rawSize)")
+            }
+            guard ObjectStore.isValidObjectName(entry.sha256) else {
+                throw CheckpointError.invalidManifest("tensor \(entry.name): invalid object name \(entry.sha256)")
+            }
+        }
+    }
+
+    /// Names are joined with NUL in the digest, so NUL may not occur in one.
+    static func validateName(_ name: String) throws {
+        guard !name.isEmpty, !name.utf8.contains(0) else {
+            throw CheckpointError.invalidManifest("tensor name \"\(name)\" is empty or contains NUL")
+        }
+    }
+
+    // MARK: Identity
+
+    /// SHA-256 (lowercase hex) over the ordered list of parameter tensors' (name, object
+    /// hash), encoded as `name NUL sha256 LF` per tensor. Optimizer state, step and run
+    /// hash are left out on purpose: two checkpoints whose parameters are the same bytes
+    /// under the same names have the same digest, whichever run produced them.
+    public var parameterDigest: String {
+        var hasher = SHA256()
+        for entry in tensors {
+            hasher.update(data: Array(entry.name.utf8))
+            hasher.update(data: [0])
+            hasher.update(data: Array(entry.sha256.utf8))
+            hasher.update(data: [0x0a])
+        }
+        return hex(hasher.finalize())
+    }
+
+    /// Every object the checkpoint refers to (parameters and optimizer state), for
+    /// `ObjectStore.verifyAll` and `findOrphans`.
+    public var objectReferences: [(sha256: String, rawSize: Int)] {
+        (tensors + optimizer).map { ($0.sha256, $0.rawSize) }
+    }
+}
