@@ -1,0 +1,49 @@
+import Crypto
+import Foundation
+
+/// The run hash: what makes two runs "the same run".
+///
+/// The hash is the lowercase hex SHA-256 of the canonical JSON (see `JSONValue`) of
+///
+///     {"config":<resolved config>,"dataset":"<fingerprint>","numerics":<int>,"parent":"<hash>"|null}
+///
+/// The config must be the *resolved* config, every default written out, so that a config
+/// file that spells out a default and one that omits it hash the same. Environment facts
+/// (host, BLAS core, threads, moerec version) are deliberately not part of the hash: they
+/// are recorded with the run and `reproduce` reports when they differ.
+///
+/// Changing this function, the canonical form or the field names changes every hash in
+/// every store; golden tests pin them.
+public enum RunIdentity {
+    public static func hash(config: JSONValue, parent: String?, datasetFingerprint: String, numerics: Int) throws -> String {
+        let identity: JSONValue = .object([
+            "config": config,
+            "dataset": .string(datasetFingerprint),
+            "numerics": .int(Int64(numerics)),
+            "parent": parent.map { .string($0) } ?? .null,
+        ])
+        return sha256Hex(try identity.canonicalBytes)
+    }
+
+    /// Lowercase hex SHA-256 of `bytes`.
+    public static func sha256Hex<Bytes: DataProtocol>(_ bytes: Bytes) -> String {
+        let digest = SHA256.hash(data: bytes)
+        let hex = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for byte in digest {
+            out.append(hex[Int(byte >> 4)])
+            out.append(hex[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// True for a full run hash as the store keeps it: 64 lowercase hex digits.
+    public static func isValidHash(_ s: String) -> Bool {
+        s.utf8.count == 64 && s.utf8.allSatisfy(isLowerHex)
+    }
+
+    static func isLowerHex(_ c: UInt8) -> Bool {
+        (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "f"))
+    }
+}

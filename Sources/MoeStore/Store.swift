@@ -1,0 +1,571 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The experiment store: one SQLite file (WAL mode) holding runs, metrics, checkpoint
+/// manifests, blob records, sweeps and tags, plus a `locks/` directory beside it for run
+/// leases.
+///
+/// Several processes may use one store at once; every write is a `BEGIN IMMEDIATE`
+/// transaction retried on SQLITE_BUSY, so writers queue instead of failing with
+/// "database is locked". Within a process, one `Store` may be shared between threads (its
+/// calls are serialised by a lock); opening one `Store` per thread also works.
+public final class Store: @unchecked Sendable {
+    /// The database file, as given.
+    public let path: String
+    /// The directory holding the database file (and `locks/`).
+    public let directory: String
+    /// Migration versions this open applied (empty for a store that was already current).
+    public let appliedMigrations: [Int]
+    /// Runs this open found `running` with no live trainer and marked `interrupted`.
+    public private(set) var interruptedOnOpen: [String] = []
+
+    let db: Connection
+    /// Serialises use of `db` (a single SQLite connection) between threads.
+    private let mutex = NSRecursiveLock()
+    /// Leases taken through this store, released when their run is marked finished.
+    private var leases: [String: RunLease] = [:]
+
+    /// SQLite's busy handler waits this long for a lock before the retry loop steps in.
+    public static let defaultBusyTimeout: Double = 30
+
+    static let now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+    // MARK: - Opening
+
+    /// `$MOEREC_STORE` when set and non-empty, else `runs/moerec.sqlite`.
+    public static func defaultPath(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let path = environment["MOEREC_STORE"], !path.isEmpty { return path }
+        return "runs/moerec.sqlite"
+    }
+
+    /// Opens (creating if needed) the store at `path`, migrates it, and marks as
+    /// `interrupted` every `running` run whose trainer is gone.
+    ///
+    /// Nothing is written to a file that is not a moerec store: a non-SQLite file gives
+    /// `StoreError.notADatabase`, another application's SQLite database `.notAStore`, a
+    /// store from a newer moerec `.schemaTooNew`. An unwritable location gives `.readOnly`,
+    /// a full disk `.diskFull`; all name the path.
+    public init(path: String, busyTimeout: Double = Store.defaultBusyTimeout) throws {
+        guard !path.isEmpty else { throw StoreError.invalidArgument("the store path is empty") }
+        self.path = path
+        let directory = (path as NSString).deletingLastPathComponent
+        self.directory = directory.isEmpty ? "." : directory
+
+        try Store.makeDirectories(self.directory, storePath: path)
+        try Store.checkExistingFile(path)
+        if access(self.directory, W_OK) != 0 { throw StoreError.readOnly(path: path) }
+        if FileManager.default.fileExists(atPath: path), access(path, W_OK) != 0 {
+            throw StoreError.readOnly(path: path)
+        }
+
+        let db = try Connection(path: path, busyTimeout: busyTimeout)
+        self.db = db
+        // A read first: SQLite validates the header here, before anything could be written.
+        let objectCount = try db.read { try db.scalar("SELECT count(*) FROM sqlite_master")?.int ?? 0 }
+        let hasLedger = try db.read {
+            try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")?.int == 1
+        }
+        if objectCount > 0, !hasLedger { throw StoreError.notAStore(path: path) }
+
+        // WAL lets readers (reports) run while a trainer writes; switching modes needs a
+        // moment of exclusive access, hence the retry.
+        let mode = try db.retryingBusy { try db.scalar("PRAGMA journal_mode = WAL")?.text?.lowercased() }
+        guard mode == "wal" else {
+            throw StoreError.cannotOpen(path: path, reason: "the filesystem does not support WAL mode (journal mode is \(mode ?? "unknown"))")
+        }
+        // NORMAL in WAL mode: a commit survives a process crash; only a power loss can drop
+        // the last transactions, never corrupt the file.
+        try db.execute("PRAGMA synchronous = NORMAL")
+        try db.execute("PRAGMA foreign_keys = ON")
+        // 32 MiB page cache: keeps the metric b-tree's hot pages in memory during ingestion.
+        try db.execute("PRAGMA cache_size = -32768")
+
+        appliedMigrations = try Migrations.migrate(db)
+        try Store.makeDirectories(locksDirectory, storePath: path)
+        interruptedOnOpen = try detectInterruptedRuns()
+    }
+
+    deinit {
+        for lease in leases.values { lease.release() }
+        db.close()
+    }
+
+    /// `<store dir>/locks`, where run leases live.
+    public var locksDirectory: String { (directory as NSString).appendingPathComponent("locks") }
+
+    func lockPath(for hash: String) -> String {
+        (locksDirectory as NSString).appendingPathComponent("\(hash).lock")
+    }
+
+    private static func makeDirectories(_ dir: String, storePath: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { return }
+            throw StoreError.cannotOpen(path: storePath, reason: "'\(dir)' exists and is not a directory")
+        }
+        let parent = (dir as NSString).deletingLastPathComponent
+        if !parent.isEmpty, parent != dir { try makeDirectories(parent, storePath: storePath) }
+        if mkdir(dir, 0o755) != 0 {
+            let code = errno
+            if code == EEXIST { return }
+            if code == EROFS || code == EACCES || code == EPERM { throw StoreError.readOnly(path: storePath) }
+            if code == ENOSPC || code == EDQUOT { throw StoreError.diskFull(path: storePath) }
+            throw StoreError.cannotOpen(path: storePath, reason: "cannot create '\(dir)': \(String(cString: strerror(code)))")
+        }
+    }
+
+    /// Refuses a file that is not an SQLite database before SQLite opens it. (SQLite itself
+    /// would treat a short non-database file as an empty database and overwrite it on the
+    /// first write.)
+    private static func checkExistingFile(_ path: String) throws {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return }  // does not exist yet
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            throw StoreError.cannotOpen(path: path, reason: "it is a directory")
+        }
+        guard info.st_size > 0 else { return }  // an empty file is an empty database
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw StoreError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        let magic = Array("SQLite format 3".utf8) + [0]
+        // A few rereads: another process creating the store may be mid-way through writing
+        // its first page. A foreign file fails every time.
+        for attempt in 0..<3 {
+            var header = [UInt8](repeating: 0, count: 16)
+            let n = pread(fd, &header, 16, 0)
+            if n == 16, header == magic { return }
+            if attempt < 2 { usleep(20_000) }
+        }
+        throw StoreError.notADatabase(path: path)
+    }
+
+    // MARK: - Access
+
+    /// Runs `body` with the connection, holding the store's lock.
+    func withDB<T>(_ body: (Connection) throws -> T) throws -> T {
+        mutex.lock()
+        defer { mutex.unlock() }
+        do {
+            return try body(db)
+        } catch is SQLiteBusy {
+            // Retry loops turn busy into busyTimeout; this catches a path that has none, so
+            // the internal error type never reaches callers.
+            throw StoreError.busyTimeout(path: path, seconds: db.busyTimeout)
+        }
+    }
+
+    /// The migrations recorded in this store's ledger, in version order.
+    public func migrationRecords() throws -> [MigrationRecord] {
+        try withDB { db in
+            try db.read {
+                var records: [MigrationRecord] = []
+                try db.query("SELECT version, name, applied_at FROM schema_migrations ORDER BY version") { row in
+                    records.append(MigrationRecord(version: Int(row.int(0)!), name: row.string(1)!, appliedAt: row.string(2)!))
+                }
+                return records
+            }
+        }
+    }
+
+    /// Runs one read-only SQL statement (for reports and ad-hoc queries), calling `row` for
+    /// each result row. Parameters are always bound, never spliced into the text. A
+    /// statement that would write, or more than one statement, is refused.
+    public func query(_ sql: String, _ params: [JSONValue] = [], row: (Row) throws -> Void) throws {
+        let bound = try params.map(SQLValue.init)
+        try withDB { db in
+            try db.read {
+                let statement = try db.prepareUncached(sql)
+                guard statement.isReadOnly else { throw StoreError.notReadOnlyQuery(sql) }
+                try statement.withBindings(bound) {
+                    while try statement.step() { try row(Row(stmt: statement.handle)) }
+                }
+            }
+        }
+    }
+
+    /// Runs one SQL statement that may write, in its own write transaction, and returns the
+    /// number of rows it changed. It bypasses the store's own rules (run lifecycle, completed
+    /// runs being final) but not the schema's constraints. For maintenance tools and
+    /// fault-injection tests (e.g. altering a stored metric to check that `reproduce`
+    /// notices); moerec's own code paths use the typed API.
+    @discardableResult
+    public func executeRaw(_ sql: String, _ params: [JSONValue] = []) throws -> Int {
+        let bound = try params.map(SQLValue.init)
+        return try withDB { db in
+            try db.write {
+                let statement = try db.prepareUncached(sql)
+                try statement.withBindings(bound) { while try statement.step() {} }
+                return db.changes
+            }
+        }
+    }
+
+    // MARK: - Runs
+
+    /// The columns `runRecord` reads, from `runs` aliased `r`.
+    static let runColumns = """
+        r.id, r.hash, r.parent_hash, r.kind, r.status, r.config_json, r.dataset_fingerprint, r.numerics_version,
+        r.host, r.os, r.cpu_model, r.blas_core, r.threads, r.moerec_version, r.git_commit, r.pid,
+        r.created_at, r.started_at, r.finished_at, r.wall_seconds, r.steps_done, r.failure_reason, r.failure_step
+        """
+
+    static func runRecord(_ row: Row) -> RunRecord {
+        RunRecord(
+            id: row.int(0)!,
+            hash: row.string(1)!,
+            parentHash: row.string(2),
+            kind: RunKind(rawValue: row.string(3)!)!,
+            status: RunStatus(rawValue: row.string(4)!)!,
+            configJSON: row.string(5)!,
+            datasetFingerprint: row.string(6)!,
+            numericsVersion: Int(row.int(7)!),
+            environment: RunEnvironment(
+                host: row.string(8), os: row.string(9), cpuModel: row.string(10), blasCore: row.string(11),
+                threads: row.int(12).map(Int.init), moerecVersion: row.string(13), gitCommit: row.string(14)),
+            pid: row.int(15).map(Int.init),
+            createdAt: row.string(16)!,
+            startedAt: row.string(17),
+            finishedAt: row.string(18),
+            wallSeconds: row.double(19),
+            stepsDone: Int(row.int(20)!),
+            failureReason: row.string(21),
+            failureStep: row.int(22).map(Int.init))
+    }
+
+    static func validateHash(_ hash: String) throws {
+        guard RunIdentity.isValidHash(hash) else { throw StoreError.invalidHash(hash) }
+    }
+
+    /// Reads a run inside an open transaction or read.
+    func fetchRun(_ db: Connection, hash: String) throws -> RunRecord? {
+        var record: RunRecord?
+        try db.query("SELECT \(Store.runColumns) FROM runs r WHERE r.hash = ?", [.text(hash)]) { row in
+            record = Store.runRecord(row)
+        }
+        return record
+    }
+
+    /// (id, status) of a run, or `unknownRun`.
+    func runIdAndStatus(_ db: Connection, hash: String) throws -> (Int64, RunStatus) {
+        var result: (Int64, RunStatus)?
+        try db.query("SELECT id, status FROM runs WHERE hash = ?", [.text(hash)]) { row in
+            result = (row.int(0)!, RunStatus(rawValue: row.string(1)!)!)
+        }
+        guard let result else { throw StoreError.unknownRun(hash) }
+        return result
+    }
+
+    /// Records a new run. Its hash is computed here from the identity fields
+    /// (`RunIdentity.hash`), so a stored hash always matches its config. `status` must be
+    /// `.queued` or `.running`; a trainer then calls `markRunning` to take the run's lease.
+    /// Throws `.runExists` when the hash is already stored, `.unknownParent` when the
+    /// parent is not.
+    @discardableResult
+    public func insertRun(kind: RunKind, config: JSONValue, parentHash: String?, datasetFingerprint: String,
+                          numericsVersion: Int, status: RunStatus = .queued) throws -> RunRecord
+    {
+        let (record, inserted) = try insertRunIfAbsent(kind: kind, config: config, parentHash: parentHash,
+                                                       datasetFingerprint: datasetFingerprint,
+                                                       numericsVersion: numericsVersion, status: status)
+        guard inserted else { throw StoreError.runExists(record.hash) }
+        return record
+    }
+
+    /// Like `insertRun`, but an existing run with the same hash is returned instead of an
+    /// error (`inserted` false): two sweep processes that need the same parent both get it.
+    public func insertRunIfAbsent(kind: RunKind, config: JSONValue, parentHash: String?, datasetFingerprint: String,
+                                  numericsVersion: Int, status: RunStatus = .queued) throws -> (record: RunRecord, inserted: Bool)
+    {
+        guard status == .queued || status == .running else {
+            throw StoreError.invalidArgument("a new run starts queued or running, not \(status.rawValue)")
+        }
+        guard case .object = config else { throw StoreError.invalidArgument("a run config must be a JSON object") }
+        guard numericsVersion >= 0 else { throw StoreError.invalidArgument("numerics version \(numericsVersion) is negative") }
+        guard !datasetFingerprint.isEmpty else { throw StoreError.invalidArgument("the dataset fingerprint is empty") }
+        if let parentHash { try Store.validateHash(parentHash) }
+        let hash = try RunIdentity.hash(config: config, parent: parentHash, datasetFingerprint: datasetFingerprint,
+                                        numerics: numericsVersion)
+        let configJSON = try config.canonicalString
+
+        return try withDB { db in
+            try db.write {
+                if let existing = try fetchRun(db, hash: hash) { return (existing, false) }
+                if let parentHash, try fetchRun(db, hash: parentHash) == nil {
+                    throw StoreError.unknownParent(parentHash)
+                }
+                let startedAt = status == .running ? Store.now : "NULL"
+                try db.query("""
+                    INSERT INTO runs (hash, parent_hash, kind, status, config_json, dataset_fingerprint, numerics_version, started_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, \(startedAt))
+                    """,
+                    [.text(hash), parentHash.map { .text($0) } ?? .null, .text(kind.rawValue), .text(status.rawValue),
+                     .text(configJSON), .text(datasetFingerprint), .int(Int64(numericsVersion))])
+                return (try fetchRun(db, hash: hash)!, true)
+            }
+        }
+    }
+
+    /// The run with this full hash, or nil.
+    public func run(hash: String) throws -> RunRecord? {
+        try Store.validateHash(hash)
+        return try withDB { db in try db.read { try fetchRun(db, hash: hash) } }
+    }
+
+    /// The full hash of the one run whose hash starts with `prefix` (hex digits, either
+    /// case). Distinct errors for input that is not hex (`.invalidHashPrefix`), no match
+    /// (`.unknownRun`) and several matches (`.ambiguousHashPrefix`).
+    public func resolve(prefix: String) throws -> String {
+        let lowered = prefix.lowercased()
+        guard !lowered.isEmpty, lowered.utf8.count <= 64, lowered.utf8.allSatisfy(RunIdentity.isLowerHex) else {
+            throw StoreError.invalidHashPrefix(prefix)
+        }
+        // A range scan on the unique index: every hash with this prefix sorts between the
+        // prefix itself and the prefix followed by 'g' (the character after 'f').
+        var matches: [String] = []
+        try withDB { db in
+            try db.read {
+                try db.query("SELECT hash FROM runs WHERE hash >= ? AND hash < ? ORDER BY hash LIMIT 5",
+                             [.text(lowered), .text(lowered + "g")]) { row in
+                    matches.append(row.string(0)!)
+                }
+            }
+        }
+        switch matches.count {
+        case 0: throw StoreError.unknownRun(prefix)
+        case 1: return matches[0]
+        default: throw StoreError.ambiguousHashPrefix(prefix, candidates: matches)
+        }
+    }
+
+    /// Runs whose parent is `hash`, oldest first.
+    public func children(of hash: String) throws -> [RunRecord] {
+        try Store.validateHash(hash)
+        return try withDB { db in
+            try db.read {
+                var records: [RunRecord] = []
+                try db.query("SELECT \(Store.runColumns) FROM runs r WHERE r.parent_hash = ? ORDER BY r.created_at, r.id",
+                             [.text(hash)]) { row in records.append(Store.runRecord(row)) }
+                return records
+            }
+        }
+    }
+
+    /// Every run, oldest first, optionally filtered.
+    public func allRuns(filter: WhereFilter? = nil) throws -> [RunRecord] {
+        try withDB { db in
+            try db.read {
+                var records: [RunRecord] = []
+                let sql = "SELECT \(Store.runColumns) FROM runs r WHERE \(filter?.sql ?? "1") ORDER BY r.created_at, r.id"
+                try db.query(sql, try (filter?.parameters ?? []).map(SQLValue.init)) { row in
+                    records.append(Store.runRecord(row))
+                }
+                return records
+            }
+        }
+    }
+
+    /// The `moerec runs` listing: every run (oldest first) matching `filter`, with the
+    /// `keyFields` of its config pulled out by `json_extract`, its best validation accuracy
+    /// (max of metric `acc`, split `val`) and best validation loss (min of `loss`, `val`).
+    public func listRuns(filter: WhereFilter? = nil, keyFields: [String] = RunSummary.defaultKeyFields) throws -> [RunSummary] {
+        for key in keyFields { try WhereFilter.validateKey(key) }
+        let extracts = keyFields.map { _ in "json_extract(r.config_json, ?)" }
+        // Each best-metric subquery reads one (run, metric, split) range of the metrics
+        // primary key, so the listing costs no scan of the runs' points.
+        let best = { (aggregate: String) in
+            """
+            (SELECT \(aggregate)(m.value) FROM metrics m
+              WHERE m.run_id = r.id
+                AND m.name_id = (SELECT id FROM metric_names WHERE name = ?)
+                AND m.split = (SELECT id FROM splits WHERE name = ?))
+            """
+        }
+        var sql = "SELECT r.hash, r.parent_hash, r.kind, r.status, r.steps_done, r.wall_seconds, r.created_at, "
+        sql += best("max") + ", " + best("min")
+        for extract in extracts { sql += ", " + extract }
+        sql += " FROM runs r WHERE \(filter?.sql ?? "1") ORDER BY r.created_at, r.id"
+        // Parameters in the order their placeholders appear in the text.
+        var params: [SQLValue] = [.text("acc"), .text("val"), .text("loss"), .text("val")]
+        params += keyFields.map { .text("$.\($0)") }
+        params += try (filter?.parameters ?? []).map(SQLValue.init)
+
+        return try withDB { db in
+            try db.read {
+                var summaries: [RunSummary] = []
+                try db.query(sql, params) { row in
+                    var fields: [String: JSONValue] = [:]
+                    for (i, key) in keyFields.enumerated() where !row.isNull(9 + i) {
+                        fields[key] = row.value(9 + i)
+                    }
+                    summaries.append(RunSummary(
+                        hash: row.string(0)!, parentHash: row.string(1), kind: RunKind(rawValue: row.string(2)!)!,
+                        status: RunStatus(rawValue: row.string(3)!)!, keyFields: fields,
+                        bestValAccuracy: row.double(7), bestValLoss: row.double(8),
+                        stepsDone: Int(row.int(4)!), wallSeconds: row.double(5), createdAt: row.string(6)!))
+                }
+                return summaries
+            }
+        }
+    }
+
+    // MARK: - Lifecycle
+
+    /// Starts (or resumes) training a run: takes its lease, then sets it `running` with
+    /// this process's environment and pid. The lease is held until `markCompleted`,
+    /// `markFailed` or `markInterrupted`, or until the process dies, so that other processes
+    /// can tell a live run from a crashed one.
+    ///
+    /// Allowed from `queued`, `interrupted`, `failed`, and from `running` when no live
+    /// process holds the lease (the crash was not yet noticed). A completed run is refused
+    /// (it is a cache hit); a run another process is training gives `.runInProgress`.
+    @discardableResult
+    public func markRunning(hash: String, environment: RunEnvironment, pid: Int = Int(getpid())) throws -> RunLease {
+        try Store.validateHash(hash)
+        return try withDB { db in
+            if let held = leases[hash], held.isHeld { throw StoreError.runInProgress(hash: hash, pid: pid) }
+            let lease = try acquireLease(hash: hash)
+            do {
+                try db.write {
+                    let (_, status) = try runIdAndStatus(db, hash: hash)
+                    if status == .completed {
+                        throw StoreError.invalidStatusTransition(hash: hash, from: status.rawValue, to: RunStatus.running.rawValue)
+                    }
+                    try db.query("""
+                        UPDATE runs SET status = 'running', host = ?, os = ?, cpu_model = ?, blas_core = ?, threads = ?,
+                            moerec_version = ?, git_commit = ?, pid = ?, started_at = \(Store.now), finished_at = NULL,
+                            wall_seconds = NULL, failure_reason = NULL, failure_step = NULL
+                        WHERE hash = ?
+                        """,
+                        [Store.text(environment.host), Store.text(environment.os), Store.text(environment.cpuModel),
+                         Store.text(environment.blasCore), environment.threads.map { .int(Int64($0)) } ?? .null,
+                         Store.text(environment.moerecVersion), Store.text(environment.gitCommit), .int(Int64(pid)),
+                         .text(hash)])
+                }
+            } catch {
+                lease.release()
+                throw error
+            }
+            leases[hash] = lease
+            return lease
+        }
+    }
+
+    private static func text(_ s: String?) -> SQLValue { s.map { .text($0) } ?? .null }
+
+    /// Takes the run's lock file. Another process that is only probing it (a store being
+    /// opened) holds it for microseconds, so a few short retries tell a probe from a
+    /// trainer.
+    private func acquireLease(hash: String) throws -> RunLease {
+        let path = lockPath(for: hash)
+        let fd = try LockFile.openFile(path)
+        for attempt in 0..<40 {
+            if try LockFile.tryLock(fd, path: path) {
+                return RunLease(hash: hash, lockPath: path, fd: fd)
+            }
+            if attempt < 39 { usleep(50_000) }
+        }
+        close(fd)
+        let pid = try? db.read { try fetchRun(db, hash: hash)?.pid }
+        throw StoreError.runInProgress(hash: hash, pid: pid ?? nil)
+    }
+
+    /// Records progress of a running run (shown by `moerec runs` while it trains).
+    public func recordProgress(hash: String, steps: Int) throws {
+        try Store.validateHash(hash)
+        guard steps >= 0 else { throw StoreError.invalidArgument("steps \(steps) is negative") }
+        try withDB { db in
+            try db.write {
+                let (_, status) = try runIdAndStatus(db, hash: hash)
+                guard status == .running else {
+                    throw StoreError.invalidStatusTransition(hash: hash, from: status.rawValue, to: "updated with progress")
+                }
+                try db.query("UPDATE runs SET steps_done = ? WHERE hash = ?", [.int(Int64(steps)), .text(hash)])
+            }
+        }
+    }
+
+    /// Marks a run completed and releases its lease. Flush the run's `MetricWriter` first:
+    /// a run is `completed` only once all its metrics are committed, so a reader never sees
+    /// a completed run with part of its metrics.
+    public func markCompleted(hash: String, wallSeconds: Double, steps: Int) throws {
+        try Store.validateHash(hash)
+        guard wallSeconds >= 0, wallSeconds.isFinite else { throw StoreError.invalidArgument("wall time \(wallSeconds) s is not a duration") }
+        guard steps >= 0 else { throw StoreError.invalidArgument("steps \(steps) is negative") }
+        try finish(hash: hash, to: .completed, from: [.running, .interrupted], sql: """
+            UPDATE runs SET status = 'completed', finished_at = \(Store.now), wall_seconds = ?, steps_done = ? WHERE hash = ?
+            """, params: [.double(wallSeconds), .int(Int64(steps)), .text(hash)])
+    }
+
+    /// Marks a run failed at `step` with `reason` (e.g. "loss is NaN") and releases its lease.
+    public func markFailed(hash: String, reason: String, step: Int?) throws {
+        try Store.validateHash(hash)
+        guard !reason.isEmpty else { throw StoreError.invalidArgument("a failure needs a reason") }
+        try finish(hash: hash, to: .failed, from: [.queued, .running, .interrupted], sql: """
+            UPDATE runs SET status = 'failed', finished_at = \(Store.now), failure_reason = ?, failure_step = ? WHERE hash = ?
+            """, params: [.text(reason), step.map { .int(Int64($0)) } ?? .null, .text(hash)])
+    }
+
+    /// Marks a running run interrupted (a trainer stopping on SIGINT) and releases its lease.
+    public func markInterrupted(hash: String, reason: String) throws {
+        try Store.validateHash(hash)
+        try finish(hash: hash, to: .interrupted, from: [.running], sql: """
+            UPDATE runs SET status = 'interrupted', failure_reason = ? WHERE hash = ?
+            """, params: [.text(reason), .text(hash)])
+    }
+
+    private func finish(hash: String, to target: RunStatus, from allowed: Set<RunStatus>, sql: String, params: [SQLValue]) throws {
+        try withDB { db in
+            try db.write {
+                let (_, status) = try runIdAndStatus(db, hash: hash)
+                guard allowed.contains(status) else {
+                    throw StoreError.invalidStatusTransition(hash: hash, from: status.rawValue, to: target.rawValue)
+                }
+                try db.query(sql, params)
+            }
+            // Released only after the commit: until then the row says running and the lock
+            // says alive, so no other process can mark the run interrupted in between.
+            leases.removeValue(forKey: hash)?.release()
+        }
+    }
+
+    /// Marks `interrupted` every `running` run whose lease nobody holds (its trainer died
+    /// without marking it), and returns their hashes. Runs once when the store opens;
+    /// callable again by long-lived processes.
+    @discardableResult
+    public func detectInterruptedRuns() throws -> [String] {
+        try withDB { db in
+            var running: [(String, Int?)] = []
+            try db.read {
+                running = []
+                try db.query("SELECT hash, pid FROM runs WHERE status = 'running' ORDER BY id") { row in
+                    running.append((row.string(0)!, row.int(1).map(Int.init)))
+                }
+            }
+            var interrupted: [String] = []
+            for (hash, pid) in running {
+                if let own = leases[hash], own.isHeld { continue }
+                let path = lockPath(for: hash)
+                let fd = try LockFile.openFile(path)
+                defer { close(fd) }
+                // Holding the lock while updating: a trainer resuming this run right now
+                // waits in markRunning until the row says interrupted.
+                guard try LockFile.tryLock(fd, path: path) else { continue }
+                let reason = "the training process" + (pid.map { " (pid \($0))" } ?? "") + " ended without finishing the run"
+                let changed: Bool = try db.write {
+                    try db.query("UPDATE runs SET status = 'interrupted', failure_reason = ? WHERE hash = ? AND status = 'running'",
+                                 [.text(reason), .text(hash)])
+                    return db.changes == 1
+                }
+                if changed { interrupted.append(hash) }
+            }
+            return interrupted
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import MoeStore
+import XCTest
+
+final class WhereFilterTests: XCTestCase {
+    func testParsesComparisonsIntoBoundSQL() throws {
+        let f = try WhereFilter("regime=non-moe and experts>=4")
+        XCTAssertEqual(f.sql, "(json_extract(r.config_json, ?) = ? AND json_extract(r.config_json, ?) >= ?)")
+        XCTAssertEqual(f.parameters, ["$.regime", "non-moe", "$.experts", 4])
+
+        let g = try WhereFilter("status = completed AND (seed=0 OR seed == 1) and lr < 1e-3")
+        XCTAssertEqual(g.parameters, ["completed", "$.seed", 0, "$.seed", 1, "$.lr", 0.001])
+        XCTAssertTrue(g.sql.contains(" OR "))
+
+        XCTAssertEqual(try WhereFilter("task='wn pos'").parameters, ["$.task", "wn pos"])
+        XCTAssertEqual(try WhereFilter(#"name="say \"hi\"""#).parameters, ["$.name", #"say "hi""#])
+        XCTAssertEqual(try WhereFilter("seed='3'").parameters, ["$.seed", "3"], "quoted values stay strings")
+        XCTAssertEqual(try WhereFilter("flag=true").parameters, ["$.flag", true])
+        XCTAssertEqual(try WhereFilter("x=nan").parameters, ["$.x", "nan"], "not a number")
+    }
+
+    func testMalformedExpressionsNameTheOffendingToken() {
+        let cases: [(String, String)] = [
+            ("a;DROP TABLE runs", ";"),
+            ("experts >> 4", ">>"),
+            ("experts => 4", "=>"),
+            ("regime='all", "'all"),
+            ("regime", "regime"),
+            ("regime=", "="),
+            ("=4", "="),
+            ("9lives=1", "9lives"),
+            ("a-b=1", "a-b"),
+            ("experts=4 and", ""),
+            ("experts=4 regime=all", "regime"),
+            ("(experts=4", ""),
+            ("experts=4)", ")"),
+            ("status=complted", "complted"),
+            ("kind=distill", "distill"),
+            ("status>queued", ">"),
+            ("hash=xyz", "xyz"),
+            ("tag<a", "<"),
+            ("", ""),
+            ("seed=1 -- comment", "--"),
+        ]
+        for (expression, token) in cases {
+            XCTAssertThrowsError(try WhereFilter(expression), expression) { error in
+                guard case let .invalidWhere(e, t, _)? = error as? StoreError else { return XCTFail("\(expression): \(error)") }
+                XCTAssertEqual(e, expression)
+                XCTAssertEqual(t, token, expression)
+            }
+        }
+    }
+
+    func testFiltersSelectRunsAndInjectionStaysInert() throws {
+        let dir = TemporaryDirectory()
+        let store = try Store(path: dir.file("moerec.sqlite"))
+        let parent = try store.insertRun(kind: .pretrain, config: sampleConfig(), parentHash: nil,
+                                         datasetFingerprint: fingerprint, numericsVersion: 1)
+        var finetunes: [String: RunRecord] = [:]
+        for (regime, experts) in [("all", 8), ("moe", 8), ("ffn", 4), ("non-moe", 1)] {
+            finetunes[regime] = try store.insertRun(kind: .finetune, config: sampleConfig(regime: regime, experts: experts),
+                                                    parentHash: parent.hash, datasetFingerprint: fingerprint, numericsVersion: 1)
+        }
+        try store.addTag(runHash: finetunes["moe"]!.hash, tag: "paper")
+        try store.markRunning(hash: finetunes["ffn"]!.hash, environment: RunEnvironment())
+        try store.markCompleted(hash: finetunes["ffn"]!.hash, wallSeconds: 1, steps: 10)
+
+        func hashes(_ expression: String) throws -> Set<String> {
+            Set(try store.listRuns(filter: try WhereFilter(expression)).map(\.hash))
+        }
+        let h = { (regime: String) in finetunes[regime]!.hash }
+        XCTAssertEqual(try hashes("kind=pretrain"), [parent.hash])
+        XCTAssertEqual(try hashes("experts>=8 and kind=finetune"), [h("all"), h("moe")])
+        XCTAssertEqual(try hashes("regime=ffn or regime=non-moe"), [h("ffn"), h("non-moe")])
+        XCTAssertEqual(try hashes("status=completed"), [h("ffn")])
+        XCTAssertEqual(try hashes("status!=queued"), [h("ffn")])
+        XCTAssertEqual(try hashes("tag=paper"), [h("moe")])
+        XCTAssertEqual(try hashes("tag!=paper and kind=finetune"), [h("all"), h("ffn"), h("non-moe")])
+        XCTAssertEqual(try hashes("parent=\(parent.hash.prefix(6))"), Set(finetunes.values.map(\.hash)))
+        XCTAssertEqual(try hashes("parent=null"), [parent.hash])
+        XCTAssertEqual(try hashes("hash=\(h("moe").prefix(10))"), [h("moe")])
+        XCTAssertEqual(try hashes("regime~moe"), [h("moe"), h("non-moe")])
+        XCTAssertEqual(try hashes("lr=0.001 and experts<4"), [h("non-moe")])
+        XCTAssertEqual(try hashes("dropout!=0.1"), Set(finetunes.values.map(\.hash) + [parent.hash]), "a missing key is 'not equal'")
+        XCTAssertEqual(try hashes("dropout=null"), Set(finetunes.values.map(\.hash) + [parent.hash]))
+
+        // Injection attempts are either rejected or compared as plain strings.
+        let inert = [
+            "regime='x'' OR 1=1 --'",
+            "regime=\"'; DROP TABLE runs; --\"",
+            "regime='all) OR (1=1'",
+            "tag='paper'' OR ''1''=''1'",
+            "task=\"wn-supersense' OR 'a'='a\"",
+        ]
+        for expression in inert {
+            XCTAssertEqual(try hashes(expression), [], expression)
+        }
+        for expression in ["a;DROP TABLE runs", "regime=all; DROP TABLE runs", "x=1) OR (1=1", "regime=all' OR '1'='1",
+                           "experts=4 UNION SELECT hash FROM runs"] {
+            XCTAssertThrowsError(try WhereFilter(expression), expression)
+        }
+        XCTAssertEqual(try count(store, "SELECT count(*) FROM runs"), 5, "runs table intact")
+        XCTAssertEqual(try store.allRuns(filter: try WhereFilter("regime=all")).map(\.hash), [parent.hash, h("all")])
+    }
+}
