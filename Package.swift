@@ -32,11 +32,16 @@ let package = Package(
         .target(name: "MoeCheckpoint", dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "MoeReport", dependencies: ["MoeStore"]),
 
+        // MARK: Experiments (config resolution, run execution, reproduce, diff)
+        .target(name: "MoeExperiment", dependencies: [
+            "MoeTrain", "MoeData", "MoeStore", "MoeCheckpoint",
+            .product(name: "Yams", package: "Yams"),
+        ]),
+
         // MARK: Executable
         .executableTarget(name: "moerec", dependencies: [
-            "MoeKernels", "MoeModel", "MoeData", "MoeTrain", "MoeStore", "MoeCheckpoint", "MoeReport",
+            "MoeKernels", "MoeModel", "MoeData", "MoeTrain", "MoeStore", "MoeCheckpoint", "MoeReport", "MoeExperiment",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Yams", package: "Yams"),
         ]),
 
         // MARK: Tests
@@ -48,6 +53,7 @@ let package = Package(
         .testTarget(name: "MoeStoreTests", dependencies: ["MoeStore", "MoeTestSupport"]),
         .testTarget(name: "MoeCheckpointTests", dependencies: ["MoeCheckpoint", "MoeTestSupport"]),
         .testTarget(name: "MoeReportTests", dependencies: ["MoeReport", "MoeStore", "MoeTestSupport"]),
+        .testTarget(name: "MoeExperimentTests", dependencies: ["MoeExperiment", "MoeTestSupport"]),
         .testTarget(name: "MoeCLITests", dependencies: ["MoeTestSupport"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,0 +1,33 @@
+# The two commands of the README: `make run` (the quick regime study, ending with the
+# regimes table) and `make test` (the whole test suite). Both install missing system
+# packages and build first.
+export PATH := /opt/swift/usr/bin:$(PATH)
+SWIFT ?= swift
+BIN := .build/release/moerec
+# BLAS threads per run and parallel runs for the study (2 cores: 2 runs of 1 thread).
+THREADS ?= 1
+JOBS ?= 2
+
+.PHONY: deps build run test bench clean
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build -c release --product moerec
+
+run: build
+	$(BIN) run --preset quick --threads $(THREADS) --jobs $(JOBS)
+
+# Tests are built with optimisation: the numeric tests run many times slower in debug.
+test: deps
+	$(SWIFT) build -c release --build-tests
+	$(SWIFT) test -c release --skip-build
+
+bench: build
+	$(BIN) bench model --model bench-small --threads 1 --steps 20 --format json
+	$(BIN) bench model --model bench-small --threads 2 --steps 20 --format json
+	$(BIN) bench store --format json
+
+clean:
+	rm -rf .build

@@ -1,0 +1,271 @@
+import Foundation
+import MoeCheckpoint
+import MoeKernels
+import MoeModel
+import MoeStore
+import MoeTrain
+
+/// A run resolved down to its identity: ready to look up or execute.
+public struct PlannedRun {
+    public let config: RunConfig
+    public let value: JSONValue
+    public let prepared: DataProvider.Prepared
+    public let hash: String
+}
+
+public enum RunOutcome: Equatable {
+    /// The hash was already completed: nothing was trained.
+    case cacheHit
+    case completed
+    case failed(step: Int, reason: String)
+    /// Stopped by a signal; the last checkpoint is the resume point.
+    case interrupted(step: Int)
+}
+
+public struct RunResult {
+    public let hash: String
+    public let outcome: RunOutcome
+    public let resumedFrom: Int?
+}
+
+/// Flags set from signal handlers; the step loop polls them between steps.
+public final class StopFlag: @unchecked Sendable {
+    private var raised: Int32 = 0
+    public init() {}
+    public func raise() { raised = 1 }
+    public var isRaised: Bool { raised != 0 }
+}
+
+/// Executes runs against one store: cache hits, fresh runs, fine-tuning from a parent's
+/// final checkpoint, and exact resumption of interrupted runs.
+public final class Executor {
+    /// Bumped whenever a code change alters results; part of every run hash.
+    public static let numericsVersion = 1
+
+    public let store: Store
+    public let objects: ObjectStore
+    public let data: DataProvider
+    public let threads: Int
+    public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    public var progress: ((String, MoeTrain.Progress) -> Void)?
+    public var stop = StopFlag()
+    public var gitCommit: String?
+
+    public init(store: Store, threads: Int, data: DataProvider = DataProvider()) throws {
+        self.store = store
+        let dir = URL(fileURLWithPath: store.path).deletingLastPathComponent()
+        objects = ObjectStore(root: dir.appendingPathComponent("objects"))
+        self.threads = threads
+        self.data = data
+        try Blas.load()
+        Blas.threads = threads
+    }
+
+    public static func objectsDirectory(forStore path: String) -> URL {
+        URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("objects")
+    }
+
+    // MARK: Planning
+
+    /// Resolves the parent (a hash prefix, or a config file that is planned and run first),
+    /// inherits the architecture from it, loads the data and computes the run hash.
+    public func plan(_ input: RunConfig, explicit: Set<String> = []) throws -> PlannedRun {
+        var config = input
+        if config.isFinetune {
+            guard let parentRef = config.parent else { throw InputError("parent: a fine-tuning run needs parent=HASH or parent=CONFIG_FILE") }
+            let parentHash: String
+            if parentRef.hasSuffix(".json") || parentRef.hasSuffix(".yaml") || parentRef.hasSuffix(".yml") {
+                let (parentConfig, parentExplicit) = try ConfigResolver.resolve(file: parentRef)
+                let parentPlan = try plan(parentConfig, explicit: parentExplicit)
+                let result = try execute(parentPlan)
+                guard result.outcome == .completed || result.outcome == .cacheHit else {
+                    throw InputError("parent \(parentRef) did not complete (\(result.outcome))")
+                }
+                parentHash = parentPlan.hash
+            } else {
+                do { parentHash = try store.resolve(prefix: parentRef) } catch {
+                    throw InputError("parent=\(parentRef): \(error)")
+                }
+            }
+            guard let parent = try store.run(hash: parentHash) else { throw InputError("parent=\(parentRef): no such run") }
+            guard parent.kind == .pretrain else { throw InputError("parent=\(parentRef): run \(parentHash.prefix(12)) is a \(parent.kind.rawValue) run, not pretraining") }
+            guard parent.status == .completed else {
+                throw InputError("parent=\(parentRef): run \(parentHash.prefix(12)) is \(parent.status.rawValue), not completed")
+            }
+            // The architecture is the parent's; an explicit different value is a mistake.
+            let parentValue = try JSONValue(parsing: parent.configJSON)
+            var merged = try ConfigResolver.value(of: config).objectValue ?? [:]
+            for key in RunConfig.architectureKeys {
+                guard let inherited = parentValue[key] else { continue }
+                if explicit.contains(key), let mine = merged[key], mine != inherited {
+                    throw InputError("\(key)=\(mine.display): a fine-tuning run inherits \(key)=\(inherited.display) from its parent")
+                }
+                merged[key] = inherited
+            }
+            merged["parent"] = .string(parentHash)
+            config = try ConfigResolver.decode(merged)
+        }
+        do { try config.validate() } catch { throw InputError("\(error)") }
+        let value = try ConfigResolver.value(of: config)
+        let prepared = try data.prepare(config)
+        let hash = try RunIdentity.hash(config: value, parent: config.parent, datasetFingerprint: prepared.fingerprint,
+                                        numerics: Executor.numericsVersion)
+        // Building the trainer checks what validation alone cannot (e.g. a regime that
+        // would train nothing on this architecture), before anything is written.
+        if config.isFinetune {
+            let groups: Set<ParamGroup>
+            do { groups = try Regime.groups(regime: config.regime, custom: config.groups) } catch { throw InputError("\(error)") }
+            let layout = ParameterLayout(config.model(classes: max(2, prepared.classes.count)))
+            do { try Regime.check(groups, regime: config.regime, layout: layout, experts: config.experts) } catch {
+                throw InputError("\(error)")
+            }
+        }
+        return PlannedRun(config: config, value: value, prepared: prepared, hash: hash)
+    }
+
+    // MARK: Execution
+
+    /// Records the run as queued (if it is new) without training it.
+    @discardableResult
+    public func register(_ plan: PlannedRun) throws -> RunRecord {
+        let (record, _) = try store.insertRunIfAbsent(kind: plan.config.isFinetune ? .finetune : .pretrain, config: plan.value,
+                                                      parentHash: plan.config.parent,
+                                                      datasetFingerprint: plan.prepared.fingerprint,
+                                                      numericsVersion: Executor.numericsVersion)
+        precondition(record.hash == plan.hash, "store and planner disagree on the run hash")
+        return record
+    }
+
+    public func execute(_ plan: PlannedRun) throws -> RunResult {
+        let config = plan.config
+        let record = try register(plan)
+        switch record.status {
+        case .completed:
+            return RunResult(hash: plan.hash, outcome: .cacheHit, resumedFrom: nil)
+        case .failed:
+            return RunResult(hash: plan.hash, outcome: .failed(step: record.failureStep ?? 0, reason: record.failureReason ?? "failed"),
+                             resumedFrom: nil)
+        default:
+            break
+        }
+        let environment = RunEnvironment.current(blasCore: Blas.coreName, threads: Blas.threads,
+                                                 moerecVersion: Executor.version, gitCommit: gitCommit)
+        let lease = try store.markRunning(hash: plan.hash, environment: environment)
+        defer { lease.release() }
+        let started = Date()
+        let sink = try StoreSink(store: store, runHash: plan.hash)
+        let trainer = try Trainer(config: config, data: plan.prepared.data, sink: sink)
+        var resumedFrom: Int? = nil
+        var previousWall = 0.0
+        if let checkpoint = try store.latestCheckpoint(runHash: plan.hash) {
+            let manifest = try CheckpointManifest(json: checkpoint.manifestJSON)
+            try restore(trainer: trainer, from: manifest, optimizer: true)
+            resumedFrom = manifest.step
+            previousWall = record.wallSeconds ?? 0
+            log("resuming \(plan.hash.prefix(12)) from its checkpoint at step \(manifest.step)")
+        } else if let parent = config.parent {
+            guard let checkpoint = try store.latestCheckpoint(runHash: parent) else {
+                throw InputError("parent \(parent.prefix(12)) has no checkpoint")
+            }
+            try restore(trainer: trainer, from: try CheckpointManifest(json: checkpoint.manifestJSON), optimizer: false)
+        }
+        // Facts about the run that reports need and the config alone does not give.
+        let total = trainer.model.layout.tensors.reduce(0) { $0 + $1.count }
+        sink.record(step: 0, split: "info", name: "parameters", value: Double(total))
+        sink.record(step: 0, split: "info", name: "trainable_fraction", value: trainer.trainableFraction)
+        if let majority = plan.prepared.majorityAccuracy {
+            sink.record(step: 0, split: "info", name: "majority_acc", value: majority)
+        }
+        trainer.onCheckpoint = { [unowned self] step in
+            // Optimizer moments exist to resume; a completed run's final checkpoint keeps parameters only.
+            try self.checkpoint(trainer: trainer, hash: plan.hash, step: step, configJSON: try plan.value.canonicalString,
+                                withOptimizer: step < config.steps)
+            try self.store.recordProgress(hash: plan.hash, steps: step)
+        }
+        trainer.onProgress = { [weak self] p in self?.progress?(String(plan.hash.prefix(12)), p) }
+        let stop = self.stop
+        trainer.shouldStop = { stop.isRaised }
+        let outcome = try trainer.run()
+        try sink.flush()
+        let wall = previousWall + Date().timeIntervalSince(started)
+        switch outcome {
+        case let .completed(steps):
+            try store.markCompleted(hash: plan.hash, wallSeconds: wall, steps: steps)
+            return RunResult(hash: plan.hash, outcome: .completed, resumedFrom: resumedFrom)
+        case let .failed(step, reason):
+            try store.markFailed(hash: plan.hash, reason: reason, step: step)
+            return RunResult(hash: plan.hash, outcome: .failed(step: step, reason: reason), resumedFrom: resumedFrom)
+        case let .stopped(step):
+            try store.markInterrupted(hash: plan.hash, reason: "stopped by signal after step \(step)")
+            return RunResult(hash: plan.hash, outcome: .interrupted(step: step), resumedFrom: resumedFrom)
+        }
+    }
+
+    public static var version: String { "0.1.0" }
+
+    // MARK: Checkpoints
+
+    func checkpoint(trainer: Trainer, hash: String, step: Int, configJSON: String, withOptimizer: Bool) throws {
+        let model = trainer.model, opt = trainer.optimizer
+        let tensors = model.layout.tensors.map { t in
+            NamedTensor(name: t.name, shape: t.shape, group: t.group.rawValue,
+                        values: UnsafeBufferPointer(start: model.params.base + t.offset, count: t.count))
+        }
+        var moments: [NamedTensor] = []
+        for (i, off) in opt.slots where withOptimizer {
+            let t = model.layout.tensors[i]
+            moments.append(NamedTensor(name: t.name + ".m", shape: t.shape, group: t.group.rawValue,
+                                       values: UnsafeBufferPointer(start: opt.m.base + off, count: t.count)))
+            moments.append(NamedTensor(name: t.name + ".v", shape: t.shape, group: t.group.rawValue,
+                                       values: UnsafeBufferPointer(start: opt.v.base + off, count: t.count)))
+        }
+        let (manifest, _) = try writeCheckpoint(objects: objects, runHash: hash, step: step, tensors: tensors,
+                                                optimizer: moments, optimizerStep: opt.t,
+                                                state: ["step": String(step)], configJSON: configJSON)
+        let blobs = (manifest.tensors + manifest.optimizer).map {
+            BlobRecord(sha256: $0.sha256, rawSize: Int64($0.rawSize), storedSize: Int64($0.storedSize),
+                       location: objects.relativePath(for: $0.sha256))
+        }
+        _ = try store.recordCheckpoint(runHash: hash, step: step, manifestJSON: manifest.jsonString(), blobs: blobs)
+    }
+
+    /// Loads parameters (every tensor the model and manifest share, so a fine-tuning run
+    /// takes all but its new head from the parent) and, when resuming, the optimizer state.
+    func restore(trainer: Trainer, from manifest: CheckpointManifest, optimizer: Bool) throws {
+        let model = trainer.model, opt = trainer.optimizer
+        var byName: [String: (UnsafeMutablePointer<Float>, Int)] = [:]
+        for t in model.layout.tensors { byName[t.name] = (model.params.base + t.offset, t.count) }
+        if optimizer {
+            for (i, off) in opt.slots {
+                let t = model.layout.tensors[i]
+                byName[t.name + ".m"] = (opt.m.base + off, t.count)
+                byName[t.name + ".v"] = (opt.v.base + off, t.count)
+            }
+        }
+        try readCheckpoint(objects: objects, manifest: manifest) { entry in
+            guard let (p, n) = byName[entry.name], n == entry.elementCount else { return nil }
+            return UnsafeMutableBufferPointer(start: p, count: n)
+        }
+        if optimizer {
+            opt.t = manifest.optimizerStep
+            trainer.step = manifest.step
+        }
+    }
+}
+
+/// The store as the trainer's metric sink: points are buffered and written in batched
+/// transactions at each evaluation and checkpoint.
+final class StoreSink: MetricSink {
+    let writer: MetricWriter
+    private var pending: Error?
+    init(store: Store, runHash: String) throws { writer = try store.metricWriter(runHash: runHash) }
+    func record(step: Int, split: String, name: String, value: Double) {
+        // `add` may write a full batch; its error is kept and rethrown by the next flush,
+        // which the trainer calls after every evaluation and before every checkpoint.
+        do { try writer.add(step: step, split: split, name: name, value: value) } catch { pending = pending ?? error }
+    }
+    func flush() throws {
+        if let pending { throw pending }
+        try writer.flush()
+    }
+}

@@ -1,0 +1,231 @@
+import ArgumentParser
+import Foundation
+import MoeCheckpoint
+import MoeExperiment
+import MoeStore
+
+struct Runs: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List runs: hash, kind, regime, experts, seed, task, status, best validation accuracy, steps, wall time.",
+        discussion: """
+        --where filters on status, kind, hash, parent, tag, sweep or any config key, with = != < <= > >=
+        joined by `and`. JSON and CSV rows carry the full hash and every column.
+
+        Examples:
+          moerec runs --where "kind=finetune and experts>=4"
+          moerec runs --where "status=interrupted" --format json
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .customLong("where"), help: "Filter expression, e.g. \"regime=moe and seed=0\".") var whereExpression: String?
+    @Option(help: "table, json or csv.") var format: OutputFormat = .table
+
+    func run() throws {
+        let store = try global.openStore()
+        let filter = try whereExpression.map { try WhereFilter($0) }
+        let runs = try store.listRuns(filter: filter, keyFields: ["regime", "experts", "seed", "task", "train_size"])
+        let header = ["hash", "kind", "regime", "experts", "seed", "task", "train_size", "status", "best_val_acc", "steps", "wall_s"]
+        func cells(_ r: RunSummary, full: Bool) -> [String] {
+            [full ? r.hash : String(r.hash.prefix(12)), r.kind.rawValue,
+             r.kind == .finetune ? (r.regime ?? "") : "", r.experts.map(String.init) ?? "", r.seed.map(String.init) ?? "",
+             r.kind == .finetune ? (r.task ?? "") : "", r.kind == .finetune ? (r.trainSize?.display ?? "") : "",
+             r.status.rawValue, r.bestValAccuracy.map { String(format: "%.4f", $0) } ?? "",
+             String(r.stepsDone), r.wallSeconds.map { String(format: "%.1f", $0) } ?? ""]
+        }
+        switch format {
+        case .table: print(TableOut.render(header: header, rows: runs.map { cells($0, full: false) }))
+        case .csv:
+            print(header.joined(separator: ","))
+            for r in runs { print(cells(r, full: true).map(CSV.escape).joined(separator: ",")) }
+        case .json:
+            let rows: [JSONValue] = runs.map { r in
+                var o: [String: JSONValue] = ["hash": .string(r.hash), "parent": r.parentHash.map { .string($0) } ?? .null,
+                                              "kind": .string(r.kind.rawValue), "status": .string(r.status.rawValue),
+                                              "steps": .int(Int64(r.stepsDone)), "created_at": .string(r.createdAt),
+                                              "best_val_acc": r.bestValAccuracy.map { .double($0) } ?? .null,
+                                              "best_val_loss": r.bestValLoss.map { .double($0) } ?? .null,
+                                              "wall_seconds": r.wallSeconds.map { .double($0) } ?? .null]
+                for (k, v) in r.keyFields { o[k] = v }
+                return .object(o)
+            }
+            print(try JSONValue.array(rows).canonicalString)
+        }
+    }
+}
+
+enum CSV {
+    static func escape(_ s: String) -> String {
+        s.contains(",") || s.contains("\"") || s.contains("\n") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a run: resolved config, lineage, environment, metric summary, checkpoints.",
+        discussion: "Example: moerec show 3fa2c1")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Run hash or unique prefix.") var hash: String
+
+    func run() throws {
+        let store = try global.openStore()
+        let full = try store.resolve(prefix: hash)
+        guard let r = try store.run(hash: full) else { throw InputError("no run \(hash)") }
+        print("run         \(r.hash)")
+        print("kind        \(r.kind.rawValue)    status \(r.status.rawValue)" + (r.failureReason.map { "    reason: \($0)" } ?? ""))
+        var chain: [String] = []
+        var current = r
+        while let p = current.parentHash, let parent = try store.run(hash: p) { chain.append("\(parent.hash.prefix(12)) (\(parent.kind.rawValue))"); current = parent }
+        print("lineage     \(([String(r.hash.prefix(12))] + chain).joined(separator: " ← "))")
+        print("dataset     \(r.datasetFingerprint)")
+        print("numerics    \(r.numericsVersion)")
+        let e = r.environment
+        print("environment host=\(e.host ?? "?") os=\(e.os ?? "?") cpu=\(e.cpuModel ?? "?") blas=\(e.blasCore ?? "?") threads=\(e.threads.map(String.init) ?? "?") moerec=\(e.moerecVersion ?? "?") commit=\(e.gitCommit ?? "?")")
+        print("time        created \(r.createdAt)  started \(r.startedAt ?? "-")  finished \(r.finishedAt ?? "-")  wall \(r.wallSeconds.map { String(format: "%.1fs", $0) } ?? "-")  steps \(r.stepsDone)")
+        let tags = try store.tags(runHash: full)
+        if !tags.isEmpty { print("tags        \(tags.joined(separator: ", "))") }
+        print("\nconfig")
+        for (k, v) in (try JSONValue(parsing: r.configJSON).objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
+            print("  \(k.padding(toLength: 22, withPad: " ", startingAt: 0)) \(v.display)")
+        }
+        print("\nmetrics (last / min / max over the series)")
+        let summary = try store.metricSummary(runHash: full).filter { !$0.name.contains(".load.") }
+        print(TableOut.render(header: ["split", "name", "points", "steps", "last", "min", "max"], rows: summary.map {
+            [$0.split, $0.name, String($0.count), "\($0.firstStep)-\($0.lastStep)",
+             $0.lastValue.map { String(format: "%.5g", $0) } ?? "", $0.minValue.map { String(format: "%.5g", $0) } ?? "",
+             $0.maxValue.map { String(format: "%.5g", $0) } ?? ""]
+        }))
+        print("\ncheckpoints")
+        for c in try store.checkpoints(runHash: full) {
+            let m = try CheckpointManifest(json: c.manifestJSON)
+            let stored = (m.tensors + m.optimizer).reduce(0) { $0 + $1.storedSize }
+            print("  step \(c.step)  tensors \(m.tensors.count)  optimizer \(m.optimizer.count)  \(String(format: "%.2f", Double(stored) / 1_048_576)) MiB  digest \(m.parameterDigest.prefix(16))")
+        }
+    }
+}
+
+struct Diff: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare two runs: config keys that differ, lineage, metric deltas, first differing step, changed parameter groups.",
+        discussion: "Example: moerec diff 3fa2c1 9be04d")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "First run (hash or prefix).") var a: String
+    @Argument(help: "Second run (hash or prefix).") var b: String
+
+    func run() throws {
+        let store = try global.openStore()
+        let d = try RunDiff.compute(store: store, a: try store.resolve(prefix: a), b: try store.resolve(prefix: b))
+        print("A \(d.a)\nB \(d.b)\n")
+        print("config keys that differ")
+        if d.configChanges.isEmpty { print("  (none)") }
+        for c in d.configChanges { print("  \(c.key): \(c.a) → \(c.b)") }
+        print("\nlineage")
+        print("  A: \(d.lineageA.map { String($0.prefix(12)) }.joined(separator: " ← "))")
+        print("  B: \(d.lineageB.map { String($0.prefix(12)) }.joined(separator: " ← "))")
+        if d.lineageA.dropFirst() == d.lineageB.dropFirst() { print("  same ancestors") }
+        print("\nmetrics")
+        func f(_ x: Double?) -> String { x.map { String(format: "%.4f", $0) } ?? "—" }
+        func delta(_ x: Double?, _ y: Double?) -> String { (x != nil && y != nil) ? String(format: "%+.4f", y! - x!) : "—" }
+        print(TableOut.render(header: ["split", "metric", "final A", "final B", "Δ final", "best A", "best B", "Δ best"],
+                              rows: d.metrics.map { [$0.split, $0.name, f($0.finalA), f($0.finalB), delta($0.finalA, $0.finalB),
+                                                     f($0.bestA), f($0.bestB), delta($0.bestA, $0.bestB)] }))
+        if let s = d.firstDifferentStep { print("\nfirst step where the series differ: \(s.step) (\(s.split)/\(s.name))") }
+        else { print("\nshared metric series are identical") }
+        print("\nfinal parameters by group")
+        print(TableOut.render(header: ["group", "tensors", "differ", "max |Δ|"], rows: d.groups.map {
+            [$0.group, String($0.tensors), String($0.changed), String(format: "%.3g", $0.maxAbsDelta)]
+        }))
+        let changed = d.groups.filter { $0.changed > 0 }.map(\.group)
+        print("groups that differ: \(changed.isEmpty ? "none" : changed.joined(separator: ", "))")
+    }
+}
+
+struct Reproduce: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-execute a run in a scratch store and check it is bit-identical to the stored one.",
+        discussion: """
+        Compares every metric point (wall-clock timings excepted) and the final checkpoint's
+        parameter digest. Uses the thread count recorded with the run unless --threads is given.
+        Exit 0 when bit-identical, 1 otherwise.
+
+        Example: moerec reproduce 3fa2c1 --format json
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Run hash or unique prefix.") var hash: String
+    @Option(help: "text or json.") var format: String = "text"
+
+    func validate() throws {
+        guard ["text", "json"].contains(format) else { throw ValidationError("--format \(format): must be text or json") }
+    }
+
+    func run() throws {
+        let store = try global.openStore()
+        let full = try store.resolve(prefix: hash)
+        let explicitThreads = CommandLine.arguments.contains("--threads") ? global.threads : nil
+        let report = try Reproducer(store: store).reproduce(hash: full, threads: explicitThreads) {
+            FileHandle.standardError.write(Data(($0 + "\n").utf8))
+        }
+        if format == "json" {
+            let divergence: JSONValue = report.firstDivergence.map { d in
+                .object(["step": .int(Int64(d.step)), "split": .string(d.split), "metric": .string(d.name),
+                         "stored": d.stored.map { .double($0) } ?? .null, "new": d.new.map { .double($0) } ?? .null])
+            } ?? .null
+            let env: JSONValue = .object(Dictionary(uniqueKeysWithValues: report.environmentDiff.map {
+                ($0.field, JSONValue.object(["stored": .string($0.stored), "current": .string($0.current)]))
+            }))
+            print(try JSONValue.object(["hash": .string(report.hash), "identical": .bool(report.identical),
+                                        "first_divergence": divergence, "checkpoint_match": .bool(report.checkpointMatch),
+                                        "stored_digest": report.storedDigest.map { .string($0) } ?? .null,
+                                        "new_digest": report.newDigest.map { .string($0) } ?? .null,
+                                        "points_compared": .int(Int64(report.pointsCompared)),
+                                        "environment_diff": env]).canonicalString)
+        } else {
+            if report.identical {
+                print("\(report.hash)  bit-identical (\(report.pointsCompared) metric points, checkpoint digest \(report.newDigest?.prefix(16) ?? ""))")
+            } else {
+                print("\(report.hash)  NOT identical")
+                if let d = report.firstDivergence {
+                    print("  first divergence: step \(d.step) \(d.split)/\(d.name): stored \(d.stored.map { "\($0)" } ?? "absent") vs new \(d.new.map { "\($0)" } ?? "absent")")
+                }
+                print("  checkpoint digest: stored \(report.storedDigest ?? "none") vs new \(report.newDigest ?? "none")")
+            }
+            for e in report.environmentDiff { print("  environment differs: \(e.field) stored \(e.stored) vs now \(e.current)") }
+        }
+        if !report.identical { throw ExitCode(1) }
+    }
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-hash stored checkpoint objects; report corrupt or missing ones (exit 1 if any).",
+        discussion: "Examples:\n  moerec verify\n  moerec verify 3fa2c1")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Only this run's checkpoints (hash or prefix).") var hash: String?
+
+    func run() throws {
+        let store = try global.openStore()
+        let objects = ObjectStore(root: Executor.objectsDirectory(forStore: store.path))
+        let blobs: [BlobRecord]
+        if let hash { blobs = try store.blobs(forRun: try store.resolve(prefix: hash)) } else { blobs = try store.allBlobs() }
+        let problems = objects.verifyAll(expected: blobs.map { ($0.sha256, Int($0.rawSize)) })
+        var owners: [String: [String]] = [:]
+        if !problems.isEmpty {
+            // Name the runs and tensors that reference each bad object.
+            for record in try store.allRuns() {
+                for c in try store.checkpoints(runHash: record.hash) {
+                    let m = try CheckpointManifest(json: c.manifestJSON)
+                    for t in m.tensors + m.optimizer { owners[t.sha256, default: []].append("\(record.hash.prefix(12)) step \(c.step) \(t.name)") }
+                }
+            }
+        }
+        for p in problems {
+            print("\(p.kind): object \(p.sha256) — \(p.error)")
+            for o in (owners[p.sha256] ?? []).prefix(5) { print("    used by \(o)") }
+        }
+        print("\(blobs.count) objects checked, \(problems.count) problem\(problems.count == 1 ? "" : "s")")
+        if !problems.isEmpty { throw ExitCode(1) }
+    }
+}

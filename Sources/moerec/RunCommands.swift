@@ -1,0 +1,259 @@
+import ArgumentParser
+import Foundation
+import MoeExperiment
+import MoeReport
+import MoeStore
+import MoeTrain
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run one config (or a preset study); a completed hash is a cache hit.",
+        discussion: """
+        CONFIG is a JSON or YAML file of run-config keys; --set overrides single keys with type
+        checking; every other key keeps its default (see README for the list). A fine-tuning
+        config names its parent by hash (any unique prefix) or by the parent's config file,
+        which is run first when missing. An interrupted run with the same hash resumes from
+        its last checkpoint and ends bit-identical to an uninterrupted one.
+
+        --preset quick runs a complete small regime study on WordNet (pretrain one small MoE,
+        fine-tune it on wn-supersense under the five ST-MoE regimes) and prints the regimes
+        table; --preset paper runs the scaled-down ST-MoE protocol (see `moerec sweep`).
+
+        Examples:
+          moerec run --preset quick
+          moerec run pretrain.yaml --set steps=500 --set experts=4
+          moerec run --set kind=finetune --set parent=3fa2c1 --set regime=moe
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Config file (JSON or YAML).") var config: String?
+    @Option(name: .customLong("set"), help: "Override one key: --set key=value (repeatable).") var sets: [String] = []
+    @Option(help: "Run a preset study (quick, paper) instead of one config.") var preset: String?
+    @Option(help: "Tag the run (repeatable).") var tag: [String] = []
+    @Option(help: "Parallel processes for a preset study.") var jobs = 1
+
+    func validate() throws {
+        if preset != nil && (config != nil || !sets.isEmpty) {
+            throw ValidationError("--preset runs a whole study; use `moerec sweep --preset NAME --set …` to change its keys")
+        }
+        if let preset, !Presets.names.contains(preset) {
+            throw ValidationError("--preset \(preset): unknown preset (valid: \(Presets.names.joined(separator: ", ")))")
+        }
+        guard jobs >= 1 && jobs <= 16 else { throw ValidationError("--jobs \(jobs): must be in 1...16") }
+    }
+
+    func run() throws {
+        if let preset {
+            let study = try Presets.study(named: preset)
+            try StudyRunner(global: global, study: study, jobs: jobs, tags: tag).run()
+            return
+        }
+        let (resolved, explicit) = try ConfigResolver.resolve(file: config, sets: sets)
+        let store = try global.openStore()
+        let executor = try global.executor(store: store)
+        let plan = try executor.plan(resolved, explicit: explicit)
+        let result = try executor.execute(plan)
+        for t in tag { try store.addTag(runHash: plan.hash, tag: t) }
+        try RunSummaryPrinter.print(result: result, store: store, majority: plan.prepared.majorityAccuracy)
+        if case .failed = result.outcome { throw ExitCode(1) }
+        if case .interrupted = result.outcome { throw ExitCode(130) }
+    }
+}
+
+enum RunSummaryPrinter {
+    static func print(result: RunResult, store: Store, majority: Double?) throws {
+        let short = String(result.hash.prefix(12))
+        switch result.outcome {
+        case .cacheHit: Swift.print("\(result.hash)  cache hit (already completed; not retrained)")
+        case .completed:
+            Swift.print("\(result.hash)  completed" + (result.resumedFrom.map { " (resumed from step \($0))" } ?? ""))
+        case let .failed(step, reason): Swift.print("\(result.hash)  failed at step \(step): \(reason)")
+        case let .interrupted(step): Swift.print("\(result.hash)  interrupted after step \(step); run the same command to resume")
+        }
+        for split in ["train", "val", "test"] {
+            let loss = try store.metrics(runHash: result.hash, name: "loss", split: split).last
+            let acc = try store.metrics(runHash: result.hash, name: "acc", split: split).last
+            if let loss, let acc {
+                Swift.print(String(format: "  %@ %-5@ step %d  loss %.4f  acc %.4f", short, split, loss.step, loss.value, acc.value))
+            }
+        }
+        if let majority { Swift.print(String(format: "  majority-class accuracy on validation: %.4f", majority)) }
+    }
+}
+
+struct Sweep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the cross product of --grid values over a config; resumable, completed cells are skipped.",
+        discussion: """
+        Cells that share a pretraining parent share one pretraining run (architecture keys in the
+        grid, such as experts, apply to the parent when it is given as a config file). A cell
+        whose config is invalid for its architecture (e.g. regime=moe with experts=1) is
+        reported and skipped. Interrupt at any time; the same command resumes: completed cells
+        are cache hits and an interrupted cell resumes from its checkpoint.
+
+        Examples:
+          moerec sweep finetune.yaml --grid regime=all,non-moe,moe,attention,ffn --grid seed=0,1,2
+          moerec sweep --preset paper --jobs 2
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Base config file (JSON or YAML); `parent` may be a pretraining config file.") var config: String?
+    @Option(name: .customLong("set"), help: "Override one base key: --set key=value (repeatable).") var sets: [String] = []
+    @Option(help: "A grid axis: key=v1,v2,… (repeatable).") var grid: [String] = []
+    @Option(help: "Start from a preset study (quick, paper); --grid replaces its axes of the same key.") var preset: String?
+    @Option(help: "Cells run in parallel processes (each with --threads BLAS threads).") var jobs = 1
+    @Option(help: "Sweep name recorded in the store.") var name: String?
+    @Option(help: "Report tables to print at the end (regimes, experts, overfit, claims).") var table: [String] = []
+
+    func validate() throws {
+        guard jobs >= 1 && jobs <= 16 else { throw ValidationError("--jobs \(jobs): must be in 1...16") }
+        if preset == nil && grid.isEmpty { throw ValidationError("give at least one --grid key=v1,v2 (or --preset)") }
+        if let preset, !Presets.names.contains(preset) {
+            throw ValidationError("--preset \(preset): unknown preset (valid: \(Presets.names.joined(separator: ", ")))")
+        }
+    }
+
+    func run() throws {
+        var study: Study
+        if let preset {
+            study = try Presets.study(named: preset)
+        } else {
+            var base = try config.map { try ConfigResolver.load(file: $0) } ?? [:]
+            var parent: [String: JSONValue]? = nil
+            if case let .string(p)? = base["parent"], p.hasSuffix(".json") || p.hasSuffix(".yaml") || p.hasSuffix(".yml") {
+                parent = try ConfigResolver.load(file: p)
+                base["parent"] = nil
+            }
+            study = Study(name: name ?? "sweep", base: base, parent: parent, grid: [], tables: [])
+        }
+        for item in sets {
+            guard let eq = item.firstIndex(of: "=") else { throw InputError("--set \(item): expected key=value") }
+            let key = String(item[..<eq])
+            let (_, value) = try ConfigResolver.parseOverride(item)
+            study.base[key] = value
+        }
+        for axis in grid {
+            guard let eq = axis.firstIndex(of: "=") else { throw InputError("--grid \(axis): expected key=v1,v2,…") }
+            let key = String(axis[..<eq])
+            let values = try axis[axis.index(after: eq)...].split(separator: ",").map {
+                try ConfigResolver.parseOverride("\(key)=\($0)").1
+            }
+            study.grid.removeAll { $0.key == key }
+            study.grid.append((key, values))
+        }
+        if let name { study.name = name }
+        if !table.isEmpty { study.tables = table }
+        try StudyRunner(global: global, study: study, jobs: jobs, tags: []).run()
+    }
+}
+
+/// Executes a study: parents first (shared), then cells, in-process or in `jobs` child
+/// processes, then the study's report tables restricted to its own runs.
+struct StudyRunner {
+    let global: GlobalOptions
+    let study: Study
+    let jobs: Int
+    let tags: [String]
+
+    func run() throws {
+        let store = try global.openStore()
+        let executor = try global.executor(store: store)
+        let cells = try study.cells()
+        let sweepId = try store.createSweep(name: study.name, specJSON: try JSONValue.object([
+            "name": .string(study.name), "grid": .array(study.grid.map { .object(["key": .string($0.key), "values": .array($0.values)]) }),
+        ]).canonicalString)
+        FileHandle.standardError.write(Data("study \(study.name): \(cells.count) cells, sweep id \(sweepId)\n".utf8))
+        var pending: [(label: String, plan: PlannedRun)] = []
+        var skipped = 0, failed = 0
+        for cell in cells {
+            var config = cell.config
+            var explicit = cell.explicit
+            do {
+                if let parentConfig = cell.parent {
+                    let parentPlan = try executor.plan(parentConfig)
+                    let result = try executor.execute(parentPlan)
+                    try store.addSweepMember(sweepId: sweepId, runHash: parentPlan.hash)
+                    if result.outcome != .completed && result.outcome != .cacheHit {
+                        throw CheckFailed("parent pretraining \(parentPlan.hash.prefix(12)) ended \(result.outcome)")
+                    }
+                    config.parent = parentPlan.hash
+                    explicit.insert("parent")
+                }
+                let plan = try executor.plan(config, explicit: explicit)
+                try executor.register(plan)
+                try store.addSweepMember(sweepId: sweepId, runHash: plan.hash)
+                for t in tags { try store.addTag(runHash: plan.hash, tag: t) }
+                pending.append((cell.label, plan))
+            } catch let error as InputError {
+                skipped += 1
+                FileHandle.standardError.write(Data("skipped [\(cell.label)]: \(error)\n".utf8))
+            }
+            if executor.stop.isRaised { throw ExitCode(130) }
+        }
+        if jobs <= 1 {
+            for (i, cell) in pending.enumerated() {
+                FileHandle.standardError.write(Data("[\(i + 1)/\(pending.count)] \(cell.label) \(cell.plan.hash.prefix(12))\n".utf8))
+                let result = try executor.execute(cell.plan)
+                if case .failed = result.outcome { failed += 1 }
+                if executor.stop.isRaised { throw ExitCode(130) }
+            }
+        } else {
+            failed = try ChildRunner(global: global, jobs: jobs).run(pending.map { ($0.label, $0.plan) })
+        }
+        FileHandle.standardError.write(Data("study \(study.name): \(pending.count) cells run or cached, \(skipped) skipped, \(failed) failed\n".utf8))
+        for table in study.tables {
+            print(try ReportCommand.render(store: store, table: table, format: "md",
+                                           filter: try WhereFilter("sweep=\(sweepId)")))
+        }
+        if failed > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Runs cells as separate `moerec run` processes, at most `jobs` at a time: each cell is
+/// fully described by its resolved config, written to a temporary file.
+struct ChildRunner {
+    let global: GlobalOptions
+    let jobs: Int
+
+    func run(_ cells: [(String, PlannedRun)]) throws -> Int {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moerec-sweep-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var running: [(Process, String)] = []
+        var failed = 0, next = 0
+        func reap() {
+            running.removeAll { process, label in
+                if process.isRunning { return false }
+                if process.terminationStatus != 0 {
+                    failed += 1
+                    FileHandle.standardError.write(Data("cell [\(label)] exited \(process.terminationStatus)\n".utf8))
+                }
+                return true
+            }
+        }
+        while next < cells.count || !running.isEmpty {
+            reap()
+            while running.count < jobs && next < cells.count {
+                let (label, plan) = cells[next]
+                let file = dir.appendingPathComponent("cell-\(next).json")
+                try plan.value.canonicalString.write(to: file, atomically: true, encoding: .utf8)
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: exe)
+                process.arguments = ["run", file.path, "--store", global.storePath, "--threads", String(global.threads)]
+                try process.run()
+                FileHandle.standardError.write(Data("[\(next + 1)/\(cells.count)] \(label) \(plan.hash.prefix(12)) pid \(process.processIdentifier)\n".utf8))
+                running.append((process, label))
+                next += 1
+            }
+            if Signals.flag?.isRaised == true {
+                for (p, _) in running { p.interrupt() }
+                for (p, _) in running { p.waitUntilExit() }
+                throw ExitCode(130)
+            }
+            usleep(200_000)
+        }
+        return failed
+    }
+}

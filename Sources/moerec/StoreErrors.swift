@@ -1,0 +1,14 @@
+import MoeStore
+
+extension StoreError {
+    /// Errors caused by what the user typed (exit 2) rather than by the store's state.
+    var isInputError: Bool {
+        switch self {
+        case .invalidHash, .invalidHashPrefix, .ambiguousHashPrefix, .unknownRun, .invalidWhere, .invalidConfigKey,
+             .notADatabase, .notAStore, .invalidJSON, .nonFiniteNumber:
+            return true
+        default:
+            return false
+        }
+    }
+}
