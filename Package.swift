@@ -55,6 +55,7 @@ let package = Package(
         .testTarget(name: "MoeReportTests", dependencies: ["MoeReport", "MoeStore", "MoeTestSupport"]),
         .testTarget(name: "MoeExperimentTests", dependencies: ["MoeExperiment", "MoeTestSupport"]),
         .testTarget(name: "MoeCLITests", dependencies: ["MoeTestSupport"]),
+        .testTarget(name: "MoeFaultTests", dependencies: ["MoeTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -61,6 +61,9 @@ public final class Executor {
         Blas.threads = threads
     }
 
+    /// Changes the BLAS thread count for the runs that follow (recorded with each run).
+    public func setThreads(_ n: Int) { Blas.threads = n }
+
     public static func objectsDirectory(forStore path: String) -> URL {
         URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("objects")
     }

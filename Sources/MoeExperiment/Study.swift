@@ -76,19 +76,20 @@ public enum Presets {
 
     static func finetuning(steps: Int) -> [String: JSONValue] {
         ["kind": "finetune", "task": "wn-supersense", "train_size": 4096, "eval_examples": 512,
-         "dropout": 0.1, "expert_dropout": 0.1, "steps": .int(Int64(steps)), "batch_size": 32, "lr": 1e-3,
+         "dropout": 0.1, "expert_dropout": 0.1, "steps": .int(Int64(steps)), "batch_size": 32, "lr": 3e-3,
          "warmup_steps": 10, "eval_interval": 25, "checkpoint_interval": 1000, "seed": 0, "weight_decay": 0.01]
     }
 
     public static func study(named name: String) throws -> Study {
         switch name {
         case "quick":
-            return Study(name: "quick", base: finetuning(steps: 120), parent: pretraining(steps: 300),
+            return Study(name: "quick", base: finetuning(steps: 150), parent: pretraining(steps: 300),
                          grid: [("regime", regimes)], tables: ["regimes"])
         case "paper":
             var ft = finetuning(steps: 150)
             ft["eval_interval"] = 15
-            return Study(name: "paper", base: ft, parent: pretraining(steps: 400),
+            ft["eval_examples"] = 256
+            return Study(name: "paper", base: ft, parent: pretraining(steps: 300),
                          grid: [("experts", [1, 4, 8, 16]), ("train_size", [256, 4096]), ("regime", regimes), ("seed", [0, 1, 2])],
                          tables: ["regimes", "experts", "overfit", "claims"])
         default:

@@ -166,6 +166,8 @@ struct StudyRunner {
         FileHandle.standardError.write(Data("study \(study.name): \(cells.count) cells, sweep id \(sweepId)\n".utf8))
         var pending: [(label: String, plan: PlannedRun)] = []
         var skipped = 0, failed = 0
+        // Parents train alone, before the cells: give them the cores the cells will share.
+        executor.setThreads(global.threads * jobs)
         for cell in cells {
             var config = cell.config
             var explicit = cell.explicit
@@ -191,6 +193,7 @@ struct StudyRunner {
             }
             if executor.stop.isRaised { throw ExitCode(130) }
         }
+        executor.setThreads(global.threads)
         if jobs <= 1 {
             for (i, cell) in pending.enumerated() {
                 FileHandle.standardError.write(Data("[\(i + 1)/\(pending.count)] \(cell.label) \(cell.plan.hash.prefix(12))\n".utf8))
