@@ -7,7 +7,7 @@ import MoeTrain
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the engine: training/eval throughput against the GEMM peak, regime step times.",
-        subcommands: [BenchModel.self, BenchStore.self])
+        subcommands: [BenchModel.self, BenchStore.self, BenchReport.self])
 }
 
 /// Output format shared by commands that print tables or JSON.

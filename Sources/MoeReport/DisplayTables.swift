@@ -1,0 +1,114 @@
+import Foundation
+
+/// A table as text cells, shared by the Markdown and HTML renderers so that both show
+/// the same numbers.
+struct DisplayTable {
+    var id: String
+    var title: String
+    var description: String
+    var headers: [String]
+    /// Columns holding numbers (right-aligned).
+    var numeric: Set<Int>
+    var rows: [[String]]
+    /// Rows that are incomplete (highlighted in HTML).
+    var flagged: Set<Int> = []
+    /// Text columns that may wrap in HTML (the others stay on one line).
+    var wrapping: Set<Int> = []
+    /// Paragraphs after the table.
+    var notes: [String] = []
+
+    static func make(_ set: ReportSet, _ table: ReportTable) -> DisplayTable? {
+        switch table {
+        case .regimes: return set.regimes.map { group($0, title: "Regimes", description: Explain.regimes) }
+        case .experts: return set.experts.map { group($0, title: "Experts", description: Explain.experts) }
+        case .overfit: return set.overfit.map(overfit)
+        case .claims: return set.claims.map(claims)
+        }
+    }
+
+    static func group(_ t: GroupTable, title: String, description: String) -> DisplayTable {
+        let showVariant = t.rows.contains { !$0.variant.isEmpty }
+        let baseline = t.table == .regimes ? "all" : "1 expert"
+        var headers = ["task", "train", "experts", "regime"]
+        if showVariant { headers.append("variant") }
+        headers += ["seeds", "val acc %", "val loss", "Δ acc vs \(baseline), pp [95% CI]", "updated", "step ms",
+                    "gap@best pp", "gap@end pp", "flags"]
+        let first = showVariant ? 5 : 4
+        let numeric = Set([1, 2] + Array(first..<(first + 8)))
+        let rows = t.rows.map { r -> [String] in
+            var cells = [r.task, Fmt.int(r.trainSize), Fmt.int(r.experts), r.regime]
+            if showVariant { cells.append(r.variant) }
+            cells += [Fmt.seeds(r.seedsCompleted, r.seedsExpected, complete: r.complete), Fmt.percentStat(r.valAcc),
+                      Fmt.numberStat(r.valLoss, digits: 3), Fmt.comparison(r.comparison), Fmt.fraction(r.trainableFraction),
+                      Fmt.milliseconds(r.stepTime), Fmt.pointsStat(r.gapAtBest), Fmt.pointsStat(r.gapAtEnd),
+                      r.flags.joined(separator: "; ")]
+            return cells
+        }
+        let flagged = Set(t.rows.indices.filter { !t.rows[$0].complete })
+        return DisplayTable(id: t.table.rawValue, title: title, description: description, headers: headers,
+                            numeric: numeric, rows: rows, flagged: flagged,
+                            wrapping: Set([headers.count - 1] + (showVariant ? [4] : [])))
+    }
+
+    static func overfit(_ t: OverfitTable) -> DisplayTable {
+        let showVariant = t.rows.contains { !$0.variant.isEmpty }
+        var headers = ["task", "regime", "experts", "train"]
+        if showVariant { headers.append("variant") }
+        headers += ["seeds", "best step", "min-loss step", "onset step", "onset per seed", "end gap pp", "end loss gap",
+                    "train acc @end %", "flags"]
+        let first = showVariant ? 5 : 4
+        let numeric = Set([2, 3] + Array(first..<(first + 8)))
+        let rows = t.rows.map { r -> [String] in
+            var cells = [r.task, r.regime, Fmt.int(r.experts), Fmt.int(r.trainSize)]
+            if showVariant { cells.append(r.variant) }
+            cells += [Fmt.seeds(r.seedsCompleted, r.seedsExpected, complete: r.complete), Fmt.int(r.bestStep),
+                      Fmt.int(r.minValLossStep), r.onsetStep.map(String.init) ?? "none",
+                      r.seedOnsets.map { $0.onsetStep.map(String.init) ?? "none" }.joined(separator: ", "),
+                      Fmt.pointsStat(r.gapAtEnd), Fmt.numberStat(r.lossGapAtEnd, digits: 3),
+                      Fmt.percentStat(r.trainAccAtEnd), r.flags.joined(separator: "; ")]
+            return cells
+        }
+        return DisplayTable(id: "overfit", title: "Overfitting", description: Explain.overfit, headers: headers,
+                            numeric: numeric, rows: rows, flagged: Set(t.rows.indices.filter { !t.rows[$0].complete }),
+                            wrapping: Set([headers.count - 1] + (showVariant ? [4] : [])), notes: [t.rule])
+    }
+
+    static func claims(_ t: ClaimsTable) -> DisplayTable {
+        let rows = t.rows.map { r -> [String] in
+            [r.claim + (r.note.map { " Note: " + $0 } ?? ""), r.source, r.expectation, r.verdict.rawValue, r.summary]
+        }
+        return DisplayTable(id: "claims", title: "Claims", description: Explain.claims,
+                            headers: ["claim", "source", "agrees if Δ in", "verdict", "evidence"], numeric: [],
+                            rows: rows, wrapping: [0, 1, 2, 4], notes: [ClaimsTable.rule])
+    }
+}
+
+enum MarkdownRenderer {
+    static func render(_ set: ReportSet) -> String {
+        var parts: [String] = []
+        for table in set.tables {
+            guard let t = DisplayTable.make(set, table) else { continue }
+            parts.append(render(t, filter: set.data.filterExpression))
+        }
+        return parts.joined(separator: "\n")
+    }
+
+    static func cell(_ text: String) -> String {
+        text.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+    }
+
+    static func render(_ t: DisplayTable, filter: String?) -> String {
+        var out = "## \(t.title)\n\n"
+        if let filter { out += "Runs: `--where \(filter)`.\n\n" }
+        out += t.description + "\n\n"
+        if t.rows.isEmpty {
+            out += "_No fine-tuning runs match._\n"
+        } else {
+            out += "| " + t.headers.map(cell).joined(separator: " | ") + " |\n"
+            out += "|" + t.headers.indices.map { t.numeric.contains($0) ? "---:" : "---" }.joined(separator: "|") + "|\n"
+            for row in t.rows { out += "| " + row.map(cell).joined(separator: " | ") + " |\n" }
+        }
+        for note in t.notes { out += "\n" + note + "\n" }
+        return out
+    }
+}

@@ -1,0 +1,283 @@
+import Foundation
+import MoeStore
+
+/// A JSON value whose objects keep their field order (reports read better in the order
+/// of their columns). Non-finite numbers are written as null.
+public indirect enum OrderedJSON: Sendable {
+    case null
+    case bool(Bool)
+    case int(Int)
+    case number(Double)
+    case string(String)
+    case array([OrderedJSON])
+    case object([(String, OrderedJSON)])
+
+    public static func optional(_ x: Double?) -> OrderedJSON { x.map { .number($0) } ?? .null }
+    public static func optional(_ x: Int?) -> OrderedJSON { x.map { .int($0) } ?? .null }
+    public static func optional(_ x: String?) -> OrderedJSON { x.map { .string($0) } ?? .null }
+
+    /// Pretty-printed with two-space indents; arrays of scalars stay on one line.
+    public func rendered() -> String {
+        var out = ""
+        write(into: &out, indent: 0)
+        return out
+    }
+
+    var isScalar: Bool {
+        switch self {
+        case .array, .object: return false
+        default: return true
+        }
+    }
+
+    func write(into out: inout String, indent: Int) {
+        switch self {
+        case .null: out += "null"
+        case let .bool(b): out += b ? "true" : "false"
+        case let .int(i): out += String(i)
+        case let .number(d): out += OrderedJSON.format(d)
+        case let .string(s): out += OrderedJSON.quote(s)
+        case let .array(items):
+            if items.isEmpty { out += "[]"; return }
+            if items.allSatisfy(\.isScalar) {
+                out += "["
+                for (i, item) in items.enumerated() {
+                    if i > 0 { out += ", " }
+                    item.write(into: &out, indent: indent)
+                }
+                out += "]"
+                return
+            }
+            let pad = String(repeating: "  ", count: indent + 1)
+            out += "[\n"
+            for (i, item) in items.enumerated() {
+                out += pad
+                item.write(into: &out, indent: indent + 1)
+                out += i + 1 < items.count ? ",\n" : "\n"
+            }
+            out += String(repeating: "  ", count: indent) + "]"
+        case let .object(fields):
+            if fields.isEmpty { out += "{}"; return }
+            let pad = String(repeating: "  ", count: indent + 1)
+            out += "{\n"
+            for (i, (key, value)) in fields.enumerated() {
+                out += pad + OrderedJSON.quote(key) + ": "
+                value.write(into: &out, indent: indent + 1)
+                out += i + 1 < fields.count ? ",\n" : "\n"
+            }
+            out += String(repeating: "  ", count: indent) + "}"
+        }
+    }
+
+    /// Up to 12 significant digits: enough for any metric, free of binary noise such as
+    /// 0.6200000000000001.
+    static func format(_ d: Double) -> String {
+        guard d.isFinite else { return "null" }
+        if d == d.rounded(), abs(d) < 1e15 { return String(Int64(d)) }
+        return String(format: "%.12g", d)
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for ch in s.unicodeScalars {
+            switch ch {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where ch.value < 0x20: out += String(format: "\\u%04x", ch.value)
+            default: out.unicodeScalars.append(ch)
+            }
+        }
+        return out + "\""
+    }
+}
+
+enum JSONRenderer {
+    static let formatVersion = 1
+
+    static func render(_ set: ReportSet) -> String {
+        var tables: [(String, OrderedJSON)] = []
+        for table in set.tables {
+            switch table {
+            case .regimes: if let t = set.regimes { tables.append(("regimes", group(t))) }
+            case .experts: if let t = set.experts { tables.append(("experts", group(t))) }
+            case .overfit: if let t = set.overfit { tables.append(("overfit", overfit(t))) }
+            case .claims: if let t = set.claims { tables.append(("claims", claims(t))) }
+            }
+        }
+        let document: OrderedJSON = .object([
+            ("format_version", .int(formatVersion)),
+            ("generated_by", .string("moerec report")),
+            ("where", .optional(set.data.filterExpression)),
+            ("units", .string("accuracies, gaps and deltas are fractions (0.01 = 1 percentage point); losses in nats; times in seconds")),
+            ("tables", .object(tables)),
+        ])
+        return document.rendered() + "\n"
+    }
+
+    static func stats(_ s: SampleStats) -> OrderedJSON {
+        .object([("mean", .optional(s.mean)), ("sd", .optional(s.sd)), ("n", .int(s.n))])
+    }
+
+    static func interval(_ i: WelchInterval?) -> OrderedJSON {
+        guard let i else { return .null }
+        return .object([("low", .number(i.low)), ("high", .number(i.high)), ("level", .number(i.level)),
+                        ("df", .number(i.df)), ("t", .number(i.t)), ("standard_error", .number(i.standardError))])
+    }
+
+    static func group(_ t: GroupTable) -> OrderedJSON {
+        .object([
+            ("description", .string(t.table == .regimes ? Explain.regimes : Explain.experts)),
+            ("baseline", .string(t.table == .regimes ? "regime all, same config otherwise" : "1 expert, same regime and config otherwise")),
+            ("rows", .array(t.rows.map { r in
+                .object([
+                    ("task", .string(r.task)), ("train_size", .optional(r.trainSize)), ("experts", .optional(r.experts)),
+                    ("regime", .string(r.regime)), ("variant", .string(r.variant)),
+                    ("complete", .bool(r.complete)), ("flags", .array(r.flags.map { .string($0) })),
+                    ("seeds_completed", .int(r.seedsCompleted)), ("seeds_expected", .int(r.seedsExpected)),
+                    ("val_acc", stats(r.valAcc)), ("val_loss", stats(r.valLoss)),
+                    ("delta_val_acc", .object([
+                        ("baseline", .string(r.comparison.baseline)), ("is_baseline", .bool(r.comparison.isBaseline)),
+                        ("delta", .optional(r.comparison.delta)), ("ci95", interval(r.comparison.interval)),
+                        ("baseline_seeds", .optional(r.comparison.baselineSeeds)),
+                        ("baseline_complete", r.comparison.baselineComplete.map { .bool($0) } ?? .null),
+                        ("note", .optional(r.comparison.note)),
+                    ])),
+                    ("trainable_fraction", .optional(r.trainableFraction)), ("step_time_s", .optional(r.stepTime)),
+                    ("gap_at_best", stats(r.gapAtBest)), ("gap_at_end", stats(r.gapAtEnd)), ("best_step", stats(r.bestStep)),
+                    ("majority_acc", .optional(r.majorityAccuracy)),
+                    ("runs", .array(r.seeds.map { s in
+                        .object([("seed", .optional(s.seed)), ("hash", .string(s.hash)), ("status", .string(s.status.rawValue)),
+                                 ("best_step", .optional(s.bestStep)), ("val_acc", .optional(s.valAcc)),
+                                 ("val_loss", .optional(s.valLoss)), ("gap_at_best", .optional(s.gapAtBest)),
+                                 ("gap_at_end", .optional(s.gapAtEnd)), ("step_time_s", .optional(s.stepTime))])
+                    })),
+                ])
+            })),
+        ])
+    }
+
+    static func overfit(_ t: OverfitTable) -> OrderedJSON {
+        .object([
+            ("description", .string(Explain.overfit)),
+            ("rule", .string(t.rule)),
+            ("rows", .array(t.rows.map { r in
+                .object([
+                    ("task", .string(r.task)), ("train_size", .optional(r.trainSize)), ("experts", .optional(r.experts)),
+                    ("regime", .string(r.regime)), ("variant", .string(r.variant)),
+                    ("complete", .bool(r.complete)), ("flags", .array(r.flags.map { .string($0) })),
+                    ("seeds_completed", .int(r.seedsCompleted)), ("seeds_expected", .int(r.seedsExpected)),
+                    ("best_step", .optional(r.bestStep)), ("min_val_loss_step", .optional(r.minValLossStep)),
+                    ("onset_step", .optional(r.onsetStep)),
+                    ("gap_at_end", stats(r.gapAtEnd)), ("loss_gap_at_end", stats(r.lossGapAtEnd)),
+                    ("train_acc_at_end", stats(r.trainAccAtEnd)),
+                    ("runs", .array(r.seedOnsets.map { s in
+                        .object([("seed", .optional(s.seed)), ("hash", .string(s.hash)), ("onset_step", .optional(s.onsetStep)),
+                                 ("best_step", .optional(s.bestStep))])
+                    })),
+                    ("curve", .object([
+                        ("steps", .array(r.curve.steps.map { .int($0) })),
+                        ("train_loss", .array(r.curve.trainLoss.map { .number($0) })),
+                        ("val_loss", .array(r.curve.valLoss.map { .number($0) })),
+                        ("train_acc", .array(r.curve.trainAcc.map { .number($0) })),
+                        ("val_acc", .array(r.curve.valAcc.map { .number($0) })),
+                    ])),
+                ])
+            })),
+        ])
+    }
+
+    static func claims(_ t: ClaimsTable) -> OrderedJSON {
+        .object([
+            ("description", .string(Explain.claims)),
+            ("rule", .string(ClaimsTable.rule)),
+            ("margin", .number(ClaimsTable.margin)),
+            ("rows", .array(t.rows.map { r in
+                .object([
+                    ("id", .string(r.id)), ("claim", .string(r.claim)), ("source", .string(r.source)),
+                    ("note", .optional(r.note)), ("agrees_if", .string(r.expectation)),
+                    ("verdict", .string(r.verdict.rawValue)), ("summary", .string(r.summary)),
+                    ("evidence", .array(r.evidence.map { e in
+                        .object([("setting", .string(e.setting)), ("measure", .string(e.measure)),
+                                 ("seeds_a", .int(e.seedsA)), ("seeds_b", .int(e.seedsB)),
+                                 ("delta", .optional(e.delta)), ("ci95", interval(e.interval)),
+                                 ("verdict", .string(e.verdict.rawValue)), ("note", .optional(e.note)),
+                                 ("runs_a", .array(e.runsA.map { .string($0) })),
+                                 ("runs_b", .array(e.runsB.map { .string($0) }))])
+                    })),
+                ])
+            })),
+        ])
+    }
+}
+
+enum CSVRenderer {
+    /// One CSV block per table (header row first); several tables are separated by a blank line.
+    static func render(_ set: ReportSet) -> String {
+        var blocks: [String] = []
+        for table in set.tables {
+            switch table {
+            case .regimes: if let t = set.regimes { blocks.append(group(t)) }
+            case .experts: if let t = set.experts { blocks.append(group(t)) }
+            case .overfit: if let t = set.overfit { blocks.append(overfit(t)) }
+            case .claims: if let t = set.claims { blocks.append(claims(t)) }
+            }
+        }
+        return blocks.joined(separator: "\n")
+    }
+
+    static func escape(_ s: String) -> String {
+        s.contains(",") || s.contains("\"") || s.contains("\n") || s.contains("\r")
+            ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+    }
+
+    static func num(_ x: Double?) -> String { x.flatMap { $0.isFinite ? OrderedJSON.format($0) : nil } ?? "" }
+    static func num(_ x: Int?) -> String { x.map(String.init) ?? "" }
+
+    static func lines(_ header: [String], _ rows: [[String]]) -> String {
+        ([header] + rows).map { $0.map(escape).joined(separator: ",") }.joined(separator: "\n") + "\n"
+    }
+
+    static func group(_ t: GroupTable) -> String {
+        let header = ["table", "task", "train_size", "experts", "regime", "variant", "complete", "seeds_completed",
+                      "seeds_expected", "val_acc_mean", "val_acc_sd", "val_loss_mean", "val_loss_sd", "baseline",
+                      "delta_val_acc", "ci95_low", "ci95_high", "ci95_df", "trainable_fraction", "step_time_s",
+                      "gap_at_best_mean", "gap_at_best_sd", "gap_at_end_mean", "gap_at_end_sd", "best_step_mean",
+                      "flags", "runs"]
+        let rows = t.rows.map { r -> [String] in
+            [t.table.rawValue, r.task, num(r.trainSize), num(r.experts), r.regime, r.variant, r.complete ? "true" : "false",
+             String(r.seedsCompleted), String(r.seedsExpected), num(r.valAcc.mean), num(r.valAcc.sd),
+             num(r.valLoss.mean), num(r.valLoss.sd), r.comparison.isBaseline ? "self" : r.comparison.baseline,
+             num(r.comparison.isBaseline ? 0 : r.comparison.delta), num(r.comparison.interval?.low),
+             num(r.comparison.interval?.high), num(r.comparison.interval?.df), num(r.trainableFraction), num(r.stepTime),
+             num(r.gapAtBest.mean), num(r.gapAtBest.sd), num(r.gapAtEnd.mean), num(r.gapAtEnd.sd), num(r.bestStep.mean),
+             r.flags.joined(separator: "; "), r.seeds.map(\.hash).joined(separator: " ")]
+        }
+        return lines(header, rows)
+    }
+
+    static func overfit(_ t: OverfitTable) -> String {
+        let header = ["table", "task", "regime", "experts", "train_size", "variant", "complete", "seeds_completed",
+                      "seeds_expected", "best_step", "min_val_loss_step", "onset_step", "onset_per_seed",
+                      "gap_at_end_mean", "gap_at_end_sd", "loss_gap_at_end_mean", "loss_gap_at_end_sd",
+                      "train_acc_at_end_mean", "flags", "runs"]
+        let rows = t.rows.map { r -> [String] in
+            ["overfit", r.task, r.regime, num(r.experts), num(r.trainSize), r.variant, r.complete ? "true" : "false",
+             String(r.seedsCompleted), String(r.seedsExpected), num(r.bestStep), num(r.minValLossStep), num(r.onsetStep),
+             r.seedOnsets.map { $0.onsetStep.map(String.init) ?? "none" }.joined(separator: " "),
+             num(r.gapAtEnd.mean), num(r.gapAtEnd.sd), num(r.lossGapAtEnd.mean), num(r.lossGapAtEnd.sd),
+             num(r.trainAccAtEnd.mean), r.flags.joined(separator: "; "), r.seedOnsets.map(\.hash).joined(separator: " ")]
+        }
+        return lines(header, rows)
+    }
+
+    static func claims(_ t: ClaimsTable) -> String {
+        let header = ["table", "id", "claim", "source", "agrees_if", "verdict", "evidence", "note"]
+        let rows = t.rows.map { r in
+            ["claims", r.id, r.claim, r.source, r.expectation, r.verdict.rawValue, r.summary, r.note ?? ""]
+        }
+        return lines(header, rows)
+    }
+}

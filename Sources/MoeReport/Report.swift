@@ -1,0 +1,87 @@
+import Foundation
+import MoeStore
+
+/// The selected tables, built from one read of the store.
+public struct ReportSet: Sendable {
+    public var tables: [ReportTable]
+    public var data: ReportData
+    public var regimes: GroupTable?
+    public var experts: GroupTable?
+    public var overfit: OverfitTable?
+    public var claims: ClaimsTable?
+
+    /// Number of rows of `table` (0 when it was not built).
+    public func rowCount(_ table: ReportTable) -> Int {
+        switch table {
+        case .regimes: return regimes?.rows.count ?? 0
+        case .experts: return experts?.rows.count ?? 0
+        case .overfit: return overfit?.rows.count ?? 0
+        case .claims: return claims?.rows.count ?? 0
+        }
+    }
+
+    /// The same report restricted to one of its tables.
+    public func only(_ table: ReportTable) -> ReportSet {
+        var copy = self
+        copy.tables = [table]
+        return copy
+    }
+}
+
+/// Entry points: build tables from a store, render them, write them to a directory.
+public enum Reports {
+    /// Reads the store once and builds the `tables` (in the given order).
+    public static func build(store: Store, tables: [ReportTable], filter: WhereFilter?) throws -> ReportSet {
+        try build(data: try ReportData.load(store: store, filter: filter), tables: tables)
+    }
+
+    public static func build(data: ReportData, tables: [ReportTable]) throws -> ReportSet {
+        guard !tables.isEmpty else { throw ReportError.noTables }
+        var set = ReportSet(tables: tables, data: data)
+        for table in tables {
+            switch table {
+            case .regimes: set.regimes = try GroupTables.regimes(data)
+            case .experts: set.experts = try GroupTables.experts(data)
+            case .overfit: set.overfit = OverfitTable.build(data)
+            case .claims: set.claims = try ClaimsTable.build(data)
+            }
+        }
+        return set
+    }
+
+    public static func render(_ set: ReportSet, format: ReportFormat) -> String {
+        switch format {
+        case .md: return MarkdownRenderer.render(set)
+        case .csv: return CSVRenderer.render(set)
+        case .json: return JSONRenderer.render(set)
+        case .html: return HTMLRenderer.render(set)
+        }
+    }
+
+    /// Builds and renders in one call.
+    public static func render(store: Store, tables: [ReportTable], format: ReportFormat, filter: WhereFilter?) throws -> String {
+        render(try build(store: store, tables: tables, filter: filter), format: format)
+    }
+
+    /// Writes `<table>.md`, `<table>.csv` and `<table>.json` for every table of the set and
+    /// one `report.html` page holding all of them, creating `directory` if needed. Returns
+    /// the paths written. Each file is written to a temporary name and renamed into place.
+    @discardableResult
+    public static func write(_ set: ReportSet, to directory: String) throws -> [String] {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var written: [String] = []
+        func put(_ text: String, _ name: String) throws {
+            let path = (directory as NSString).appendingPathComponent(name)
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            written.append(path)
+        }
+        for table in set.tables {
+            let single = set.only(table)
+            for format in [ReportFormat.md, .csv, .json] {
+                try put(render(single, format: format), "\(table.rawValue).\(format.fileExtension)")
+            }
+        }
+        try put(render(set, format: .html), "report.html")
+        return written
+    }
+}

@@ -1,0 +1,343 @@
+import Foundation
+import MoeStore
+
+/// One run's evaluation curves: the steps at which it evaluated, ascending, with NaN where
+/// a value is missing at that step.
+public struct Curve: Equatable, Sendable {
+    public var steps: [Int] = []
+    public var trainLoss: [Double] = []
+    public var valLoss: [Double] = []
+    public var trainAcc: [Double] = []
+    public var valAcc: [Double] = []
+
+    public init() {}
+
+    public init(steps: [Int], trainLoss: [Double], valLoss: [Double], trainAcc: [Double], valAcc: [Double]) {
+        precondition([trainLoss.count, valLoss.count, trainAcc.count, valAcc.count].allSatisfy { $0 == steps.count })
+        self.steps = steps
+        self.trainLoss = trainLoss
+        self.valLoss = valLoss
+        self.trainAcc = trainAcc
+        self.valAcc = valAcc
+    }
+
+    public var isEmpty: Bool { steps.isEmpty }
+
+    /// The step with the highest validation accuracy, earliest on ties (checkpoint selection
+    /// on validation, as fine-tuning studies report).
+    public var bestIndex: Int? {
+        var best: Int?
+        for i in steps.indices where valAcc[i].isFinite {
+            if best == nil || valAcc[i] > valAcc[best!] { best = i }
+        }
+        return best
+    }
+
+    /// The last step at which both train and validation accuracy were measured.
+    public var endIndex: Int? {
+        steps.indices.last { trainAcc[$0].isFinite && valAcc[$0].isFinite }
+    }
+}
+
+/// The facts a report needs about one fine-tuning run. Values are set only for completed
+/// runs; the others are kept for flags.
+public struct RunFacts: Sendable {
+    public var hash: String
+    public var status: RunStatus
+    public var seed: Int?
+    public var failureReason: String?
+    public var curve = Curve()
+    /// Mean of the run's `timing/step_time` points (seconds per optimizer step).
+    public var stepTime: Double?
+    /// `info/trainable_fraction`: the share of parameters the regime updates.
+    public var trainableFraction: Double?
+    /// `info/parameters`: total parameter count.
+    public var parameters: Double?
+    /// `info/majority_acc`: majority-class validation accuracy.
+    public var majorityAccuracy: Double?
+
+    /// Contributes values: completed, with at least one validation accuracy.
+    public var hasValues: Bool { status == .completed && curve.bestIndex != nil }
+
+    public var bestStep: Int? { curve.bestIndex.map { curve.steps[$0] } }
+    public var valAccAtBest: Double? { curve.bestIndex.map { curve.valAcc[$0] } }
+    public var valLossAtBest: Double? { curve.bestIndex.map { curve.valLoss[$0] } }
+    /// Train accuracy − validation accuracy at the best step.
+    public var gapAtBest: Double? { curve.bestIndex.map { curve.trainAcc[$0] - curve.valAcc[$0] } }
+    /// Train accuracy − validation accuracy at the last evaluation.
+    public var gapAtEnd: Double? { curve.endIndex.map { curve.trainAcc[$0] - curve.valAcc[$0] } }
+    /// Validation loss − train loss at the last evaluation.
+    public var lossGapAtEnd: Double? { curve.endIndex.map { curve.valLoss[$0] - curve.trainLoss[$0] } }
+    public var trainAccAtEnd: Double? { curve.endIndex.map { curve.trainAcc[$0] } }
+    public var overfitOnset: Int? { OverfitRule.onset(curve) }
+}
+
+/// Runs that share their identity except for the seed: resolved config without `seed`,
+/// dataset fingerprint and numerics version. A group is the unit of every table row.
+public struct RunGroup: Sendable {
+    /// Canonical JSON of `identity`.
+    public var key: String
+    /// The config without `seed`, plus `_dataset` and `_numerics`.
+    public var identity: [String: JSONValue]
+    public var task: String
+    public var trainSize: Int?
+    public var experts: Int?
+    public var regime: String
+    /// `key=value` for the config keys that tell apart groups with the same task, train
+    /// size, expert count and regime (empty when nothing needs telling apart).
+    public var variant: String = ""
+    /// Every run of the group, any status, ordered by seed.
+    public var runs: [RunFacts]
+    /// The seeds the group should have: its sweeps' seed grids, else every seed seen in
+    /// the report.
+    public var expectedSeeds: [Int] = []
+    /// Why the group is incomplete (missing seeds, runs not completed); empty when complete.
+    public var flags: [String] = []
+
+    /// The runs that contribute values.
+    public var contributing: [RunFacts] { runs.filter(\.hasValues) }
+    public var isComplete: Bool { flags.isEmpty }
+
+    /// Per-seed values of a run property, for the contributing runs.
+    public func values(_ value: (RunFacts) -> Double?) -> [Double] {
+        contributing.compactMap(value).filter(\.isFinite)
+    }
+}
+
+/// Everything the tables are built from: the fine-tuning runs selected by a filter,
+/// grouped. Loading reads per run only its evaluation series (a few dozen points per
+/// series) and lets SQLite aggregate the per-step series, so memory does not grow with
+/// the number of stored points.
+public struct ReportData: Sendable {
+    public var groups: [RunGroup]
+    public var filterExpression: String?
+
+    public init(groups: [RunGroup], filterExpression: String?) {
+        self.groups = groups
+        self.filterExpression = filterExpression
+    }
+
+    /// Reads the fine-tuning runs matching `filter` (every status) from the store.
+    public static func load(store: Store, filter: WhereFilter?) throws -> ReportData {
+        let condition = "r.kind = 'finetune' AND (\(filter?.sql ?? "1"))"
+        let filterParams = filter?.parameters ?? []
+
+        var nameIds: [String: Int64] = [:]
+        try store.query("SELECT id, name FROM metric_names WHERE name IN ('acc', 'loss', 'step_time', 'trainable_fraction', 'parameters', 'majority_acc')") { row in
+            nameIds[row.string(1)!] = row.int(0)!
+        }
+        var splitIds: [String: Int64] = [:]
+        try store.query("SELECT id, name FROM splits WHERE name IN ('train', 'val', 'timing', 'info')") { row in
+            splitIds[row.string(1)!] = row.int(0)!
+        }
+        // A name the store has never seen gets an id no row has: its series are empty.
+        func name(_ n: String) -> JSONValue { .int(nameIds[n] ?? -1) }
+        func split(_ s: String) -> JSONValue { .int(splitIds[s] ?? -1) }
+
+        // Runs, with their per-step timing averaged and their info scalars read by SQLite:
+        // each subquery is one range of the metrics primary key.
+        let scalar = "(SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name_id = ? AND m.split = ? ORDER BY m.step LIMIT 1)"
+        let runSQL = """
+            SELECT r.id, r.hash, r.status, r.config_json, r.dataset_fingerprint, r.numerics_version, r.failure_reason,
+                   CASE WHEN r.status = 'completed' THEN
+                       (SELECT avg(m.value) FROM metrics m WHERE m.run_id = r.id AND m.name_id = ? AND m.split = ?) END,
+                   \(scalar), \(scalar), \(scalar)
+            FROM runs r WHERE \(condition) ORDER BY r.id
+            """
+        let runParams: [JSONValue] = [name("step_time"), split("timing"), name("trainable_fraction"), split("info"),
+                                      name("parameters"), split("info"), name("majority_acc"), split("info")] + filterParams
+        struct Loaded {
+            var facts: RunFacts
+            var identity: [String: JSONValue]
+        }
+        var loaded: [Loaded] = []
+        var indexById: [Int64: Int] = [:]
+        try store.query(runSQL, runParams) { row in
+            let config = try JSONValue(parsing: row.string(3)!)
+            guard case var .object(identity) = config else { return }
+            let seed = identity.removeValue(forKey: "seed").flatMap(\.intValue).map(Int.init)
+            identity["_dataset"] = .string(row.string(4)!)
+            identity["_numerics"] = .int(row.int(5)!)
+            var facts = RunFacts(hash: row.string(1)!, status: RunStatus(rawValue: row.string(2)!) ?? .queued, seed: seed)
+            facts.failureReason = row.string(6)
+            facts.stepTime = row.double(7)
+            facts.trainableFraction = row.double(8)
+            facts.parameters = row.double(9)
+            facts.majorityAccuracy = row.double(10)
+            indexById[row.int(0)!] = loaded.count
+            loaded.append(Loaded(facts: facts, identity: identity))
+        }
+
+        // Evaluation series of the completed runs: (run, name, split) ranges of the key.
+        struct Series { var points: [Int: (trainLoss: Double, valLoss: Double, trainAcc: Double, valAcc: Double)] = [:] }
+        var series: [Int64: Series] = [:]
+        let accId = nameIds["acc"] ?? -1, lossId = nameIds["loss"] ?? -1
+        let trainId = splitIds["train"] ?? -1, valId = splitIds["val"] ?? -1
+        let seriesSQL = """
+            SELECT m.run_id, m.name_id, m.split, m.step, m.value FROM metrics m
+            WHERE m.run_id IN (SELECT r.id FROM runs r WHERE \(condition) AND r.status = 'completed')
+              AND m.name_id IN (?, ?) AND m.split IN (?, ?)
+            """
+        try store.query(seriesSQL, filterParams + [name("acc"), name("loss"), split("train"), split("val")]) { row in
+            let runId = row.int(0)!, nameId = row.int(1)!, splitId = row.int(2)!, step = Int(row.int(3)!)
+            let value = row.double(4) ?? .nan
+            var point = series[runId, default: Series()].points[step] ?? (.nan, .nan, .nan, .nan)
+            switch (nameId, splitId) {
+            case (lossId, trainId): point.trainLoss = value
+            case (lossId, valId): point.valLoss = value
+            case (accId, trainId): point.trainAcc = value
+            case (accId, valId): point.valAcc = value
+            default: break
+            }
+            series[runId, default: Series()].points[step] = point
+        }
+        for (runId, s) in series {
+            guard let i = indexById[runId] else { continue }
+            let steps = s.points.keys.sorted()
+            let p = steps.map { s.points[$0]! }
+            loaded[i].facts.curve = Curve(steps: steps, trainLoss: p.map(\.trainLoss), valLoss: p.map(\.valLoss),
+                                          trainAcc: p.map(\.trainAcc), valAcc: p.map(\.valAcc))
+        }
+
+        // Seed grids of the sweeps these runs belong to.
+        // A sweep without a seed grid ran each cell with the seed of its config.
+        var sweepSeeds: [String: Set<Int>] = [:]
+        var specCache: [String: [Int]?] = [:]
+        var seedByHash: [String: Int] = [:]
+        for item in loaded { if let seed = item.facts.seed { seedByHash[item.facts.hash] = seed } }
+        let sweepSQL = """
+            SELECT sm.run_hash, s.spec_json FROM sweep_members sm JOIN sweeps s ON s.id = sm.sweep_id
+            WHERE sm.run_hash IN (SELECT r.hash FROM runs r WHERE \(condition))
+            """
+        try store.query(sweepSQL, filterParams) { row in
+            let hash = row.string(0)!, spec = row.string(1)!
+            if specCache[spec] == nil { specCache[spec] = .some(ReportData.seedGrid(specJSON: spec)) }
+            if let seeds = specCache[spec]! {
+                sweepSeeds[hash, default: []].formUnion(seeds)
+            } else if let own = seedByHash[hash] {
+                sweepSeeds[hash, default: []].insert(own)
+            }
+        }
+
+        // Group by identity.
+        var groups: [RunGroup] = []
+        var groupIndex: [String: Int] = [:]
+        for item in loaded {
+            let key = try JSONValue.object(item.identity).canonicalString
+            if let g = groupIndex[key] {
+                groups[g].runs.append(item.facts)
+            } else {
+                groupIndex[key] = groups.count
+                let id = item.identity
+                groups.append(RunGroup(
+                    key: key, identity: id, task: id["task"]?.stringValue ?? "?",
+                    trainSize: id["train_size"]?.intValue.map(Int.init), experts: id["experts"]?.intValue.map(Int.init),
+                    regime: id["regime"]?.stringValue ?? "?", runs: [item.facts]))
+            }
+        }
+
+        // Expected seeds and flags.
+        let allSeeds = Set(loaded.compactMap(\.facts.seed))
+        for g in groups.indices {
+            groups[g].runs.sort { ($0.seed ?? -1, $0.hash) < ($1.seed ?? -1, $1.hash) }
+            var expected = Set<Int>()
+            for run in groups[g].runs { expected.formUnion(sweepSeeds[run.hash] ?? []) }
+            if expected.isEmpty { expected = allSeeds }
+            expected.formUnion(groups[g].runs.compactMap(\.seed))
+            groups[g].expectedSeeds = expected.sorted()
+            groups[g].flags = flags(for: groups[g])
+        }
+        assignVariants(&groups)
+        return ReportData(groups: groups, filterExpression: filter?.expression)
+    }
+
+    /// The seed values of a sweep's grid, from its spec JSON (`{"grid": [{"key": "seed",
+    /// "values": [...]}, ...]}` as `moerec sweep` writes it, or `{"grid": {"seed": [...]}}`).
+    /// nil when the grid does not vary the seed.
+    static func seedGrid(specJSON: String) -> [Int]? {
+        guard let spec = try? JSONValue(parsing: specJSON), let grid = spec["grid"] else { return nil }
+        var values: [JSONValue]?
+        if let entries = grid.arrayValue {
+            for entry in entries where entry["key"]?.stringValue == "seed" {
+                values = (values ?? []) + (entry["values"]?.arrayValue ?? [])
+            }
+        } else if let seeds = grid["seed"]?.arrayValue {
+            values = seeds
+        }
+        return values?.compactMap { $0.intValue.map(Int.init) }
+    }
+
+    static func flags(for group: RunGroup) -> [String] {
+        var flags: [String] = []
+        let present = Set(group.runs.compactMap(\.seed))
+        let missing = group.expectedSeeds.filter { !present.contains($0) }
+        if !missing.isEmpty {
+            flags.append("seed\(missing.count == 1 ? "" : "s") \(missing.map(String.init).joined(separator: ", ")) missing")
+        }
+        // Runs that are not completed, by status (failed ones one by one, with the reason).
+        var byStatus: [(status: String, who: [String])] = []
+        for run in group.runs {
+            let who = run.seed.map(String.init) ?? "run \(run.hash.prefix(12))"
+            if run.status == .failed {
+                var text = (run.seed == nil ? who : "seed \(who)") + " failed"
+                if let reason = run.failureReason {
+                    text += " (\(reason.count > 60 ? String(reason.prefix(57)) + "..." : reason))"
+                }
+                byStatus.append((text, []))
+            } else if run.status != .completed {
+                if let i = byStatus.firstIndex(where: { $0.status == run.status.rawValue }) {
+                    byStatus[i].who.append(who)
+                } else {
+                    byStatus.append((run.status.rawValue, [who]))
+                }
+            } else if !run.hasValues {
+                byStatus.append(((run.seed == nil ? who : "seed \(who)") + " completed without validation accuracy", []))
+            }
+        }
+        for (status, who) in byStatus {
+            if who.isEmpty {
+                flags.append(status)
+            } else {
+                let seeds = who.filter { !$0.hasPrefix("run ") }, others = who.filter { $0.hasPrefix("run ") }
+                var subjects: [String] = []
+                if !seeds.isEmpty { subjects.append((seeds.count == 1 ? "seed " : "seeds ") + seeds.joined(separator: ", ")) }
+                subjects += others
+                flags.append(subjects.joined(separator: ", ") + " " + status)
+            }
+        }
+        return flags
+    }
+
+    /// Fills `variant` for groups that share task, train size, expert count and regime:
+    /// the config keys whose values differ among such groups are shown for every group.
+    static func assignVariants(_ groups: inout [RunGroup]) {
+        var buckets: [String: [Int]] = [:]
+        for (i, g) in groups.enumerated() {
+            buckets["\(g.task)|\(g.trainSize ?? -1)|\(g.experts ?? -1)|\(g.regime)", default: []].append(i)
+        }
+        var keys = Set<String>()
+        for members in buckets.values where members.count > 1 {
+            let all = Set(members.flatMap { groups[$0].identity.keys })
+            for key in all {
+                let first = groups[members[0]].identity[key]
+                if members.contains(where: { groups[$0].identity[key] != first }) { keys.insert(key) }
+            }
+        }
+        guard !keys.isEmpty else { return }
+        let ordered = keys.sorted()
+        for i in groups.indices {
+            groups[i].variant = ordered.map { key in
+                let value = groups[i].identity[key]
+                let text: String
+                switch value {
+                case let .string(s)? where key == "parent" || key == "_dataset": text = String(s.prefix(12))
+                case let .string(s)?: text = s
+                case let v?: text = (try? v.canonicalString) ?? "?"
+                case nil: text = "-"
+                }
+                let label = key.hasPrefix("_") ? String(key.dropFirst()) : key
+                return "\(label)=\(text)"
+            }.joined(separator: " ")
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+
+/// Number formats shared by the Markdown, CSV and HTML renderers.
+enum Fmt {
+    static let dash = "-"
+
+    /// 0.6134 → "61.3"
+    static func percent(_ x: Double?, digits: Int = 1) -> String {
+        guard let x, x.isFinite else { return dash }
+        return String(format: "%.\(digits)f", x * 100)
+    }
+
+    /// A difference of fractions in percentage points with its sign: 0.004 → "+0.4".
+    static func signedPoints(_ x: Double) -> String {
+        guard x.isFinite else { return dash }
+        let text = String(format: "%+.1f", x * 100)
+        return text == "-0.0" ? "+0.0" : text
+    }
+
+    static func number(_ x: Double?, digits: Int) -> String {
+        guard let x, x.isFinite else { return dash }
+        return String(format: "%.\(digits)f", x)
+    }
+
+    /// "61.3 ± 1.2" (percent) or "61.3" for one seed.
+    static func percentStat(_ s: SampleStats) -> String {
+        guard let mean = s.mean else { return dash }
+        return percent(mean) + (s.sd.map { " ± " + percent($0) } ?? "")
+    }
+
+    static func pointsStat(_ s: SampleStats) -> String {
+        guard let mean = s.mean else { return dash }
+        return signedPoints(mean) + (s.sd.map { " ± " + String(format: "%.1f", $0 * 100) } ?? "")
+    }
+
+    static func numberStat(_ s: SampleStats, digits: Int) -> String {
+        guard let mean = s.mean else { return dash }
+        return number(mean, digits: digits) + (s.sd.map { " ± " + number($0, digits: digits) } ?? "")
+    }
+
+    static func int(_ x: Int?) -> String { x.map(String.init) ?? dash }
+
+    static func seeds(_ completed: Int, _ expected: Int, complete: Bool) -> String {
+        "\(completed)/\(max(expected, completed))" + (complete ? "" : " ⚠")
+    }
+
+    static func comparison(_ c: Comparison) -> String {
+        if c.isBaseline { return "baseline" }
+        guard let d = c.delta else { return dash + (c.note.map { " (\($0))" } ?? "") }
+        var text = signedPoints(d)
+        if let i = c.interval { text += " [\(signedPoints(i.low)), \(signedPoints(i.high))]" }
+        if let note = c.note { text += " (\(note))" }
+        return text
+    }
+
+    /// Step time in milliseconds.
+    static func milliseconds(_ seconds: Double?) -> String {
+        guard let seconds, seconds.isFinite else { return dash }
+        return String(format: seconds * 1000 >= 100 ? "%.0f" : "%.1f", seconds * 1000)
+    }
+
+    static func fraction(_ x: Double?) -> String {
+        guard let x, x.isFinite else { return dash }
+        return String(format: x >= 0.1 ? "%.0f%%" : "%.1f%%", x * 100)
+    }
+}
+
+/// Text of the tables' explanations, shared by every format.
+enum Explain {
+    static let regimes = """
+        One row per fine-tuning group (runs with the same config except the seed), grouped by task, train-subset \
+        size and expert count. Validation accuracy and loss are taken at each run's best step (its highest \
+        validation accuracy, earliest on ties) and summarised over the completed seeds as mean ± sample standard \
+        deviation (n − 1). Δ is the difference of mean validation accuracy against regime `all` with the same \
+        config otherwise, in percentage points, with a 95% Welch t-interval (unequal variances, Welch–Satterthwaite \
+        degrees of freedom). Updated: share of parameters the regime trains. Step: mean training-step time. Gap: \
+        train accuracy − validation accuracy (points), at the best step and at the last evaluation. Rows marked ⚠ \
+        are incomplete (a seed missing, failed or unfinished): their numbers cover only the completed seeds \
+        counted in the seeds column, and the claims table does not use them.
+        """
+
+    static let experts = """
+        The same metrics by expert count (1 = dense baseline), per task, train-subset size and regime. Δ is the \
+        difference of mean validation accuracy against the dense group with the same regime and config otherwise \
+        (its pretrained parent and top-k differ), in percentage points, with a 95% Welch t-interval. Rows marked ⚠ \
+        are incomplete and their numbers cover only the completed seeds.
+        """
+
+    static let overfit = """
+        One row per regime × expert count × train-subset size, from the seed-mean curves of the completed runs. \
+        Best step: highest mean validation accuracy. Min-loss step: lowest mean validation loss. End gap: train \
+        accuracy − validation accuracy at the last evaluation (points, mean ± sd over seeds); loss gap: validation \
+        loss − train loss there.
+        """
+
+    static let claims = """
+        Each fine-tuning finding of ST-MoE (Zoph et al., 2022), and one commonly attributed to Switch Transformers, \
+        checked against this store.
+        """
+}
+
+extension String {
+    /// Escapes text for HTML content and attribute values.
+    var htmlEscaped: String {
+        var out = ""
+        out.reserveCapacity(count)
+        for ch in unicodeScalars {
+            switch ch {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.unicodeScalars.append(ch)
+            }
+        }
+        return out
+    }
+}

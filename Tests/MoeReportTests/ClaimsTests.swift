@@ -1,0 +1,104 @@
+import MoeReport
+import MoeStore
+import XCTest
+
+/// A store built so that each claim's verdict is known: tight seeds (spread 0.001) make
+/// the 95% intervals narrow (half-width ≈ 0.23 pp with 3 seeds a side).
+/// Large task (4096): 8 experts `all` 0.800/0.801/0.802; `non-moe` +0.2 pp (≈ → agrees);
+/// `ffn` +0.3 pp (≥ −1 pp → agrees); `attention` +5 pp (not slightly below → disagrees);
+/// `moe` −10 pp (well below → agrees). Dense and sparse `all` at 256 and 4096 train
+/// examples: end gaps sparse 0.30 vs dense 0.10 on the small task (more overfitting →
+/// agrees), 0.02 vs 0.05 on the large one (less → agrees). 4 experts beat 16 by 2 pp.
+final class ClaimsTests: XCTestCase {
+    var scratch: ScratchStore!
+    var parents: [Int: String] = [:]
+
+    func seeds(_ center: Double) -> [Double] { [center - 0.001, center, center + 0.001] }
+
+    override func setUpWithError() throws {
+        scratch = try ScratchStore("claims")
+        for e in [1, 4, 8, 16] { parents[e] = try scratch.pretrain(experts: e) }
+        func add(_ regime: String, experts: Int, size: Int, center: Double, endGap: Double = 0.05) throws {
+            for (seed, acc) in seeds(center).enumerated() {
+                try scratch.finetune(parent: self.parents[experts]!, regime: regime, experts: experts, seed: seed, trainSize: size,
+                                     curve: peakedCurve(best: acc, endGap: endGap + Double(seed) * 0.001))
+            }
+        }
+        try add("all", experts: 8, size: 4096, center: 0.801, endGap: 0.02)
+        try add("non-moe", experts: 8, size: 4096, center: 0.803)
+        try add("ffn", experts: 8, size: 4096, center: 0.804)
+        try add("attention", experts: 8, size: 4096, center: 0.851)
+        try add("moe", experts: 8, size: 4096, center: 0.701)
+        try add("all", experts: 1, size: 4096, center: 0.78, endGap: 0.05)
+        try add("all", experts: 4, size: 4096, center: 0.81, endGap: 0.02)
+        try add("all", experts: 16, size: 4096, center: 0.79, endGap: 0.02)
+        try add("all", experts: 8, size: 256, center: 0.50, endGap: 0.30)
+        try add("all", experts: 1, size: 256, center: 0.52, endGap: 0.10)
+    }
+
+    override func tearDown() { scratch = nil }
+
+    func claims() throws -> [String: ClaimRow] {
+        let rows = try XCTUnwrap(Reports.build(store: scratch.store, tables: [.claims], filter: nil).claims).rows
+        return Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0) })
+    }
+
+    func testVerdictsFollowTheIntervals() throws {
+        let c = try claims()
+        XCTAssertEqual(c.count, 6)
+        XCTAssertEqual(c["non-moe-vs-all"]?.verdict, .agrees)
+        XCTAssertEqual(c["ffn-vs-all"]?.verdict, .agrees)
+        XCTAssertEqual(c["attention-vs-all"]?.verdict, .disagrees)
+        XCTAssertEqual(c["moe-vs-all"]?.verdict, .agrees)
+        XCTAssertEqual(c["sparse-overfits-small"]?.verdict, .agrees)
+        XCTAssertEqual(c["fewer-experts-better"]?.verdict, .agrees)
+
+        let nonMoe = try XCTUnwrap(c["non-moe-vs-all"]?.evidence.first)
+        assertClose(nonMoe.delta, 0.002, accuracy: 1e-12)
+        XCTAssertEqual(nonMoe.seedsA, 3)
+        XCTAssertEqual(nonMoe.seedsB, 3)
+        let half = 2.7764451051977934 * (2 * 0.000001 / 3).squareRoot()
+        XCTAssertEqual(try XCTUnwrap(nonMoe.interval).high, 0.002 + half, accuracy: 1e-9)
+        XCTAssertTrue(c["non-moe-vs-all"]!.summary.contains("+0.2 ["), c["non-moe-vs-all"]!.summary)
+
+        let overfit = try XCTUnwrap(c["sparse-overfits-small"])
+        let small = try XCTUnwrap(overfit.evidence.first { $0.setting.hasSuffix("(small)") })
+        assertClose(small.delta, 0.20, accuracy: 1e-9)
+        XCTAssertEqual(overfit.evidence.filter { $0.setting.hasSuffix("(large)") }.count, 3, "4, 8 and 16 experts vs dense")
+
+        let fewer = try XCTUnwrap(c["fewer-experts-better"])
+        XCTAssertEqual(fewer.evidence.count, 1)
+        assertClose(fewer.evidence[0].delta, 0.02, accuracy: 1e-9)
+        XCTAssertEqual(fewer.evidence[0].measure, "val acc, E=4 − E=16")
+    }
+
+    func testFewerExpertsClaimSaysWhatSwitchTransformersActuallyReports() throws {
+        let row = try XCTUnwrap(try claims()["fewer-experts-better"])
+        let note = try XCTUnwrap(row.note)
+        XCTAssertTrue(note.lowercased().contains("commonly attributed to switch transformers"), note)
+        XCTAssertTrue(note.contains("poorly understood dependence"), note)
+        XCTAssertTrue(note.contains("FLOPs per token"), note)
+        XCTAssertTrue(note.contains("parameter count"), note)
+    }
+
+    func testIncompleteGroupsAndMissingComparisonsGiveNotEnoughData() throws {
+        // One more moe seed at a wildly different value, failed: the group becomes
+        // incomplete and must not decide the claim, whatever its completed seeds say.
+        try scratch.finetune(parent: parents[8]!, regime: "moe", experts: 8, seed: 3, trainSize: 4096,
+                             curve: peakedCurve(best: 0.1), status: .failed)
+        let c = try claims()
+        let moe = try XCTUnwrap(c["moe-vs-all"])
+        XCTAssertEqual(moe.verdict, .notEnoughData)
+        XCTAssertTrue(moe.evidence[0].note?.contains("incomplete") == true)
+        // Seed 3 exists only for moe, so every other group now misses it too.
+        XCTAssertEqual(c["non-moe-vs-all"]?.verdict, .notEnoughData)
+    }
+
+    func testEmptyStoreGivesNotEnoughDataEverywhere() throws {
+        let empty = try ScratchStore("empty")
+        let rows = try XCTUnwrap(Reports.build(store: empty.store, tables: [.claims], filter: nil).claims).rows
+        XCTAssertEqual(rows.count, 6)
+        XCTAssertTrue(rows.allSatisfy { $0.verdict == .notEnoughData })
+        XCTAssertTrue(rows.allSatisfy { !$0.summary.isEmpty })
+    }
+}
