@@ -80,6 +80,8 @@ public final class Executor {
             if parentRef.hasSuffix(".json") || parentRef.hasSuffix(".yaml") || parentRef.hasSuffix(".yml") {
                 let (parentConfig, parentExplicit) = try ConfigResolver.resolve(file: parentRef)
                 let parentPlan = try plan(parentConfig, explicit: parentExplicit)
+                // Everything checkable without the parent's weights is checked before it trains.
+                try Executor.precheck(config, parent: parentConfig, explicit: explicit)
                 let result = try execute(parentPlan)
                 guard result.outcome == .completed || result.outcome == .cacheHit else {
                     throw InputError("parent \(parentRef) did not complete (\(result.outcome))")
@@ -126,6 +128,39 @@ public final class Executor {
         return PlannedRun(config: config, value: value, prepared: prepared, hash: hash)
     }
 
+    /// Checks a config without the store or data: validation, and for fine-tuning the
+    /// regime against the parent's architecture (when the parent config is known). Sweeps
+    /// and parent-first runs call it before anything is trained or written.
+    public static func precheck(_ input: RunConfig, parent: RunConfig?, explicit: Set<String> = []) throws {
+        var config = input
+        if config.isFinetune {
+            if let parent {
+                var merged = try ConfigResolver.value(of: config).objectValue ?? [:]
+                let parentValue = try ConfigResolver.value(of: parent)
+                for key in RunConfig.architectureKeys {
+                    guard let inherited = parentValue[key] else { continue }
+                    if explicit.contains(key), let mine = merged[key], mine != inherited {
+                        throw InputError("\(key)=\(mine.display): a fine-tuning run inherits \(key)=\(inherited.display) from its parent")
+                    }
+                    merged[key] = inherited
+                }
+                config = try ConfigResolver.decode(merged)
+            }
+            if config.parent == nil || config.parent!.hasSuffix(".json") || config.parent!.hasSuffix(".yaml") || config.parent!.hasSuffix(".yml") {
+                config.parent = String(repeating: "0", count: 64)
+            }
+        }
+        do { try config.validate() } catch { throw InputError("\(error)") }
+        if config.isFinetune && parent != nil {
+            let groups: Set<ParamGroup>
+            do { groups = try Regime.groups(regime: config.regime, custom: config.groups) } catch { throw InputError("\(error)") }
+            let layout = ParameterLayout(config.model(classes: 2))
+            do { try Regime.check(groups, regime: config.regime, layout: layout, experts: config.experts) } catch {
+                throw InputError("\(error)")
+            }
+        }
+    }
+
     // MARK: Execution
 
     /// Records the run as queued (if it is new) without training it.
@@ -153,7 +188,16 @@ public final class Executor {
         }
         let environment = RunEnvironment.current(blasCore: Blas.coreName, threads: Blas.threads,
                                                  moerecVersion: Executor.version, gitCommit: gitCommit)
-        let lease = try store.markRunning(hash: plan.hash, environment: environment)
+        let lease: RunLease
+        do {
+            lease = try store.markRunning(hash: plan.hash, environment: environment)
+        } catch {
+            // Another process may have finished this very run while we waited for its lock.
+            if let now = try store.run(hash: plan.hash), now.status == .completed {
+                return RunResult(hash: plan.hash, outcome: .cacheHit, resumedFrom: nil)
+            }
+            throw error
+        }
         defer { lease.release() }
         let started = Date()
         let sink = try StoreSink(store: store, runHash: plan.hash)

@@ -6,7 +6,14 @@ import MoeTrain
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure the engine: training/eval throughput against the GEMM peak, regime step times.",
+        abstract: "Measure the engine, the store and the reports.",
+        discussion: """
+        Examples:
+          moerec bench model --model bench-small --threads 2 --steps 20 --format json
+          moerec bench model --regime attention
+          moerec bench store --format json
+          moerec bench report --runs 1000 --points 10000000 --format json
+        """,
         subcommands: [BenchModel.self, BenchStore.self, BenchReport.self])
 }
 

@@ -50,6 +50,8 @@ struct RunCommand: ParsableCommand {
             return
         }
         let (resolved, explicit) = try ConfigResolver.resolve(file: config, sets: sets)
+        try Executor.precheck(resolved, parent: nil, explicit: explicit)
+        ParentWatch.startIfChild()
         let store = try global.openStore()
         let executor = try global.executor(store: store)
         let plan = try executor.plan(resolved, explicit: explicit)
@@ -58,6 +60,19 @@ struct RunCommand: ParsableCommand {
         try RunSummaryPrinter.print(result: result, store: store, majority: plan.prepared.majorityAccuracy)
         if case .failed = result.outcome { throw ExitCode(1) }
         if case .interrupted = result.outcome { throw ExitCode(130) }
+    }
+}
+
+/// A cell started by `sweep --jobs N` stops (and is marked interrupted) when its sweep
+/// process dies, instead of training on unattended.
+enum ParentWatch {
+    static func startIfChild() {
+        guard ProcessInfo.processInfo.environment["MOEREC_SWEEP_CHILD"] == "1" else { return }
+        let parent = getppid()
+        Thread.detachNewThread {
+            while getppid() == parent { sleep(1) }
+            Signals.flag?.raise()
+        }
     }
 }
 
@@ -157,9 +172,20 @@ struct StudyRunner {
     let tags: [String]
 
     func run() throws {
+        let cells = try study.cells()
+        // Check every cell before anything trains: a sweep with no valid cell is bad input.
+        var invalid: [String: String] = [:]
+        for cell in cells {
+            do { try Executor.precheck(cell.config, parent: cell.parent, explicit: cell.explicit) } catch {
+                invalid[cell.label] = "\(error)"
+            }
+            if let parent = cell.parent { try Executor.precheck(parent, parent: nil) }
+        }
+        if invalid.count == cells.count, let first = cells.first.flatMap({ invalid[$0.label] }) {
+            throw InputError("no valid cell in the sweep (all \(cells.count) rejected); first: \(first)")
+        }
         let store = try global.openStore()
         let executor = try global.executor(store: store)
-        let cells = try study.cells()
         let sweepId = try store.createSweep(name: study.name, specJSON: try JSONValue.object([
             "name": .string(study.name), "grid": .array(study.grid.map { .object(["key": .string($0.key), "values": .array($0.values)]) }),
         ]).canonicalString)
@@ -169,6 +195,11 @@ struct StudyRunner {
         // Parents train alone, before the cells: give them the cores the cells will share.
         executor.setThreads(global.threads * jobs)
         for cell in cells {
+            if let reason = invalid[cell.label] {
+                skipped += 1
+                FileHandle.standardError.write(Data("skipped [\(cell.label)]: \(reason)\n".utf8))
+                continue
+            }
             var config = cell.config
             var explicit = cell.explicit
             do {
@@ -199,7 +230,7 @@ struct StudyRunner {
                 FileHandle.standardError.write(Data("[\(i + 1)/\(pending.count)] \(cell.label) \(cell.plan.hash.prefix(12))\n".utf8))
                 let result = try executor.execute(cell.plan)
                 if case .failed = result.outcome { failed += 1 }
-                if executor.stop.isRaised { throw ExitCode(130) }
+                if executor.stop.isRaised { throw StudyRunner.interrupted }
             }
         } else {
             failed = try ChildRunner(global: global, jobs: jobs).run(pending.map { ($0.label, $0.plan) })
@@ -210,6 +241,11 @@ struct StudyRunner {
                                            filter: try WhereFilter("sweep=\(sweepId)")))
         }
         if failed > 0 { throw ExitCode(1) }
+    }
+
+    static var interrupted: ExitCode {
+        FileHandle.standardError.write(Data("interrupted; run the same command again to resume (completed cells are kept)\n".utf8))
+        return ExitCode(130)
     }
 }
 
@@ -245,6 +281,9 @@ struct ChildRunner {
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: exe)
                 process.arguments = ["run", file.path, "--store", global.storePath, "--threads", String(global.threads)]
+                var environment = ProcessInfo.processInfo.environment
+                environment["MOEREC_SWEEP_CHILD"] = "1"
+                process.environment = environment
                 try process.run()
                 FileHandle.standardError.write(Data("[\(next + 1)/\(cells.count)] \(label) \(plan.hash.prefix(12)) pid \(process.processIdentifier)\n".utf8))
                 running.append((process, label))
@@ -253,7 +292,7 @@ struct ChildRunner {
             if Signals.flag?.isRaised == true {
                 for (p, _) in running { p.interrupt() }
                 for (p, _) in running { p.waitUntilExit() }
-                throw ExitCode(130)
+                throw StudyRunner.interrupted
             }
             usleep(200_000)
         }
