@@ -77,7 +77,8 @@ public indirect enum OrderedJSON: Sendable {
         return String(format: "%.12g", d)
     }
 
-    static func quote(_ s: String) -> String {
+    /// A JSON string literal: quotes, backslashes and control characters escaped.
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for ch in s.unicodeScalars {
             switch ch {

@@ -1,4 +1,5 @@
 import Foundation
+import MoeReport
 
 /// Minimal writers for flat key/value results (bench output).
 enum JSONOut {
@@ -15,21 +16,7 @@ enum JSONOut {
         }
     }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where ch.value < 0x20: out += String(format: "\\u%04x", ch.value)
-            default: out.unicodeScalars.append(ch)
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { OrderedJSON.quote(s) }
 
     static func object(_ fields: [(String, Any)]) -> String {
         "{" + fields.map { quote($0.0) + ":" + value($0.1) }.joined(separator: ",") + "}"
