@@ -61,6 +61,11 @@ public enum ConfigResolver {
         if file.hasSuffix(".json") || trimmed.hasPrefix("{") {
             do { value = try JSONValue(parsing: text) } catch { throw InputError("\(file): invalid JSON: \(error)") }
         } else {
+            // A flat config needs no anchors or aliases, and aliases can expand a few hundred
+            // bytes into gigabytes before any check sees them: refuse them outright.
+            if text.range(of: #"(^|[\s\[\{,:-])[&*][A-Za-z0-9_]"#, options: .regularExpression) != nil {
+                throw InputError("\(file): YAML anchors and aliases (&name, *name) are not supported in configs")
+            }
             let any: Any?
             do { any = try Yams.load(yaml: text) } catch { throw InputError("\(file): invalid YAML: \(error)") }
             value = try fromYAML(any, file: file, key: "")

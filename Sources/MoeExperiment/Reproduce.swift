@@ -15,6 +15,8 @@ public struct ReproduceReport {
     public let firstDivergence: Divergence?
     public let checkpointMatch: Bool
     public let storedDigest: String?, newDigest: String?
+    /// Objects of the stored final checkpoint that are missing or do not hash to their name.
+    public let corruptObjects: [String]
     public let pointsCompared: Int
     /// field → (stored, current) for environment fields that differ.
     public let environmentDiff: [(field: String, stored: String, current: String)]
@@ -60,7 +62,11 @@ public final class Reproducer {
         let stored = try store.allMetrics(runHash: hash).filter { $0.split != Split.timing }
         let fresh = try scratchStore.allMetrics(runHash: hash).filter { $0.split != Split.timing }
         let divergence = Self.firstDivergence(stored, fresh)
-        let storedDigest = try store.latestCheckpoint(runHash: hash).map { try CheckpointManifest(json: $0.manifestJSON).parameterDigest }
+        let storedManifest = try store.latestCheckpoint(runHash: hash).map { try CheckpointManifest(json: $0.manifestJSON) }
+        let storedDigest = storedManifest?.parameterDigest
+        // The digest covers object names; the objects themselves must still hash to them.
+        let corrupt = storedManifest.map { verifyCheckpoint(objects: objects, manifest: $0) } ?? []
+        for problem in corrupt { log("stored checkpoint object \(problem.sha256) is \(problem.kind): \(problem.error)") }
         let newDigest = try scratchStore.latestCheckpoint(runHash: hash).map { try CheckpointManifest(json: $0.manifestJSON).parameterDigest }
         let current = RunEnvironment.current(blasCore: Blas.coreName, threads: Blas.threads, moerecVersion: Executor.version,
                                              gitCommit: nil)
@@ -73,9 +79,10 @@ public final class Reproducer {
         compare("moerec_version", record.environment.moerecVersion, current.moerecVersion)
         compare("cpu_model", record.environment.cpuModel, current.cpuModel)
         compare("host", record.environment.host, current.host)
-        let match = storedDigest != nil && storedDigest == newDigest
+        let match = storedDigest != nil && storedDigest == newDigest && corrupt.isEmpty
         return ReproduceReport(hash: hash, identical: divergence == nil && match, firstDivergence: divergence,
                                checkpointMatch: match, storedDigest: storedDigest, newDigest: newDigest,
+                               corruptObjects: corrupt.map { "\($0.sha256) (\($0.kind))" },
                                pointsCompared: max(stored.count, fresh.count), environmentDiff: envDiff)
     }
 

@@ -53,7 +53,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         func fail(_ key: String, _ value: Any, _ reason: String) throws -> Never {
             throw Invalid.value(key: key, value: "\(value)", reason: reason)
         }
-        if vocab < 259 { try fail("vocab", vocab, "must be at least 259 (256 bytes + PAD, BOS, EOS)") }
+        if vocab < 259 || vocab > 65536 { try fail("vocab", vocab, "must be in 259...65536 (256 bytes + PAD, BOS, EOS at least)") }
         if context < 2 || context > 4096 { try fail("context", context, "must be in 2...4096") }
         if dModel < 1 || dModel > 8192 { try fail("d_model", dModel, "must be in 1...8192") }
         if heads < 1 || dModel % heads != 0 { try fail("heads", heads, "must be ≥ 1 and divide d_model=\(dModel)") }
@@ -62,13 +62,36 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         if experts < 1 || experts > 256 { try fail("experts", experts, "must be in 1...256") }
         if topK < 1 || topK > experts { try fail("top_k", topK, "must be in 1...experts (\(experts))") }
         if moeEvery < 1 { try fail("moe_every", moeEvery, "must be ≥ 1") }
-        if !(capacityFactorTrain > 0) || !capacityFactorTrain.isFinite { try fail("capacity_factor_train", capacityFactorTrain, "must be > 0") }
-        if !(capacityFactorEval > 0) || !capacityFactorEval.isFinite { try fail("capacity_factor_eval", capacityFactorEval, "must be > 0") }
+        // Above E/K every token fits; 64 leaves room for any expert count while keeping
+        // the capacity arithmetic far from integer overflow.
+        if !(capacityFactorTrain > 0 && capacityFactorTrain <= 64) { try fail("capacity_factor_train", capacityFactorTrain, "must be in (0, 64]") }
+        if !(capacityFactorEval > 0 && capacityFactorEval <= 64) { try fail("capacity_factor_eval", capacityFactorEval, "must be in (0, 64]") }
         if !(auxLossCoef >= 0) || !auxLossCoef.isFinite { try fail("aux_loss_coef", auxLossCoef, "must be ≥ 0") }
         if !(zLossCoef >= 0) || !zLossCoef.isFinite { try fail("z_loss_coef", zLossCoef, "must be ≥ 0") }
         if !(dropout >= 0 && dropout < 1) { try fail("dropout", dropout, "must be in [0, 1)") }
         if !(expertDropout >= 0 && expertDropout < 1) { try fail("expert_dropout", expertDropout, "must be in [0, 1)") }
         if norm != "layernorm" && norm != "rmsnorm" { try fail("norm", norm, "must be layernorm or rmsnorm") }
         if classes < 0 || classes > 100_000 { try fail("classes", classes, "must be in 0...100000") }
+        let parameters = ParameterLayout(self).count
+        if parameters > ModelConfig.maxParameters {
+            try fail("model size", "\(parameters) parameters",
+                     "more than \(ModelConfig.maxParameters) (d_model=\(dModel), layers=\(layers), d_ff=\(dFF), experts=\(experts), vocab=\(vocab)); parameters, gradients and AdamW moments take 16 bytes each")
+        }
+    }
+
+    /// 500M fp32 parameters: 8 GB with gradients and optimizer moments, a third of the
+    /// machines moerec targets.
+    public static let maxParameters = 500_000_000
+
+    /// Bytes of activation memory a batch of (B, T) needs, for the run-level memory check.
+    public func activationBytes(batch: Int, time: Int) -> Int {
+        let n = batch * time, c = dModel, f = dFF, k = topK
+        var floats = 0
+        for l in 0..<layers {
+            floats += n * (7 * c + 4)
+            floats += isSparse(layer: l) ? n * k * (2 * c + f) + n * (experts + 2 * k + 1) : n * f
+        }
+        floats += n * (classes > 0 ? 0 : vocab) + n * 12 * c + 2 * FeedForward.chunkRows * f
+        return floats * 4 + n * k * 12
     }
 }

@@ -69,6 +69,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
     public init() {}
 
+    /// Activation memory a run may plan for (8 GiB).
+    public static let maxActivationBytes = 8 << 30
+
     enum CodingKeys: String, CodingKey, CaseIterable {
         case kind, corpus, task, trainSize = "train_size", evalExamples = "eval_examples"
         case vocab, context, dModel = "d_model", layers, heads, dFF = "d_ff", experts, topK = "top_k"
@@ -122,6 +125,10 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if checkpointInterval < 1 { try fail("checkpoint_interval", checkpointInterval, "must be ≥ 1") }
         if seed < 0 { try fail("seed", seed, "must be ≥ 0") }
         if trainSize < 1 { try fail("train_size", trainSize, "must be ≥ 1") }
+        let activations = model(classes: isFinetune ? 2 : 0).activationBytes(batch: batchSize, time: context)
+        if activations > RunConfig.maxActivationBytes {
+            try fail("batch_size", batchSize, "with context=\(context) the activations need \(activations >> 20) MiB, more than \(RunConfig.maxActivationBytes >> 20) MiB")
+        }
         if evalExamples < 1 { try fail("eval_examples", evalExamples, "must be ≥ 1") }
         if isFinetune {
             if parent == nil { try fail("parent", "null", "a fine-tuning run needs a parent pretraining run") }

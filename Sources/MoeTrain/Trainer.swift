@@ -125,10 +125,16 @@ public final class Trainer {
                 lastReport = now; tokensSinceReport = 0; stepsSinceReport = 0
             }
             if s % config.evalInterval == 0 || s == config.steps {
-                record(evaluate(split: Split.train), split: Split.train, step: s)
-                record(evaluate(split: Split.val), split: Split.val, step: s)
+                // A stop request during a long evaluation ends the run here; it resumes from
+                // the last checkpoint, which this step has not reached.
+                guard let train = evaluate(split: Split.train), let val = evaluate(split: Split.val) else {
+                    return .stopped(step: s)
+                }
+                record(train, split: Split.train, step: s)
+                record(val, split: Split.val, step: s)
                 if s == config.steps, case .classification = data {
-                    record(evaluate(split: Split.test), split: Split.test, step: s)
+                    guard let test = evaluate(split: Split.test) else { return .stopped(step: s) }
+                    record(test, split: Split.test, step: s)
                 }
                 try sink.flush()
             }
@@ -157,7 +163,8 @@ public final class Trainer {
 
     /// Loss and accuracy on a split (train: a fixed subset of at most `eval_examples`),
     /// with router statistics averaged over batches. Eval mode: no dropout, eval capacity.
-    public func evaluate(split: String) -> Evaluation {
+    /// Nil when `shouldStop` asked to stop part-way.
+    public func evaluate(split: String) -> Evaluation? {
         var e = Evaluation()
         let layers = model.config.sparseLayers.count
         e.dropped = Array(repeating: 0, count: layers); e.entropy = e.dropped; e.aux = e.dropped; e.z = e.dropped
@@ -181,6 +188,7 @@ public final class Trainer {
             let total = config.evalBatches * config.batchSize
             var first = 0
             while first < total {
+                if shouldStop?() == true { return nil }
                 let n = min(config.batchSize, total - first)
                 let shape = batcher.fillCorpusEval(bytes, first: first, count: n, total: total)
                 accumulate(forward(shape))
@@ -191,6 +199,7 @@ public final class Trainer {
             let examples = Array(source.prefix(config.evalExamples))
             var i = 0
             while i < examples.count {
+                if shouldStop?() == true { return nil }
                 let chunk = Array(examples[i..<min(i + config.batchSize, examples.count)])
                 let shape = batcher.fillExamples(chunk)
                 accumulate(forward(shape))

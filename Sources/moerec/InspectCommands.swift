@@ -180,6 +180,7 @@ struct Reproduce: ParsableCommand {
                                         "stored_digest": report.storedDigest.map { .string($0) } ?? .null,
                                         "new_digest": report.newDigest.map { .string($0) } ?? .null,
                                         "points_compared": .int(Int64(report.pointsCompared)),
+                                        "corrupt_objects": .array(report.corruptObjects.map { .string($0) }),
                                         "environment_diff": env]).canonicalString)
         } else {
             if report.identical {
@@ -190,6 +191,7 @@ struct Reproduce: ParsableCommand {
                     print("  first divergence: step \(d.step) \(d.split)/\(d.name): stored \(d.stored.map { "\($0)" } ?? "absent") vs new \(d.new.map { "\($0)" } ?? "absent")")
                 }
                 print("  checkpoint digest: stored \(report.storedDigest ?? "none") vs new \(report.newDigest ?? "none")")
+                for object in report.corruptObjects { print("  stored checkpoint object corrupt: \(object)") }
             }
             for e in report.environmentDiff { print("  environment differs: \(e.field) stored \(e.stored) vs now \(e.current)") }
         }

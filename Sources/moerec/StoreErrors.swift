@@ -5,7 +5,7 @@ extension StoreError {
     var isInputError: Bool {
         switch self {
         case .invalidHash, .invalidHashPrefix, .ambiguousHashPrefix, .unknownRun, .invalidWhere, .invalidConfigKey,
-             .notADatabase, .notAStore, .invalidJSON, .nonFiniteNumber:
+             .notADatabase, .notAStore, .cannotOpen, .invalidJSON, .nonFiniteNumber:
             return true
         default:
             return false
