@@ -61,8 +61,8 @@ public enum CLI {
         let tmp = FileManager.default.temporaryDirectory
         let outURL = tmp.appendingPathComponent("moerec-cli-\(UUID().uuidString).out")
         let errURL = tmp.appendingPathComponent("moerec-cli-\(UUID().uuidString).err")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: outURL)
         process.standardError = try FileHandle(forWritingTo: errURL)
         process.standardInput = FileHandle.nullDevice
