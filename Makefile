@@ -27,10 +27,11 @@ test: deps
 bench: build
 	$(BIN) bench model --model bench-small --threads 1 --steps 20 --format json
 	$(BIN) bench model --model bench-small --threads 2 --steps 20 --format json
+	$(BIN) bench model --model bench-small --threads 1 --steps 20 --capacity-factor 4 --format json
+	$(BIN) bench model --model bench-small --threads 2 --steps 20 --capacity-factor 4 --format json
+	for r in attention ffn moe non-moe; do $(BIN) bench model --regime $$r --steps 20 --format json; done
 	$(BIN) bench store --format json
+	$(BIN) bench report --runs 1000 --points 10000000 --format json
 
 clean:
 	rm -rf .build
-	$(BIN) bench model --model bench-small --threads 1 --steps 20 --capacity-factor 4 --format json
-	for r in attention ffn moe non-moe; do $(BIN) bench model --regime $$r --steps 20 --format json; done
-	$(BIN) bench report --runs 1000 --points 10000000 --format json
