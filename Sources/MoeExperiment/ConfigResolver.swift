@@ -194,6 +194,11 @@ extension JSONValue {
 }
 
 extension ConfigResolver {
+    /// A `parent` value naming a config file rather than a run hash.
+    public static func isConfigPath(_ reference: String) -> Bool {
+        reference.hasSuffix(".json") || reference.hasSuffix(".yaml") || reference.hasSuffix(".yml")
+    }
+
     /// Parses one `key=value` against the key's default type (for sweeps and grids).
     public static func parseOverride(_ item: String) throws -> (String, JSONValue) {
         try parse(set: item, defaults: defaults())

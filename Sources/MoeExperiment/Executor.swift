@@ -77,7 +77,7 @@ public final class Executor {
         if config.isFinetune {
             guard let parentRef = config.parent else { throw InputError("parent: a fine-tuning run needs parent=HASH or parent=CONFIG_FILE") }
             let parentHash: String
-            if parentRef.hasSuffix(".json") || parentRef.hasSuffix(".yaml") || parentRef.hasSuffix(".yml") {
+            if ConfigResolver.isConfigPath(parentRef) {
                 let (parentConfig, parentExplicit) = try ConfigResolver.resolve(file: parentRef)
                 let parentPlan = try plan(parentConfig, explicit: parentExplicit)
                 // Everything checkable without the parent's weights is checked before it trains.
@@ -97,16 +97,8 @@ public final class Executor {
             guard parent.status == .completed else {
                 throw InputError("parent=\(parentRef): run \(parentHash.prefix(12)) is \(parent.status.rawValue), not completed")
             }
-            // The architecture is the parent's; an explicit different value is a mistake.
-            let parentValue = try JSONValue(parsing: parent.configJSON)
-            var merged = try ConfigResolver.value(of: config).objectValue ?? [:]
-            for key in RunConfig.architectureKeys {
-                guard let inherited = parentValue[key] else { continue }
-                if explicit.contains(key), let mine = merged[key], mine != inherited {
-                    throw InputError("\(key)=\(mine.display): a fine-tuning run inherits \(key)=\(inherited.display) from its parent")
-                }
-                merged[key] = inherited
-            }
+            var merged = try Executor.inheritArchitecture(config, from: try JSONValue(parsing: parent.configJSON),
+                                                          explicit: explicit)
             merged["parent"] = .string(parentHash)
             config = try ConfigResolver.decode(merged)
         }
@@ -117,14 +109,7 @@ public final class Executor {
                                         numerics: Executor.numericsVersion)
         // Building the trainer checks what validation alone cannot (e.g. a regime that
         // would train nothing on this architecture), before anything is written.
-        if config.isFinetune {
-            let groups: Set<ParamGroup>
-            do { groups = try Regime.groups(regime: config.regime, custom: config.groups) } catch { throw InputError("\(error)") }
-            let layout = ParameterLayout(config.model(classes: max(2, prepared.classes.count)))
-            do { try Regime.check(groups, regime: config.regime, layout: layout, experts: config.experts) } catch {
-                throw InputError("\(error)")
-            }
-        }
+        if config.isFinetune { try Executor.checkRegime(config, classes: max(2, prepared.classes.count)) }
         return PlannedRun(config: config, value: value, prepared: prepared, hash: hash)
     }
 
@@ -135,29 +120,40 @@ public final class Executor {
         var config = input
         if config.isFinetune {
             if let parent {
-                var merged = try ConfigResolver.value(of: config).objectValue ?? [:]
-                let parentValue = try ConfigResolver.value(of: parent)
-                for key in RunConfig.architectureKeys {
-                    guard let inherited = parentValue[key] else { continue }
-                    if explicit.contains(key), let mine = merged[key], mine != inherited {
-                        throw InputError("\(key)=\(mine.display): a fine-tuning run inherits \(key)=\(inherited.display) from its parent")
-                    }
-                    merged[key] = inherited
-                }
-                config = try ConfigResolver.decode(merged)
+                config = try ConfigResolver.decode(try inheritArchitecture(config, from: try ConfigResolver.value(of: parent),
+                                                                           explicit: explicit))
             }
-            if config.parent == nil || config.parent!.hasSuffix(".json") || config.parent!.hasSuffix(".yaml") || config.parent!.hasSuffix(".yml") {
-                config.parent = String(repeating: "0", count: 64)
-            }
+            // A parent not yet in the store stands in as a well-formed placeholder hash.
+            if config.parent.map(ConfigResolver.isConfigPath) ?? true { config.parent = String(repeating: "0", count: 64) }
         }
         do { try config.validate() } catch { throw InputError("\(error)") }
-        if config.isFinetune && parent != nil {
-            let groups: Set<ParamGroup>
-            do { groups = try Regime.groups(regime: config.regime, custom: config.groups) } catch { throw InputError("\(error)") }
-            let layout = ParameterLayout(config.model(classes: 2))
-            do { try Regime.check(groups, regime: config.regime, layout: layout, experts: config.experts) } catch {
-                throw InputError("\(error)")
+        if config.isFinetune && parent != nil { try checkRegime(config, classes: 2) }
+    }
+
+    /// The config as a JSON object with the parent's architecture keys; an explicitly given
+    /// different value is a mistake, not an override.
+    static func inheritArchitecture(_ config: RunConfig, from parentValue: JSONValue, explicit: Set<String>) throws
+        -> [String: JSONValue] {
+        var merged = try ConfigResolver.value(of: config).objectValue ?? [:]
+        for key in RunConfig.architectureKeys {
+            guard let inherited = parentValue[key] else { continue }
+            if explicit.contains(key), let mine = merged[key], mine != inherited {
+                throw InputError("\(key)=\(mine.display): a fine-tuning run inherits \(key)=\(inherited.display) from its parent")
             }
+            merged[key] = inherited
+        }
+        return merged
+    }
+
+    /// Refuses a regime that is unknown or would train nothing but the head on this
+    /// architecture — what validation alone cannot see.
+    static func checkRegime(_ config: RunConfig, classes: Int) throws {
+        do {
+            let groups = try Regime.groups(regime: config.regime, custom: config.groups)
+            let layout = ParameterLayout(config.model(classes: classes))
+            try Regime.check(groups, regime: config.regime, layout: layout, experts: config.experts)
+        } catch {
+            throw InputError("\(error)")
         }
     }
 

@@ -220,13 +220,7 @@ public final class Trainer {
     }
 
     private func forward(_ shape: (b: Int, t: Int)) -> ForwardResult {
-        batcher.tokens.withUnsafeBufferPointer { tk in batcher.targets.withUnsafeBufferPointer { tg in
-            batcher.labels.withUnsafeBufferPointer { lb in batcher.lengths.withUnsafeBufferPointer { ln in
-                let batch = Batch(tokens: tk.baseAddress!, b: shape.b, t: shape.t, targets: tg.baseAddress!,
-                                  labels: lb.baseAddress!, lengths: ln.baseAddress!)
-                return model.forward(batch, mode: .eval)
-            } }
-        } }
+        withFilledBatch(shape) { model.forward($0, mode: .eval) }
     }
 
     private func withBatch<R>(step: Int, _ body: (Batch) -> R) -> R {
@@ -235,7 +229,12 @@ public final class Trainer {
         case let .corpus(train, _): shape = batcher.fillCorpus(train, step: step)
         case let .classification(_, train, _, _): shape = batcher.fillClassification(train, step: step)
         }
-        return batcher.tokens.withUnsafeBufferPointer { tk in batcher.targets.withUnsafeBufferPointer { tg in
+        return withFilledBatch(shape, body)
+    }
+
+    /// The batcher's buffers, as filled for `shape`, seen as a model batch.
+    private func withFilledBatch<R>(_ shape: (b: Int, t: Int), _ body: (Batch) -> R) -> R {
+        batcher.tokens.withUnsafeBufferPointer { tk in batcher.targets.withUnsafeBufferPointer { tg in
             batcher.labels.withUnsafeBufferPointer { lb in batcher.lengths.withUnsafeBufferPointer { ln in
                 body(Batch(tokens: tk.baseAddress!, b: shape.b, t: shape.t, targets: tg.baseAddress!,
                            labels: lb.baseAddress!, lengths: ln.baseAddress!))

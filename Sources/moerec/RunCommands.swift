@@ -136,7 +136,7 @@ struct Sweep: ParsableCommand {
         } else {
             var base = try config.map { try ConfigResolver.load(file: $0) } ?? [:]
             var parent: [String: JSONValue]? = nil
-            if case let .string(p)? = base["parent"], p.hasSuffix(".json") || p.hasSuffix(".yaml") || p.hasSuffix(".yml") {
+            if case let .string(p)? = base["parent"], ConfigResolver.isConfigPath(p) {
                 parent = try ConfigResolver.load(file: p)
                 base["parent"] = nil
             }
