@@ -15,16 +15,18 @@ let package = Package(
     targets: [
         // MARK: C modules
         .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
+        .target(name: "CKernels", dependencies: ["COpenBLAS"], exclude: ["kernel_body.inc"],
+                linkerSettings: [.linkedLibrary("m")]),
         .systemLibrary(name: "CZlib"),
         .systemLibrary(name: "CSQLite"),
 
         // MARK: Numerics
-        .target(name: "MoeKernels", dependencies: ["COpenBLAS"]),
-        .target(name: "MoeModel", dependencies: ["MoeKernels"]),
+        .target(name: "MoeKernels", dependencies: ["COpenBLAS", "CKernels"]),
+        .target(name: "MoeModel", dependencies: ["MoeKernels", "CKernels"]),
 
         // MARK: Data and training
         .target(name: "MoeData", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "MoeTrain", dependencies: ["MoeModel", "MoeData"]),
+        .target(name: "MoeTrain", dependencies: ["MoeModel", "MoeData", "CKernels"]),
 
         // MARK: Store, checkpoints, reports
         .target(name: "MoeStore", dependencies: ["CSQLite", .product(name: "Crypto", package: "swift-crypto")],
@@ -46,7 +48,7 @@ let package = Package(
 
         // MARK: Tests
         .target(name: "MoeTestSupport", dependencies: ["MoeKernels"], path: "Tests/MoeTestSupport"),
-        .testTarget(name: "MoeKernelsTests", dependencies: ["MoeKernels", "MoeTestSupport"]),
+        .testTarget(name: "MoeKernelsTests", dependencies: ["MoeKernels", "CKernels", "MoeTestSupport"]),
         .testTarget(name: "MoeModelTests", dependencies: ["MoeModel", "MoeTestSupport"]),
         .testTarget(name: "MoeDataTests", dependencies: ["MoeData", "MoeTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MoeTrainTests", dependencies: ["MoeTrain", "MoeTestSupport"]),

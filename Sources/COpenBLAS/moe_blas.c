@@ -99,6 +99,16 @@ const char *moe_blas_core_source(void) { return core_source; }
 const char *moe_blas_core_requested(void) { return core_requested; }
 const char *moe_blas_config(void) { return (load_status == 0 && p_config) ? p_config() : ""; }
 const char *moe_cpu_features(void) { return cpu_features; }
+
+int moe_cpu_level(void) {
+    static int level = -1;
+    if (level < 0) {
+        int avx512 = 0, avx2fma = 0;
+        detect(&avx512, &avx2fma);
+        level = avx512 ? 2 : (avx2fma ? 1 : 0);
+    }
+    return level;
+}
 void moe_blas_set_threads(int n) { if (load_status == 0) p_set_threads(n); }
 int moe_blas_threads(void) { return (load_status == 0) ? p_get_threads() : 0; }
 

@@ -40,7 +40,7 @@ public final class StopFlag: @unchecked Sendable {
 /// final checkpoint, and exact resumption of interrupted runs.
 public final class Executor {
     /// Bumped whenever a code change alters results; part of every run hash.
-    public static let numericsVersion = 1
+    public static let numericsVersion = 2
 
     public let store: Store
     public let objects: ObjectStore

@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 
 /// The OpenBLAS library as moerec loads it: at run time, after choosing the kernel
@@ -24,10 +25,20 @@ public enum Blas {
     /// "auto" when moerec picked the core from CPUID, "env" when the user set
     /// OPENBLAS_CORETYPE, "library" when OpenBLAS chose by itself.
     public static var coreSource: String { _ = loaded; return String(cString: moe_blas_core_source()) }
+    /// The instruction set the element-wise kernels run on ("avx512", "avx2" or "sse2").
+    public static var vectorKernels: String { String(cString: moe_kernels_name()) }
     public static var cpuFeatures: String { _ = loaded; return String(cString: moe_cpu_features()) }
     public static var config: String { _ = loaded; return String(cString: moe_blas_config()) }
 
+    /// The engine's thread count: `Parallel.workers`, each calling OpenBLAS
+    /// single-threaded on its own part of the work (see `Parallel`).
     public static var threads: Int {
+        get { Parallel.workers }
+        set { _ = loaded; moe_blas_set_threads(1); Parallel.workers = max(1, newValue) }
+    }
+
+    /// OpenBLAS's own thread count (1 unless set here; the engine keeps it at 1).
+    public static var libraryThreads: Int {
         get { _ = loaded; return Int(moe_blas_threads()) }
         set { _ = loaded; moe_blas_set_threads(Int32(max(1, newValue))) }
     }
@@ -54,6 +65,32 @@ public enum Gemm {
                   a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// `sgemm` cut into fixed blocks of `block` rows of C (or columns, when M is small),
+    /// never along K, and the blocks spread over the workers. The blocks — and so every
+    /// element of C — are the same whatever the worker count.
+    public static func sgemmParallel(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                                     alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                                     b: UnsafePointer<Float>, ldb: Int,
+                                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if m >= n || m > block {
+            Parallel.forEachBlock(m, block: block) { r in
+                sgemm(transA: transA, transB: transB, m: r.count, n: n, k: k, alpha: alpha,
+                      a: transA ? a + r.lowerBound : a + r.lowerBound * lda, lda: lda, b: b, ldb: ldb,
+                      beta: beta, c: c + r.lowerBound * ldc, ldc: ldc)
+            }
+        } else {
+            Parallel.forEachBlock(n, block: block) { r in
+                sgemm(transA: transA, transB: transB, m: m, n: r.count, k: k, alpha: alpha, a: a, lda: lda,
+                      b: transB ? b + r.lowerBound * ldb : b + r.lowerBound, ldb: ldb,
+                      beta: beta, c: c + r.lowerBound, ldc: ldc)
+            }
+        }
+    }
+
+    /// The block every parallel GEMM is cut into: rows of C, or columns of a weight
+    /// gradient. Part of the numerics: changing it changes results.
+    public static let block = 256
+
     public static func sgemmReference(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                                       alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                                       b: UnsafePointer<Float>, ldb: Int,
@@ -79,10 +116,14 @@ public enum Linear {
     public static func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
                                w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                n: Int, i: Int, o: Int) {
-        if let bias {
-            for r in 0..<n { (out + r * o).update(from: bias, count: o) }
+        Parallel.forEachBlock(n, block: Gemm.block) { rows in
+            let out = out + rows.lowerBound * o
+            if let bias {
+                for r in 0..<rows.count { (out + r * o).update(from: bias, count: o) }
+            }
+            Gemm.sgemm(m: rows.count, n: o, k: i, a: inp + rows.lowerBound * i, lda: i, b: w, ldb: o,
+                       beta: bias == nil ? 0 : 1, c: out, ldc: o)
         }
-        Gemm.sgemm(m: n, n: o, k: i, a: inp, lda: i, b: w, ldb: o, beta: bias == nil ? 0 : 1, c: out, ldc: o)
     }
 
     /// Accumulates dinp (N,I) += dout·wᵀ, dw (I,O) += inpᵀ·dout, dbias += Σ_rows dout.
@@ -91,16 +132,27 @@ public enum Linear {
                                 dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
                                 inp: UnsafePointer<Float>, w: UnsafePointer<Float>,
                                 n: Int, i: Int, o: Int) {
-        if let dinp {
-            Gemm.sgemm(transB: true, m: n, n: i, k: o, a: dout, lda: o, b: w, ldb: o, beta: 1, c: dinp, ldc: i)
-        }
-        if let dw {
-            Gemm.sgemm(transA: true, m: i, n: o, k: n, a: inp, lda: i, b: dout, ldb: o, beta: 1, c: dw, ldc: o)
-        }
-        if let dbias {
-            for r in 0..<n {
-                let row = dout + r * o
-                for j in 0..<o { dbias[j] += row[j] }
+        // Part p takes its run of blocks of dinp's rows and of dw's rows, and a slice of
+        // dbias: no sum over the N rows is ever split, and every GEMM block is the same
+        // call whatever the part count.
+        let parts = Parallel.parts
+        Parallel.run(parts: parts) { p in
+            if let dinp {
+                for lo in Parallel.blocks(n, block: Gemm.block, part: p, parts: parts) {
+                    let rows = min(Gemm.block, n - lo)
+                    Gemm.sgemm(transB: true, m: rows, n: i, k: o, a: dout + lo * o, lda: o, b: w, ldb: o,
+                               beta: 1, c: dinp + lo * i, ldc: i)
+                }
+            }
+            if let dw {
+                for lo in Parallel.blocks(i, block: Gemm.block, part: p, parts: parts) {
+                    let rows = min(Gemm.block, i - lo)
+                    Gemm.sgemm(transA: true, m: rows, n: o, k: n, a: inp + lo, lda: i, b: dout, ldb: o,
+                               beta: 1, c: dw + lo * o, ldc: o)
+                }
+            }
+            if let dbias {
+                Ops.addColumnSums(dbias, dout, rows: n, ld: o, cols: Parallel.slice(o, part: p, parts: parts, granule: 16))
             }
         }
     }

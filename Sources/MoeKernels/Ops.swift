@@ -1,3 +1,4 @@
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #else
@@ -61,19 +62,9 @@ public enum Ops {
                                         rstd: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
                                         weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                                         n: Int, c: Int, eps: Float = 1e-5) {
-        let invC = 1 / Float(c)
-        for r in 0..<n {
-            let x = inp + r * c, y = out + r * c
-            var m: Float = 0
-            for j in 0..<c { m += x[j] }
-            m *= invC
-            var v: Float = 0
-            for j in 0..<c { let d = x[j] - m; v += d * d }
-            v *= invC
-            let s = 1 / (v + eps).squareRoot()
-            for j in 0..<c { y[j] = (x[j] - m) * s * weight[j] + bias[j] }
-            mean[r] = m
-            rstd[r] = s
+        Parallel.ranges(n, granule: 16) { rows, _ in
+            let r0 = rows.lowerBound
+            moe_layernorm_forward(out + r0 * c, mean + r0, rstd + r0, inp + r0 * c, weight, bias, rows.count, c, eps)
         }
     }
 
@@ -82,24 +73,22 @@ public enum Ops {
                                          dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
                                          inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                          mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int, c: Int) {
-        let invC = 1 / Float(c)
-        for r in 0..<n {
-            let x = inp + r * c, dy = dout + r * c
-            let m = mean[r], s = rstd[r]
-            var meanD: Float = 0, meanDX: Float = 0
-            for j in 0..<c {
-                let xhat = (x[j] - m) * s
-                let dn = weight[j] * dy[j]
-                meanD += dn
-                meanDX += dn * xhat
+        // Part p takes a block of rows for dinp and a block of columns for the parameter
+        // gradients, whose sums over rows then run in row order whatever the part count.
+        let parts = Parallel.parts
+        Parallel.run(parts: parts) { p in
+            if let dinp {
+                let rows = Parallel.slice(n, part: p, parts: parts, granule: 16)
+                if !rows.isEmpty {
+                    let r0 = rows.lowerBound
+                    moe_layernorm_backward_input(dinp + r0 * c, dout + r0 * c, inp + r0 * c, weight, mean + r0, rstd + r0,
+                                                 rows.count, c)
+                }
             }
-            meanD *= invC
-            meanDX *= invC
-            for j in 0..<c {
-                let xhat = (x[j] - m) * s
-                if let dbias { dbias[j] += dy[j] }
-                if let dweight { dweight[j] += xhat * dy[j] }
-                if let dinp { dinp[r * c + j] += s * (weight[j] * dy[j] - meanD - xhat * meanDX) }
+            guard dweight != nil || dbias != nil else { return }
+            let cols = Parallel.slice(c, part: p, parts: parts, granule: 16)
+            if !cols.isEmpty {
+                moe_layernorm_backward_params(dweight, dbias, dout, inp, mean, rstd, n, c, cols.lowerBound, cols.upperBound)
             }
         }
     }
@@ -110,58 +99,70 @@ public enum Ops {
     public static func rmsNormForward(out: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                                       inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                       n: Int, c: Int, eps: Float = 1e-6) {
-        for r in 0..<n {
-            let x = inp + r * c, y = out + r * c
-            var ss: Float = 0
-            for j in 0..<c { ss += x[j] * x[j] }
-            let s = 1 / (ss / Float(c) + eps).squareRoot()
-            for j in 0..<c { y[j] = x[j] * s * weight[j] }
-            rstd[r] = s
+        Parallel.ranges(n, granule: 16) { rows, _ in
+            for r in rows {
+                let x = inp + r * c, y = out + r * c
+                var ss: Float = 0
+                for j in 0..<c { ss += x[j] * x[j] }
+                let s = 1 / (ss / Float(c) + eps).squareRoot()
+                for j in 0..<c { y[j] = x[j] * s * weight[j] }
+                rstd[r] = s
+            }
         }
     }
 
     public static func rmsNormBackward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
                                        dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
                                        weight: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int, c: Int) {
-        for r in 0..<n {
-            let x = inp + r * c, dy = dout + r * c, s = rstd[r]
-            var meanDX: Float = 0
-            for j in 0..<c { meanDX += weight[j] * dy[j] * x[j] * s }
-            meanDX /= Float(c)
-            for j in 0..<c {
-                let xhat = x[j] * s
-                if let dweight { dweight[j] += xhat * dy[j] }
-                if let dinp { dinp[r * c + j] += s * (weight[j] * dy[j] - xhat * meanDX) }
+        let parts = Parallel.parts
+        Parallel.run(parts: parts) { p in
+            if let dinp {
+                for r in Parallel.slice(n, part: p, parts: parts, granule: 16) {
+                    let x = inp + r * c, dy = dout + r * c, s = rstd[r]
+                    var meanDX: Float = 0
+                    for j in 0..<c { meanDX += weight[j] * dy[j] * x[j] * s }
+                    meanDX /= Float(c)
+                    for j in 0..<c {
+                        let xhat = x[j] * s
+                        dinp[r * c + j] += s * (weight[j] * dy[j] - xhat * meanDX)
+                    }
+                }
+            }
+            guard let dweight else { return }
+            let cols = Parallel.slice(c, part: p, parts: parts, granule: 16)
+            for r in 0..<n {
+                let x = inp + r * c, dy = dout + r * c, s = rstd[r]
+                for j in cols { dweight[j] += x[j] * s * dy[j] }
             }
         }
     }
 
     // MARK: GELU (tanh approximation, as GPT-2)
 
-    /// √(2/π)
-    @usableFromInline static let geluScale: Float = 0.797_884_56
-
-    @inlinable @inline(__always)
+    /// gelu(x) = x·σ(2u), u = √(2/π)(x + 0.044715x³) — the tanh form, 0.5(1 + tanh u) = σ(2u).
+    /// Scalar entry points run the same vector kernel as the buffers do.
     public static func gelu(_ x: Float) -> Float {
-        0.5 * x * (1 + FastMath.tanh(geluScale * (x + 0.044715 * x * x * x)))
+        var x = x, y: Float = 0
+        moe_gelu_forward(&y, &x, 1)
+        return y
     }
 
-    @inlinable @inline(__always)
     public static func geluDerivative(_ x: Float) -> Float {
-        let cube = 0.044715 * x * x * x
-        let t = FastMath.tanh(geluScale * (x + cube))
-        let sech2 = 1 - t * t
-        return 0.5 * (1 + t) + 0.5 * x * sech2 * geluScale * (1 + 3 * 0.044715 * x * x)
+        var x = x, d: Float = 1
+        moe_gelu_backward(&d, &x, 1)
+        return d
     }
 
+    /// out = gelu(inp)
+    @inline(__always)
     public static func geluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count { out[i] = gelu(inp[i]) }
+        moe_gelu_forward(out, inp, count)
     }
 
-    /// dinp += gelu'(inp)·dout
-    public static func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
-                                    dout: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count { dinp[i] += geluDerivative(inp[i]) * dout[i] }
+    /// d *= gelu'(inp)
+    @inline(__always)
+    public static func geluBackward(_ d: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
+        moe_gelu_backward(d, inp, count)
     }
 
     // MARK: Cross-entropy
@@ -171,34 +172,52 @@ public enum Ops {
     /// Returns (Σ loss, counted rows, correct argmax predictions).
     @discardableResult
     public static func crossEntropy(logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>,
-                                    rows: Int, v: Int, gradScale: Float, backward: Bool)
+                                    rows: Int, v: Int, gradScale: Float, backward: Bool,
+                                    scratch: UnsafeMutablePointer<Float>? = nil)
         -> (lossSum: Double, count: Int, correct: Int) {
+        // Rows run in parallel when `scratch` (2·rows floats) can hold each row's loss and
+        // hit; the losses are then summed in row order, as the serial path does.
+        if let scratch {
+            Parallel.ranges(rows, granule: 16) { r, _ in
+                for row in r {
+                    let (loss, hit) = crossEntropyRow(logits + row * v, target: Int(targets[row]), v: v,
+                                                      gradScale: gradScale, backward: backward)
+                    scratch[2 * row] = loss
+                    scratch[2 * row + 1] = hit ? 1 : 0
+                }
+            }
+            var lossSum = 0.0, count = 0, correct = 0
+            for row in 0..<rows where targets[row] >= 0 {
+                count += 1
+                lossSum += Double(scratch[2 * row])
+                if scratch[2 * row + 1] != 0 { correct += 1 }
+            }
+            return (lossSum, count, correct)
+        }
         var lossSum = 0.0, count = 0, correct = 0
-        for r in 0..<rows {
-            let x = logits + r * v
-            let t = Int(targets[r])
-            if t < 0 {
-                if backward { for j in 0..<v { x[j] = 0 } }
-                continue
-            }
-            var m = -Float.infinity, arg = 0
-            for j in 0..<v where x[j] > m { m = x[j]; arg = j }
-            let target = x[t]
-            if arg == t { correct += 1 }
+        for row in 0..<rows {
+            let (loss, hit) = crossEntropyRow(logits + row * v, target: Int(targets[row]), v: v,
+                                              gradScale: gradScale, backward: backward)
+            guard targets[row] >= 0 else { continue }
             count += 1
-            var s: Float = 0
-            if backward {
-                // Keep e^(x−m) in place, then scale: one exponential per logit.
-                for j in 0..<v { let e = FastMath.exp(x[j] - m); x[j] = e; s += e }
-                let k = gradScale / s
-                for j in 0..<v { x[j] *= k }
-                x[t] -= gradScale
-            } else {
-                for j in 0..<v { s += FastMath.exp(x[j] - m) }
-            }
-            lossSum += Double(m + logf(s) - target)
+            lossSum += Double(loss)
+            if hit { correct += 1 }
         }
         return (lossSum, count, correct)
+    }
+
+    /// One row of `crossEntropy`: its loss and whether the argmax hit the target; a row
+    /// with a negative target gets a zero gradient and no loss.
+    @inline(__always)
+    static func crossEntropyRow(_ x: UnsafeMutablePointer<Float>, target t: Int, v: Int,
+                                gradScale: Float, backward: Bool) -> (Float, Bool) {
+        if t < 0 {
+            if backward { x.update(repeating: 0, count: v) }
+            return (0, false)
+        }
+        var loss: Float = 0
+        let hit = moe_cross_entropy_row(x, v, t, gradScale, backward ? 1 : 0, &loss)
+        return (loss, hit != 0)
     }
 
     // MARK: Small helpers
@@ -211,5 +230,37 @@ public enum Ops {
     @inline(__always)
     public static func zero(_ y: UnsafeMutablePointer<Float>, count: Int) {
         y.update(repeating: 0, count: count)
+    }
+
+    /// sums[j] += Σ_r x[r·ld + j] for j in `cols`, rows summed in order.
+    @inline(__always)
+    public static func addColumnSums(_ sums: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                                     rows: Int, ld: Int, cols: Range<Int>) {
+        guard !cols.isEmpty else { return }
+        for r in 0..<rows {
+            let row = x + r * ld
+            for j in cols { sums[j] += row[j] }
+        }
+    }
+}
+
+/// Element-wise passes over whole buffers, split over the workers.
+public enum ParallelOps {
+    /// Rows per part are multiples of this, so parts start on cache-line boundaries.
+    static let granule = 64
+
+    public static func fill(_ y: UnsafeMutablePointer<Float>, count: Int, value: Float = 0) {
+        Parallel.ranges(count, granule: 4096) { r, _ in (y + r.lowerBound).update(repeating: value, count: r.count) }
+    }
+
+    public static func copy(_ y: UnsafeMutablePointer<Float>, from x: UnsafePointer<Float>, count: Int) {
+        Parallel.ranges(count, granule: 4096) { r, _ in (y + r.lowerBound).update(from: x + r.lowerBound, count: r.count) }
+    }
+
+    /// z = x + y (z may alias either).
+    public static func sum(_ z: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int) {
+        Parallel.ranges(count, granule: 4096) { r, _ in
+            for i in r { z[i] = x[i] + y[i] }
+        }
     }
 }

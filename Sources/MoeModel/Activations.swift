@@ -59,14 +59,18 @@ final class ActivationMemory {
     var dLn: UnsafeMutablePointer<Float>         // (N, C)
     var dqkv: UnsafeMutablePointer<Float>        // (N, 3C)
     var dAttY: UnsafeMutablePointer<Float>       // (N, C)
-    var attScratch: UnsafeMutablePointer<Float>  // (T, T)
-    var attProbs: UnsafeMutablePointer<Float>    // (T, T)
+    var attScratch: UnsafeMutablePointer<Float>  // (attentionParts, T, T)
+    var attProbs: UnsafeMutablePointer<Float>    // (attentionParts, T, T)
+    /// Workers attention can be split over (each needs its own two (T, T) blocks).
+    let attentionParts: Int
+    var ceScratch: UnsafeMutablePointer<Float>   // (N, 2) per-row loss and hit
     var dPooled: UnsafeMutablePointer<Float>     // (B, C)
     var moeScratch: MoeScratch?
 
     init(config cfg: ModelConfig, maxB: Int, maxT: Int) {
         self.maxB = maxB
         self.maxT = maxT
+        attentionParts = max(4, Parallel.workers)
         let N = maxB * maxT, C = cfg.dModel, F = cfg.dFF, E = cfg.experts, K = cfg.topK
         let NK = N * K
         var fp = ArenaPlanner(), ip = ArenaPlanner()
@@ -95,7 +99,8 @@ final class ActivationMemory {
         let oLnOut = fp.reserve(N * C)
         let oBranch = fp.reserve(N * C), oAct = fp.reserve(rows * F), oDh = fp.reserve(rows * F)
         let oDResid = fp.reserve(N * C),  oDLn = fp.reserve(N * C)
-        let oDqkv = fp.reserve(N * 3 * C), oDAttY = fp.reserve(N * C), oAttS = fp.reserve(maxT * maxT), oAttP = fp.reserve(maxT * maxT)
+        let oDqkv = fp.reserve(N * 3 * C), oDAttY = fp.reserve(N * C), oAttS = fp.reserve(attentionParts * maxT * maxT),
+            oAttP = fp.reserve(attentionParts * maxT * maxT), oCE = fp.reserve(2 * N)
         let oDPooled = fp.reserve(maxB * C)
         var oMoe: (Int, Int, Int, Int)? = nil
         if !cfg.sparseLayers.isEmpty {
@@ -121,7 +126,7 @@ final class ActivationMemory {
         logits = f + oLogits; pooled = f + oPooled; valid = f + oValid
         lnOut = f + oLnOut
         branch = f + oBranch; act = f + oAct; dh = f + oDh; dResid = f + oDResid; dBranch = f + oBranch
-        dLn = f + oDLn; dqkv = f + oDqkv; dAttY = f + oDAttY; attScratch = f + oAttS; attProbs = f + oAttP; dPooled = f + oDPooled
+        dLn = f + oDLn; dqkv = f + oDqkv; dAttY = f + oDAttY; attScratch = f + oAttS; attProbs = f + oAttP; ceScratch = f + oCE; dPooled = f + oDPooled
         targets = i + oTargets
         if let (dy, dx, dg, dl) = oMoe {
             moeScratch = MoeScratch(act: act, dh: dh, dyPacked: f + dy, dxPacked: f + dx, dgates: f + dg, dlogits: f + dl)

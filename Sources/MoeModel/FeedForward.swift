@@ -22,9 +22,13 @@ public struct FeedForward {
         var r0 = 0
         while r0 < n {
             let rows = min(Self.chunkRows, n - r0)
-            Ops.geluForward(out: act, inp: h + r0 * f, count: rows * f)
-            dropout?.apply(act, count: rows * f, start: dropoutStart + r0 * f)
-            Linear.forward(out: y + r0 * c, inp: act, w: w2, bias: b2, n: rows, i: f, o: c)
+            // Each worker activates and projects its own rows of the chunk.
+            Parallel.forEachBlock(rows, block: Gemm.block) { r in
+                let first = r0 + r.lowerBound, a = act + r.lowerBound * f
+                Ops.geluForward(out: a, inp: h + first * f, count: r.count * f)
+                dropout?.apply(a, count: r.count * f, start: dropoutStart + first * f)
+                Linear.forward(out: y + first * c, inp: a, w: w2, bias: b2, n: r.count, i: f, o: c)
+            }
             r0 += rows
         }
     }
@@ -39,29 +43,50 @@ public struct FeedForward {
                          dropout: Dropout?, dropoutStart: Int = 0) {
         guard n > 0 else { return }
         let needBelow = dw1 != nil || db1 != nil || dx != nil
+        let parts = Parallel.parts
         var r0 = 0
         while r0 < n {
             let rows = min(Self.chunkRows, n - r0)
-            let hc = h + r0 * f, dyc = dy + r0 * c, start = dropoutStart + r0 * f
-            if dw2 != nil {
-                Ops.geluForward(out: act, inp: hc, count: rows * f)
-                dropout?.apply(act, count: rows * f, start: start)
-            }
-            Linear.backward(dinp: nil, dw: dw2, dbias: db2, dout: dyc, inp: act, w: w2, n: rows, i: f, o: c)
-            if needBelow {
-                // dAct = dY·W2ᵀ, then through the dropout mask (regenerated) and GELU.
-                Gemm.sgemm(transB: true, m: rows, n: f, k: c, a: dyc, lda: c, b: w2, ldb: c, beta: 0, c: dh, ldc: f)
-                if let dropout, dropout.isActive {
-                    let keep = 1 / (1 - dropout.rate)
-                    for i in 0..<(rows * f) {
-                        let kept = CounterRng.uniform(key: dropout.key, index: UInt64(start + i)) >= dropout.rate
-                        dh[i] = kept ? dh[i] * keep * Ops.geluDerivative(hc[i]) : 0
+            let hc = h + r0 * f, dyc = dy + r0 * c, xc = x + r0 * c, start = dropoutStart + r0 * f
+            // Part p owns a run of blocks of the F hidden units: their columns of the
+            // activation and of dh, rows of dW2 and columns of dW1 — every sum over the
+            // chunk's rows stays whole — and a slice of b2's entries.
+            Parallel.run(parts: parts) { p in
+                if let db2 { Ops.addColumnSums(db2, dyc, rows: rows, ld: c, cols: Parallel.slice(c, part: p, parts: parts, granule: 16)) }
+                for f0 in Parallel.blocks(f, block: Gemm.block, part: p, parts: parts) {
+                    let fr = f0..<min(f, f0 + Gemm.block), fw = fr.count
+                    if let dw2 {
+                        for r in 0..<rows {
+                            let a = act + r * f, hr = hc + r * f
+                            Ops.geluForward(out: a + f0, inp: hr + f0, count: fw)
+                            dropout?.apply(a + f0, count: fw, start: start + r * f + f0)
+                        }
+                        Gemm.sgemm(transA: true, m: fw, n: c, k: rows, a: act + f0, lda: f, b: dyc, ldb: c,
+                                   beta: 1, c: dw2 + f0 * c, ldc: c)
                     }
-                } else {
-                    for i in 0..<(rows * f) { dh[i] *= Ops.geluDerivative(hc[i]) }
+                    guard needBelow else { continue }
+                    // dAct = dY·W2ᵀ
+                    Gemm.sgemm(transB: true, m: rows, n: fw, k: c, a: dyc, lda: c, b: w2 + f0 * c, ldb: c,
+                               beta: 0, c: dh + f0, ldc: f)
+                    for r in 0..<rows {
+                        let d = dh + r * f, hr = hc + r * f
+                        // Through the regenerated dropout mask, then GELU.
+                        dropout?.apply(d + f0, count: fw, start: start + r * f + f0)
+                        Ops.geluBackward(d + f0, inp: hr + f0, count: fw)
+                    }
+                    if let dw1 {
+                        Gemm.sgemm(transA: true, m: c, n: fw, k: rows, a: xc, lda: c, b: dh + f0, ldb: f,
+                                   beta: 1, c: dw1 + f0, ldc: f)
+                    }
+                    if let db1 { Ops.addColumnSums(db1, dh, rows: rows, ld: f, cols: fr) }
                 }
-                Linear.backward(dinp: dx.map { $0 + r0 * c }, dw: dw1, dbias: db1, dout: dh, inp: x + r0 * c, w: w1,
-                                n: rows, i: c, o: f)
+            }
+            if let dx {
+                // dX = dAct·W1ᵀ sums over all F: split by blocks of rows instead.
+                Parallel.forEachBlock(rows, block: Gemm.block) { r in
+                    Gemm.sgemm(transB: true, m: r.count, n: c, k: f, a: dh + r.lowerBound * f, lda: f, b: w1, ldb: f,
+                               beta: 1, c: dx + (r0 + r.lowerBound) * c, ldc: c)
+                }
             }
             r0 += rows
         }

@@ -94,14 +94,15 @@ public struct MoeLayer {
         // Prefix sums turn per-expert positions into packed rows.
         cache.expertStart[0] = 0
         for j in 0..<e { cache.expertStart[j + 1] += cache.expertStart[j] }
-        var kept = 0
-        for a in 0..<(n * k) where cache.slot[a] >= 0 {
-            let row = Int(cache.expertStart[Int(cache.idx[a])] + cache.slot[a])
-            cache.slot[a] = Int32(row)
-            let t = a / k
-            cache.rowToken[row] = Int32(t)
-            (cache.xPacked + row * c).update(from: x + t * c, count: c)
-            kept += 1
+        let kept = Int(cache.expertStart[e])
+        Parallel.ranges(n * k, granule: 64) { assignments, _ in
+            for a in assignments where cache.slot[a] >= 0 {
+                let row = Int(cache.expertStart[Int(cache.idx[a])] + cache.slot[a])
+                cache.slot[a] = Int32(row)
+                let t = a / k
+                cache.rowToken[row] = Int32(t)
+                (cache.xPacked + row * c).update(from: x + t * c, count: c)
+            }
         }
         stats.keptAssignments = kept
         let total = stats.tokens * k
@@ -113,13 +114,16 @@ public struct MoeLayer {
                         w1: w1 + j * c * f, b1: b1 + j * f, w2: w2 + j * f * c, b2: b2 + j * c, n: rows,
                         dropout: expertDropout, dropoutStart: s * f)
         }
-        // Combine: out[t] = Σ_k gate·y[row].
-        out.update(repeating: 0, count: n * c)
-        for a in 0..<(n * k) where cache.slot[a] >= 0 {
-            let row = Int(cache.slot[a]), t = a / k
-            let g = cache.gates[a]
-            let o = out + t * c, y = cache.y + row * c
-            for i in 0..<c { o[i] += g * y[i] }
+        // Combine: out[t] = Σ_k gate·y[row], a token's assignments in rank order.
+        Parallel.ranges(n, granule: 16) { tokens, _ in
+            for t in tokens {
+                let o = out + t * c
+                o.update(repeating: 0, count: c)
+                for a in (t * k)..<(t * k + k) where cache.slot[a] >= 0 {
+                    let g = cache.gates[a], y = cache.y + Int(cache.slot[a]) * c
+                    for i in 0..<c { o[i] += g * y[i] }
+                }
+            }
         }
         return stats
     }
@@ -134,19 +138,21 @@ public struct MoeLayer {
                          expertDropout: Dropout?, cache: MoeCache, scratch: MoeScratch) {
         let rowsTotal = Int(cache.expertStart[e])
         // Combine backward: dy[row] = gate·dout[t], dgate = ⟨y[row], dout[t]⟩.
-        for a in 0..<(n * k) {
-            let row = Int(cache.slot[a])
-            guard row >= 0 else { scratch.dgates[a] = 0; continue }
-            let t = a / k
-            let g = cache.gates[a]
-            let d = dout + t * c, y = cache.y + row * c, dy = scratch.dyPacked + row * c
-            var dot: Float = 0
-            for i in 0..<c { dy[i] = g * d[i]; dot += y[i] * d[i] }
-            scratch.dgates[a] = dot
+        Parallel.ranges(n * k, granule: 64) { assignments, _ in
+            for a in assignments {
+                let row = Int(cache.slot[a])
+                guard row >= 0 else { scratch.dgates[a] = 0; continue }
+                let t = a / k
+                let g = cache.gates[a]
+                let d = dout + t * c, y = cache.y + row * c, dy = scratch.dyPacked + row * c
+                var dot: Float = 0
+                for i in 0..<c { dy[i] = g * d[i]; dot += y[i] * d[i] }
+                scratch.dgates[a] = dot
+            }
         }
         let expertsLearn = dw1 != nil || dw2 != nil || db1 != nil || db2 != nil
         if expertsLearn || dx != nil {
-            if dx != nil { scratch.dxPacked.update(repeating: 0, count: rowsTotal * c) }
+            if dx != nil { ParallelOps.fill(scratch.dxPacked, count: rowsTotal * c) }
             let ffn = FeedForward(c: c, f: f)
             for j in 0..<e {
                 let s = Int(cache.expertStart[j]), rows = Int(cache.expertStart[j + 1]) - s
@@ -159,9 +165,12 @@ public struct MoeLayer {
                              dropout: expertDropout, dropoutStart: s * f)
             }
             if let dx {
-                for row in 0..<rowsTotal {
-                    let t = Int(cache.rowToken[row])
-                    Ops.add(dx + t * c, scratch.dxPacked + row * c, count: c)
+                // Scatter back by blocks of channels, so each token's rows add in row order.
+                Parallel.ranges(c, granule: 16) { cols, _ in
+                    for row in 0..<rowsTotal {
+                        let d = dx + Int(cache.rowToken[row]) * c, s = scratch.dxPacked + row * c
+                        for i in cols { d[i] += s[i] }
+                    }
                 }
             }
         }

@@ -28,8 +28,9 @@ public enum Router {
     public static func forward(probs: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
                                idx: UnsafeMutablePointer<Int32>, gates: UnsafeMutablePointer<Float>,
                                x: UnsafePointer<Float>, wr: UnsafePointer<Float>, n: Int, c: Int, e: Int, k: Int) {
-        Gemm.sgemm(m: n, n: e, k: c, a: x, lda: c, b: wr, ldb: e, beta: 0, c: probs, ldc: e)
-        for t in 0..<n {
+        Gemm.sgemmParallel(m: n, n: e, k: c, a: x, lda: c, b: wr, ldb: e, beta: 0, c: probs, ldc: e)
+        Parallel.ranges(n, granule: 16) { tokens, _ in
+        for t in tokens {
             let row = probs + t * e
             lse[t] = Ops.logSumExp(row, e)
             let l = lse[t]
@@ -44,6 +45,7 @@ public enum Router {
                 for slot in 0..<k { g[slot] = row[Int(chosen[slot])] / s }
             }
         }
+        }
     }
 
     /// Router logits gradient dlogits (N, E), written, from the gate gradients dgates (N, K)
@@ -55,7 +57,8 @@ public enum Router {
                                 valid: UnsafePointer<Float>?, validCount: Int,
                                 n: Int, e: Int, k: Int, auxCoef: Float, zCoef: Float) {
         let inv = validCount > 0 ? 1 / Float(validCount) : 0
-        for t in 0..<n {
+        Parallel.ranges(n, granule: 16) { tokens, _ in
+        for t in tokens {
             let d = dlogits + t * e, p = probs + t * e
             if let valid, valid[t] == 0 { d.update(repeating: 0, count: e); continue }
             // ∂L/∂p from the gates.
@@ -82,6 +85,7 @@ public enum Router {
                 let s = zCoef * 2 * inv * lse[t]
                 for j in 0..<e { d[j] += s * p[j] }
             }
+        }
         }
     }
 

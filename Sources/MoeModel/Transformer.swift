@@ -105,7 +105,7 @@ public final class Transformer {
     /// Zeroes the gradients of trainable tensors (frozen ones are never written).
     public func zeroGrads() {
         for t in layout.tensors where trainable.contains(t.group) {
-            (grads.base + t.offset).update(repeating: 0, count: t.count)
+            ParallelOps.fill(grads.base + t.offset, count: t.count)
         }
     }
 
@@ -138,14 +138,14 @@ public final class Transformer {
         // Embedding: x = wte[token] + wpe[t]
         let x0 = m.blocks.isEmpty ? m.residOut : m.blocks[0].resid
         let wte = w(layout.wte), wpe = w(layout.wpe)
-        for b in 0..<B {
-            for t in 0..<T {
-                let tok = Int(batch.tokens[b * T + t])
-                let out = x0 + (b * T + t) * C, e = wte + tok * C, p = wpe + t * C
+        Parallel.ranges(N, granule: 16) { rows, _ in
+            for r in rows {
+                let tok = Int(batch.tokens[r]), t = r % T
+                let out = x0 + r * C, e = wte + tok * C, p = wpe + t * C
                 for i in 0..<C { out[i] = e[i] + p[i] }
             }
         }
-        dropout(site: 0, step: step)?.apply(x0, count: N * C)
+        applyDropout(site: 0, step: step, x0, count: N * C)
 
         for l in 0..<cfg.layers {
             let a = m.blocks[l], bp = layout.blocks[l]
@@ -153,10 +153,11 @@ public final class Transformer {
             // Attention sub-block: mid = x + drop(attn(norm(x)))
             normForward(out: m.lnOut, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: a.resid, weight: w(bp.ln1w), bias: w(bp.ln1b), n: N)
             Linear.forward(out: a.qkv, inp: m.lnOut, w: w(bp.wqkv), bias: w(bp.bqkv), n: N, i: C, o: 3 * C)
-            Attention.forward(y: a.attY, att: m.attProbs, qkv: a.qkv, b: B, t: T, c: C, h: cfg.heads)
+            Attention.forward(y: a.attY, att: m.attProbs, scratchParts: m.attentionParts, qkv: a.qkv,
+                              b: B, t: T, c: C, h: cfg.heads)
             Linear.forward(out: m.branch, inp: a.attY, w: w(bp.wo), bias: w(bp.bo), n: N, i: C, o: C)
-            dropout(site: UInt64(1 + 2 * l), step: step)?.apply(m.branch, count: N * C)
-            for i in 0..<(N * C) { a.mid[i] = a.resid[i] + m.branch[i] }
+            applyDropout(site: UInt64(1 + 2 * l), step: step, m.branch, count: N * C)
+            ParallelOps.sum(a.mid, a.resid, m.branch, count: N * C)
             // FFN / MoE sub-block: next = mid + drop(ffn(norm(mid)))
             normForward(out: m.lnOut, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.mid, weight: w(bp.ln2w), bias: w(bp.ln2b), n: N)
             if let cache = a.moe, let router = bp.router {
@@ -174,8 +175,8 @@ public final class Transformer {
                                                       w2: w(bp.w2), b2: w(bp.b2), n: N,
                                                       dropout: hiddenDropout(layer: l, step: step))
             }
-            dropout(site: UInt64(2 + 2 * l), step: step)?.apply(m.branch, count: N * C)
-            for i in 0..<(N * C) { next[i] = a.mid[i] + m.branch[i] }
+            applyDropout(site: UInt64(2 + 2 * l), step: step, m.branch, count: N * C)
+            ParallelOps.sum(next, a.mid, m.branch, count: N * C)
         }
 
         normForward(out: m.lnf, mean: m.lnfMean, rstd: m.lnfRstd, inp: m.residOut, weight: w(layout.lnfw), bias: w(layout.lnfb), n: N)
@@ -200,11 +201,13 @@ public final class Transformer {
         } else {
             precondition(batch.targets != nil, "language-model batches need targets")
             // Tied output projection: logits = lnf · wteᵀ
-            Gemm.sgemm(transB: true, m: N, n: cfg.vocab, k: C, a: m.lnf, lda: C, b: wte, ldb: C, beta: 0, c: m.logits, ldc: cfg.vocab)
+            Gemm.sgemmParallel(transB: true, m: N, n: cfg.vocab, k: C, a: m.lnf, lda: C, b: wte, ldb: C, beta: 0,
+                               c: m.logits, ldc: cfg.vocab)
             var counted = 0
             for i in 0..<N where batch.targets![i] >= 0 { counted += 1 }
             ce = Ops.crossEntropy(logits: m.logits, targets: batch.targets!, rows: N, v: cfg.vocab,
-                                  gradScale: counted > 0 ? 1 / Float(counted) : 0, backward: training)
+                                  gradScale: counted > 0 ? 1 / Float(counted) : 0, backward: training,
+                                  scratch: m.ceScratch)
             for i in 0..<N { m.targets[i] = batch.targets![i] }
         }
         result.count = ce.count
@@ -227,7 +230,7 @@ public final class Transformer {
         let validPtr: UnsafePointer<Float>? = classification ? UnsafePointer(m.valid) : nil
 
         // Head → d(lnf) in dLn.
-        m.dLn.update(repeating: 0, count: N * C)
+        ParallelOps.fill(m.dLn, count: N * C)
         if classification {
             let K = cfg.classes
             Linear.backward(dinp: m.dPooled.zeroed(B * C), dw: g(layout.headW!), dbias: g(layout.headB!),
@@ -244,16 +247,16 @@ public final class Transformer {
             }
         } else {
             if let dwte = g(layout.wte) {
-                Gemm.sgemm(transA: true, m: cfg.vocab, n: C, k: N, a: m.logits, lda: cfg.vocab, b: m.lnf, ldb: C,
-                           beta: 1, c: dwte, ldc: C)
+                Gemm.sgemmParallel(transA: true, m: cfg.vocab, n: C, k: N, a: m.logits, lda: cfg.vocab, b: m.lnf, ldb: C,
+                                   beta: 1, c: dwte, ldc: C)
             }
             if lowest < final {
-                Gemm.sgemm(m: N, n: C, k: cfg.vocab, a: m.logits, lda: cfg.vocab, b: w(layout.wte), ldb: C,
-                           beta: 0, c: m.dLn, ldc: C)
+                Gemm.sgemmParallel(m: N, n: C, k: cfg.vocab, a: m.logits, lda: cfg.vocab, b: w(layout.wte), ldb: C,
+                                   beta: 0, c: m.dLn, ldc: C)
             }
         }
         guard lowest < final || g(layout.lnfw) != nil else { return }
-        m.dResid.update(repeating: 0, count: N * C)
+        ParallelOps.fill(m.dResid, count: N * C)
         normBackward(dinp: lowest < final ? m.dResid : nil, dweight: g(layout.lnfw), dbias: g(layout.lnfb),
                      dout: m.dLn, inp: m.residOut, weight: w(layout.lnfw), mean: m.lnfMean, rstd: m.lnfRstd, n: N)
 
@@ -265,9 +268,9 @@ public final class Transformer {
             if ffnSite < lowest { break }
             let passDown = ffnSite > lowest
             // next = mid + drop(branch): ∂branch = drop(∂next); ∂mid = ∂next + ∂(norm path)
-            m.dBranch.update(from: m.dResid, count: N * C)
-            dropout(site: UInt64(ffnSite), step: step)?.apply(m.dBranch, count: N * C)
-            m.dLn.update(repeating: 0, count: N * C)
+            ParallelOps.copy(m.dBranch, from: m.dResid, count: N * C)
+            applyDropout(site: UInt64(ffnSite), step: step, m.dBranch, count: N * C)
+            ParallelOps.fill(m.dLn, count: N * C)
             normForward(out: m.lnOut, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.mid, weight: w(bp.ln2w), bias: w(bp.ln2b), n: N)
             if let cache = a.moe, let router = bp.router {
                 let moe = MoeLayer(c: C, f: cfg.dFF, e: cfg.experts, k: cfg.topK)
@@ -290,15 +293,16 @@ public final class Transformer {
 
             // mid = x + drop(attn(norm(x)))
             let passDownAttn = attnSite > lowest
-            m.dBranch.update(from: m.dResid, count: N * C)
-            dropout(site: UInt64(attnSite), step: step)?.apply(m.dBranch, count: N * C)
-            m.dAttY.update(repeating: 0, count: N * C)
+            ParallelOps.copy(m.dBranch, from: m.dResid, count: N * C)
+            applyDropout(site: UInt64(attnSite), step: step, m.dBranch, count: N * C)
+            ParallelOps.fill(m.dAttY, count: N * C)
             Linear.backward(dinp: m.dAttY, dw: g(bp.wo), dbias: g(bp.bo), dout: m.dBranch, inp: a.attY, w: w(bp.wo),
                             n: N, i: C, o: C)
-            Attention.backward(dqkv: m.dqkv, scratch: m.attScratch, dy: m.dAttY, att: m.attProbs, qkv: a.qkv,
+            Attention.backward(dqkv: m.dqkv, scratch: m.attScratch, dy: m.dAttY, att: m.attProbs,
+                               scratchParts: m.attentionParts, qkv: a.qkv,
                                b: B, t: T, c: C, h: cfg.heads)
             let needLn1 = passDownAttn || g(bp.ln1w) != nil
-            if needLn1 { m.dLn.update(repeating: 0, count: N * C) }
+            if needLn1 { ParallelOps.fill(m.dLn, count: N * C) }
             if g(bp.wqkv) != nil {
                 normForward(out: m.lnOut, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: a.resid, weight: w(bp.ln1w), bias: w(bp.ln1b), n: N)
             }
@@ -313,12 +317,14 @@ public final class Transformer {
         }
 
         if lowest == 0, let dwte = g(layout.wte), let dwpe = g(layout.wpe) {
-            dropout(site: 0, step: step)?.apply(m.dResid, count: N * C)
-            for b in 0..<B {
-                for t in 0..<T {
-                    let d = m.dResid + (b * T + t) * C
-                    Ops.add(dwte + Int(batch.tokens[b * T + t]) * C, d, count: C)
-                    Ops.add(dwpe + t * C, d, count: C)
+            applyDropout(site: 0, step: step, m.dResid, count: N * C)
+            // Scatter by blocks of channels, so each table row adds the tokens in order.
+            Parallel.ranges(C, granule: 16) { cols, _ in
+                for r in 0..<N {
+                    let d = m.dResid + r * C
+                    let e = dwte + Int(batch.tokens[r]) * C, p = dwpe + (r % T) * C
+                    for i in cols { e[i] += d[i] }
+                    for i in cols { p[i] += d[i] }
                 }
             }
         }
@@ -349,6 +355,13 @@ public final class Transformer {
     private func dropout(site: UInt64, step: UInt64?) -> Dropout? {
         guard let step, config.dropout > 0 else { return nil }
         return Dropout(rate: config.dropout, rng: rng, purpose: .dropout, step: step, site: site)
+    }
+
+    /// Dropout at `site` over a whole (N, C) buffer, split over the workers (the mask is
+    /// a function of each element's index, so the split changes nothing).
+    private func applyDropout(site: UInt64, step: UInt64?, _ x: UnsafeMutablePointer<Float>, count: Int) {
+        guard let d = dropout(site: site, step: step) else { return }
+        Parallel.ranges(count, granule: 4096) { r, _ in d.apply(x + r.lowerBound, count: r.count, start: r.lowerBound) }
     }
 
     private func hiddenDropout(layer: Int, step: UInt64?) -> Dropout? {

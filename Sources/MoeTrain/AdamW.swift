@@ -1,3 +1,4 @@
+import CKernels
 import MoeKernels
 import MoeModel
 #if canImport(Glibc)
@@ -16,6 +17,8 @@ public final class AdamW {
     /// Updates applied so far (the bias-correction exponent).
     public var t = 0
     unowned let model: Transformer
+    /// Per-tensor sums of squares for `gradNorm`, allocated once.
+    private let partialNorms: UnsafeMutablePointer<Double>
 
     public init(model: Transformer, beta1: Float = 0.9, beta2: Float = 0.95, eps: Float = 1e-8,
                 weightDecay: Float = 0.1, clip: Float = 1.0) {
@@ -28,18 +31,26 @@ public final class AdamW {
         stateCount = planner.size
         m = FloatArena(count: stateCount)
         v = FloatArena(count: stateCount)
+        partialNorms = .allocate(capacity: max(slots.count, 1))
     }
 
-    /// Global L2 norm of the trainable gradients, summed in Double in layout order.
+    deinit { partialNorms.deallocate() }
+
+    /// Global L2 norm of the trainable gradients: each tensor's sum of squares in Float,
+    /// those summed in Double in layout order. Workers take contiguous runs of tensors;
+    /// each tensor's own sum is never split, so the norm does not depend on the split.
     public func gradNorm() -> Float {
-        var s = 0.0
-        for (i, _) in slots {
-            let info = model.layout.tensors[i]
-            let g = model.grads.base + info.offset
-            var part: Float = 0
-            for j in 0..<info.count { part += g[j] * g[j] }
-            s += Double(part)
+        let partial = partialNorms
+        let grads = model.grads.base, tensors = model.layout.tensors, slots = self.slots
+        Parallel.ranges(stateCount, granule: 4096) { range, _ in
+            // A tensor belongs to the part its first moment element falls in.
+            for (n, slot) in slots.enumerated() where range.contains(slot.offset) {
+                let info = tensors[slot.tensor]
+                partial[n] = moe_sum_squares(grads + info.offset, info.count)
+            }
         }
+        var s = 0.0
+        for n in 0..<slots.count { s += partial[n] }
         return Float(s.squareRoot())
     }
 
@@ -50,17 +61,18 @@ public final class AdamW {
         let scale: Float = (clip > 0 && norm > clip) ? clip / norm : 1
         t += 1
         let c1 = 1 - powf(beta1, Float(t)), c2 = 1 - powf(beta2, Float(t))
-        for (i, off) in slots {
-            let info = model.layout.tensors[i]
-            let p = model.params.base + info.offset, g = model.grads.base + info.offset
-            let mm = m.base + off, vv = v.base + off
-            let decay = info.decay ? lr * weightDecay : 0
-            for j in 0..<info.count {
-                let gj = g[j] * scale
-                mm[j] = beta1 * mm[j] + (1 - beta1) * gj
-                vv[j] = beta2 * vv[j] + (1 - beta2) * gj * gj
-                let mhat = mm[j] / c1, vhat = vv[j] / c2
-                p[j] -= lr * (mhat / (vhat.squareRoot() + eps)) + decay * p[j]
+        let beta1 = self.beta1, beta2 = self.beta2, eps = self.eps, weightDecay = self.weightDecay
+        let params = model.params.base, grads = model.grads.base, tensors = model.layout.tensors, slots = self.slots
+        let mBase = m.base, vBase = v.base
+        // Element-wise: workers take contiguous ranges of the concatenated moment buffers.
+        Parallel.ranges(stateCount, granule: 4096) { range, _ in
+            for (i, off) in slots where off < range.upperBound && off + tensors[i].count > range.lowerBound {
+                let info = tensors[i]
+                let lo = max(range.lowerBound, off) - off, hi = min(range.upperBound, off + info.count) - off
+                let p = params + info.offset, g = grads + info.offset
+                let mm = mBase + off, vv = vBase + off
+                let decay = info.decay ? lr * weightDecay : 0
+                moe_adamw(p + lo, g + lo, mm + lo, vv + lo, hi - lo, scale, beta1, beta2, c1, c2, lr, eps, decay)
             }
         }
         return norm

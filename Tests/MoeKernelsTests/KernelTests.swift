@@ -1,5 +1,7 @@
 import XCTest
+import Foundation
 import MoeKernels
+import CKernels
 import MoeTestSupport
 
 final class GemmTests: XCTestCase {
@@ -32,6 +34,53 @@ final class GemmTests: XCTestCase {
                     let tol = Float(k) * 1e-6 + 1e-6
                     XCTAssertLessThan(TestSupport.maxAbsDiff(fast, slow), tol, "m=\(m) n=\(n) k=\(k) tA=\(transA) tB=\(transB)")
                 }
+            }
+        }
+    }
+
+    /// OpenBLAS's result for one call depends on the call's shape (it switches to small-
+    /// matrix and "direct" kernels by size; splitting m=48, n=32, k=32 with Bᵀ in two
+    /// changes bits). So the engine cuts every parallel GEMM into fixed blocks: the
+    /// result must be bit-identical at 1, 2 and 3 workers, and match the plain loop, on
+    /// bench-small's shapes and on small ones that take the other kernels.
+    func testParallelGemmIsIndependentOfWorkerCount() throws {
+        try Blas.load()
+        let saved = Blas.threads
+        defer { Blas.threads = saved }
+        var shapes: [(Bool, Bool, Int, Int, Int)] = [
+            (false, false, 4096, 768, 256), (false, true, 4096, 512, 256), (true, false, 512, 256, 4096),
+            (false, false, 4096, 8, 256), (true, false, 256, 8, 4096), (false, false, 1203, 1024, 256),
+        ]
+        for m in [16, 48, 80, 200] { for n in [8, 32, 96] { for (ta, tb) in [(false, false), (false, true), (true, false)] {
+            shapes.append((ta, tb, m, n, 32))
+        } } }
+        var seed: UInt64 = 40
+        for (ta, tb, m, n, k) in shapes {
+            let lda = ta ? m : k, ldb = tb ? k : n
+            let a = TestSupport.randomFloats(m * k, seed: seed), b = TestSupport.randomFloats(k * n, seed: seed + 1)
+            let c0 = TestSupport.randomFloats(m * n, seed: seed + 2)
+            seed += 3
+            var results: [[Float]] = []
+            for workers in [1, 2, 3] {
+                Blas.threads = workers
+                var c = c0
+                c.withUnsafeMutableBufferPointer { c in
+                    Gemm.sgemmParallel(transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda,
+                                       b: b, ldb: ldb, beta: 0, c: c.baseAddress!, ldc: n)
+                }
+                results.append(c)
+            }
+            let shape = "tA=\(ta) tB=\(tb) m=\(m) n=\(n) k=\(k)"
+            for w in 1..<results.count {
+                XCTAssertEqual(results[w].map(\.bitPattern), results[0].map(\.bitPattern), "\(w + 1) workers differ: \(shape)")
+            }
+            if m * n * k <= 2_000_000 {
+                var slow = c0
+                slow.withUnsafeMutableBufferPointer { c in
+                    Gemm.sgemmReference(transA: ta, transB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                                        beta: 0, c: c.baseAddress!, ldc: n)
+                }
+                XCTAssertLessThan(TestSupport.maxAbsDiff(results[0], slow), Float(k) * 1e-6 + 1e-6, shape)
             }
         }
     }
@@ -183,5 +232,71 @@ final class FastMathTests: XCTestCase {
         XCTAssertLessThan(worstTanh, 2e-6)
         XCTAssertEqual(FastMath.exp(-200), FastMath.exp(-87), "clamped below")
         XCTAssertTrue(FastMath.exp(200).isFinite)
+    }
+}
+
+/// The element-wise kernels exist in three builds (AVX-512, AVX2+FMA, SSE2); every build
+/// this CPU can run must agree with a Double-precision reference.
+final class VectorKernelTests: XCTestCase {
+    override func tearDown() { moe_kernels_set_level(-1) }
+
+    func forEachLevel(_ body: (String) throws -> Void) rethrows {
+        let best = moe_kernels_set_level(-1)
+        for level in 0...best {
+            moe_kernels_set_level(Int32(level))
+            try body(String(cString: moe_kernels_name()))
+        }
+    }
+
+    func testGeluAndItsDerivativeMatchReferenceAtEveryLevel() {
+        let x = (0..<1003).map { Float($0 - 501) * 0.017 } + [-30, -10, 10, 30]
+        forEachLevel { name in
+            var y = [Float](repeating: 0, count: x.count), d = [Float](repeating: 1, count: x.count)
+            moe_gelu_forward(&y, x, x.count)
+            moe_gelu_backward(&d, x, x.count)
+            for (i, xi) in x.enumerated() {
+                let v = Double(xi), u = 0.7978845608028654 * (v + 0.044715 * v * v * v), t = Foundation.tanh(u)
+                let ref = 0.5 * v * (1 + t)
+                let dref = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * 0.7978845608028654 * (1 + 3 * 0.044715 * v * v)
+                XCTAssertEqual(Double(y[i]), ref, accuracy: 2e-6 * max(1, abs(ref)), "\(name) gelu(\(xi))")
+                XCTAssertEqual(Double(d[i]), dref, accuracy: 2e-6 * max(1, abs(dref)), "\(name) gelu'(\(xi))")
+            }
+        }
+    }
+
+    func testCausalSoftmaxMatchesReferenceAtEveryLevel() {
+        let T = 37
+        let scores = TestSupport.randomFloats(T * T, seed: 9, scale: 6)
+        forEachLevel { name in
+            var p = scores
+            moe_causal_softmax(&p, T)
+            for t in 0..<T {
+                let row = scores[(t * T)...(t * T + t)].map(Double.init)
+                let m = row.max()!, z = row.reduce(0) { $0 + Foundation.exp($1 - m) }
+                for j in 0..<T {
+                    let ref = j <= t ? Foundation.exp(row[j] - m) / z : 0
+                    XCTAssertEqual(Double(p[t * T + j]), ref, accuracy: 1e-6, "\(name) row \(t) col \(j)")
+                }
+            }
+        }
+    }
+
+    func testLayerNormAndCrossEntropyAgreeAcrossLevels() {
+        let rows = 5, c = 67, v = 41
+        let x = TestSupport.randomFloats(rows * c, seed: 3, scale: 3), w = TestSupport.randomFloats(c, seed: 4)
+        let b = TestSupport.randomFloats(c, seed: 5), logits = TestSupport.randomFloats(rows * v, seed: 6, scale: 5)
+        var outputs: [[Float]] = []
+        forEachLevel { _ in
+            var y = [Float](repeating: 0, count: rows * c), mean = [Float](repeating: 0, count: rows), rstd = mean
+            moe_layernorm_forward(&y, &mean, &rstd, x, w, b, rows, c, 1e-5)
+            var g = logits, losses: [Float] = []
+            for r in 0..<rows {
+                var loss: Float = 0
+                _ = g.withUnsafeMutableBufferPointer { moe_cross_entropy_row($0.baseAddress! + r * v, v, r % v, 1, 1, &loss) }
+                losses.append(loss)
+            }
+            outputs.append(y + mean + rstd + g + losses)
+        }
+        for o in outputs.dropFirst() { XCTAssertLessThan(TestSupport.maxAbsDiff(o, outputs[0]), 2e-5) }
     }
 }

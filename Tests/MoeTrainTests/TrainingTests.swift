@@ -47,6 +47,31 @@ final class TrainingTests: XCTestCase {
         XCTAssertNotEqual(pa, pc, "a different seed must change the run")
     }
 
+    /// The engine splits every pass over its workers without splitting any sum, so the
+    /// thread count changes nothing: 1, 2 and 3 workers give the same metric series and
+    /// parameters, bit for bit, with dropout and expert dropout on.
+    func testThreadCountDoesNotChangeResults() throws {
+        let saved = Blas.threads
+        defer { Blas.threads = saved }
+        var c = Self.tinyConfig(); c.dModel = 32; c.dFF = 96; c.context = 24; c.batchSize = 6; c.steps = 8
+        var runs: [(MemorySink, [Float])] = []
+        for threads in [1, 2, 3] {
+            Blas.threads = threads
+            runs.append(try pretrain(c))
+        }
+        let keep = { (p: MemorySink.Point) in p.split != Split.timing }
+        let reference = runs[0].0.points.filter(keep)
+        for (n, run) in runs.enumerated().dropFirst() {
+            let points = run.0.points.filter(keep)
+            XCTAssertEqual(points.count, reference.count)
+            if let i = Array(zip(points, reference)).firstIndex(where: { $0.0 != $0.1 }) {
+                XCTFail("at \(n + 1) threads, step \(points[i].step) \(points[i].split)/\(points[i].name) is \(points[i].value), not \(reference[i].value)")
+            }
+            XCTAssertTrue(run.1.withUnsafeBytes { x in runs[0].1.withUnsafeBytes { y in x.elementsEqual(y) } },
+                          "parameters differ at \(n + 1) threads")
+        }
+    }
+
     /// A short trajectory on a fixed seed; values pinned so numerics never change silently.
     /// The 1e-4 relative tolerance absorbs GEMM kernel differences between CPU types (a
     /// different OpenBLAS core sums in another order), not real changes.

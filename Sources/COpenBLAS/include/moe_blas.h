@@ -26,6 +26,10 @@ const char *moe_blas_config(void);
 /// CPU features relevant to the kernel choice, as a short string ("avx512 avx2 fma").
 const char *moe_cpu_features(void);
 
+/// The vector instruction level the CPU and OS support: 2 AVX-512 (F, DQ, BW, VL)
+/// with AVX2 and FMA, 1 AVX2 with FMA, 0 neither. Read once from CPUID.
+int moe_cpu_level(void);
+
 void moe_blas_set_threads(int n);
 int moe_blas_threads(void);
 
