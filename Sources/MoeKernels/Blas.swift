@@ -132,23 +132,24 @@ public enum Linear {
                                 dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>,
                                 inp: UnsafePointer<Float>, w: UnsafePointer<Float>,
                                 n: Int, i: Int, o: Int) {
-        // Part p takes its run of blocks of dinp's rows and of dw's rows, and a slice of
-        // dbias: no sum over the N rows is ever split, and every GEMM block is the same
-        // call whatever the part count.
-        let parts = Parallel.parts
+        // Work items: blocks of dw's rows, then blocks of dinp's rows, each one fixed sgemm
+        // call, spread over the parts by cost (the two products cost the same, so with two
+        // workers dw and dinp run side by side). No sum over the N rows is ever split.
+        let parts = Parallel.parts, block = Gemm.block
+        let wBlocks = dw == nil ? 0 : (i + block - 1) / block
+        let rowBlocks = dinp == nil ? 0 : (n + block - 1) / block
         Parallel.run(parts: parts) { p in
-            if let dinp {
-                for lo in Parallel.blocks(n, block: Gemm.block, part: p, parts: parts) {
-                    let rows = min(Gemm.block, n - lo)
-                    Gemm.sgemm(transB: true, m: rows, n: i, k: o, a: dout + lo * o, lda: o, b: w, ldb: o,
-                               beta: 1, c: dinp + lo * i, ldc: i)
-                }
-            }
-            if let dw {
-                for lo in Parallel.blocks(i, block: Gemm.block, part: p, parts: parts) {
-                    let rows = min(Gemm.block, i - lo)
-                    Gemm.sgemm(transA: true, m: rows, n: o, k: n, a: inp + lo, lda: i, b: dout, ldb: o,
+            Parallel.assigned(wBlocks + rowBlocks, part: p, parts: parts, cost: { item in
+                item < wBlocks ? min(block, i - item * block) * o * n : min(block, n - (item - wBlocks) * block) * i * o
+            }) { item in
+                if item < wBlocks, let dw {
+                    let lo = item * block
+                    Gemm.sgemm(transA: true, m: min(block, i - lo), n: o, k: n, a: inp + lo, lda: i, b: dout, ldb: o,
                                beta: 1, c: dw + lo * o, ldc: o)
+                } else if let dinp {
+                    let lo = (item - wBlocks) * block
+                    Gemm.sgemm(transB: true, m: min(block, n - lo), n: i, k: o, a: dout + lo * o, lda: o, b: w, ldb: o,
+                               beta: 1, c: dinp + lo * i, ldc: i)
                 }
             }
             if let dbias {

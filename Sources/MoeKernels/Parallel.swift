@@ -1,4 +1,4 @@
-import Dispatch
+import CKernels
 
 /// Fork–join over a fixed number of workers: the engine's only source of parallelism.
 ///
@@ -30,7 +30,16 @@ public enum Parallel {
         if n <= 1 || inRegion { for p in 0..<max(n, 0) { body(p) }; return }
         inRegion = true
         defer { inRegion = false }
-        DispatchQueue.concurrentPerform(iterations: n, execute: body)
+        withoutActuallyEscaping(body) { body in
+            var task = body
+            let ran = withUnsafeMutablePointer(to: &task) { pointer in
+                Int(moe_pool_run(Int32(n), { context, part in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(part))
+                }, pointer))
+            }
+            // Only if the system refused a thread: the missing parts run here.
+            for part in ran..<n { body(part) }
+        }
     }
 
     /// The `part`-th of `parts` contiguous slices of 0..<n, each a multiple of `granule`
@@ -57,6 +66,23 @@ public enum Parallel {
         let p = min(parts, (n + block - 1) / block)
         run(parts: p) { part in
             for lo in blocks(n, block: block, part: part, parts: p) { body(lo..<min(n, lo + block)) }
+        }
+    }
+
+    /// Runs, on part `part` of `parts`, `body(item)` for each of the items 0..<count that a
+    /// greedy balance (in item order, each item to the least-loaded part, ties to the
+    /// lowest) gives it. Every part computes the same assignment, so no list is shared.
+    @inline(__always)
+    public static func assigned(_ count: Int, part: Int, parts: Int, cost: (Int) -> Int, _ body: (Int) -> Void) {
+        if parts == 1 { for item in 0..<count { body(item) }; return }
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: parts) { load in
+            load.initialize(repeating: 0)
+            for item in 0..<count {
+                var best = 0
+                for p in 1..<parts where load[p] < load[best] { best = p }
+                load[best] += cost(item)
+                if best == part { body(item) }
+            }
         }
     }
 

@@ -35,4 +35,11 @@ double moe_sum_squares(const float *g, long n);
 /// One row of softmax cross-entropy; see Ops.crossEntropy. Returns 1 when the argmax hits.
 int moe_cross_entropy_row(float *x, long v, long target, float scale, int backward, float *loss);
 
+/// A parallel pass: fn(ctx, part) for part in 0..<parts, part 0 on the calling thread,
+/// the others on persistent helper threads; returns when all have finished, with the
+/// number of parts run (fewer only if threads could not be created: then the caller
+/// must run the rest). Not reentrant: one pass at a time, from one thread.
+typedef void (*moe_task_fn)(void *ctx, int part);
+int moe_pool_run(int parts, moe_task_fn fn, void *ctx);
+
 #endif
