@@ -40,7 +40,8 @@ final class ActivationMemory {
     /// (N, C) input of the final norm = output of the last block; final norm output and stats
     var residOut: UnsafeMutablePointer<Float>
     var lnf: UnsafeMutablePointer<Float>, lnfMean: UnsafeMutablePointer<Float>, lnfRstd: UnsafeMutablePointer<Float>
-    /// (N, V) LM logits, overwritten by their gradient; or (B, classes) head logits
+    /// (N, V) LM logits, overwritten by their gradient; or (B, classes) head logits.
+    /// Shares its memory with `dqkv` (never live at the same time).
     var logits: UnsafeMutablePointer<Float>
     /// (B, C) mean-pooled final states
     var pooled: UnsafeMutablePointer<Float>
@@ -57,7 +58,7 @@ final class ActivationMemory {
     var dResid: UnsafeMutablePointer<Float>      // (N, C)
     var dBranch: UnsafeMutablePointer<Float>     // (N, C), shares memory with `branch` (forward-only)
     var dLn: UnsafeMutablePointer<Float>         // (N, C)
-    var dqkv: UnsafeMutablePointer<Float>        // (N, 3C)
+    var dqkv: UnsafeMutablePointer<Float>        // (N, 3C), shares memory with `logits`
     var dAttY: UnsafeMutablePointer<Float>       // (N, C)
     var attScratch: UnsafeMutablePointer<Float>  // (attentionParts, T, T)
     var attProbs: UnsafeMutablePointer<Float>    // (attentionParts, T, T)
@@ -94,12 +95,14 @@ final class ActivationMemory {
         }
         let rows = FeedForward.chunkRows
         let oResidOut = fp.reserve(N * C), oLnf = fp.reserve(N * C), oLnfm = fp.reserve(N), oLnfr = fp.reserve(N)
-        let oLogits = fp.reserve(cfg.classes > 0 ? maxB * cfg.classes : N * cfg.vocab)
         let oPooled = fp.reserve(maxB * C), oValid = fp.reserve(N)
         let oLnOut = fp.reserve(N * C)
         let oBranch = fp.reserve(N * C), oAct = fp.reserve(rows * F), oDh = fp.reserve(rows * F)
         let oDResid = fp.reserve(N * C),  oDLn = fp.reserve(N * C)
-        let oDqkv = fp.reserve(N * 3 * C), oDAttY = fp.reserve(N * C), oAttS = fp.reserve(attentionParts * maxT * maxT),
+        // The logits live only from the head's forward to the head's backward, dqkv only
+        // inside the block loop of backward: one buffer serves both.
+        let oDqkv = fp.reserve(max(N * 3 * C, cfg.classes > 0 ? maxB * cfg.classes : N * cfg.vocab)), oLogits = oDqkv
+        let oDAttY = fp.reserve(N * C), oAttS = fp.reserve(attentionParts * maxT * maxT),
             oAttP = fp.reserve(attentionParts * maxT * maxT), oCE = fp.reserve(2 * N)
         let oDPooled = fp.reserve(maxB * C)
         var oMoe: (Int, Int, Int, Int)? = nil

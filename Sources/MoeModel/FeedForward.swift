@@ -13,24 +13,37 @@ public struct FeedForward {
     public init(c: Int, f: Int) { self.c = c; self.f = f }
 
     /// Caches h (n, F); `act` is scratch of chunkRows·F floats; y (n, C) is written.
+    /// Blocks of `Gemm.block` rows are spread over (at most chunkRows / block) workers,
+    /// each activating its block in its own part of `act`.
     public func forward(y: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, act: UnsafeMutablePointer<Float>,
                         x: UnsafePointer<Float>, w1: UnsafePointer<Float>, b1: UnsafePointer<Float>,
                         w2: UnsafePointer<Float>, b2: UnsafePointer<Float>, n: Int,
                         dropout: Dropout?, dropoutStart: Int = 0) {
         guard n > 0 else { return }
-        Linear.forward(out: h, inp: x, w: w1, bias: b1, n: n, i: c, o: f)
-        var r0 = 0
-        while r0 < n {
-            let rows = min(Self.chunkRows, n - r0)
-            // Each worker activates and projects its own rows of the chunk.
-            Parallel.forEachBlock(rows, block: Gemm.block) { r in
-                let first = r0 + r.lowerBound, a = act + r.lowerBound * f
-                Ops.geluForward(out: a, inp: h + first * f, count: r.count * f)
-                dropout?.apply(a, count: r.count * f, start: dropoutStart + first * f)
-                Linear.forward(out: y + first * c, inp: a, w: w2, bias: b2, n: r.count, i: f, o: c)
+        let parts = min(Parallel.parts, Self.scratchParts)
+        Parallel.run(parts: parts) { p in
+            for lo in Parallel.blocks(n, block: Gemm.block, part: p, parts: parts) {
+                forwardBlock(y: y, h: h, act: act + p * Gemm.block * f, x: x, w1: w1, b1: b1, w2: w2, b2: b2,
+                             rows: lo..<min(n, lo + Gemm.block), dropout: dropout, dropoutStart: dropoutStart)
             }
-            r0 += rows
         }
+    }
+
+    /// How many workers can share the chunkRows·F activation scratch, a block each.
+    public static var scratchParts: Int { max(1, chunkRows / Gemm.block) }
+
+    /// One block of rows: h = x·W1 + b1 (cached), act = gelu(h) through dropout, y = act·W2 + b2.
+    /// `act` holds the block's activation; y, h and x are the whole layer's buffers.
+    @inline(__always)
+    public func forwardBlock(y: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, act: UnsafeMutablePointer<Float>,
+                             x: UnsafePointer<Float>, w1: UnsafePointer<Float>, b1: UnsafePointer<Float>,
+                             w2: UnsafePointer<Float>, b2: UnsafePointer<Float>, rows: Range<Int>,
+                             dropout: Dropout?, dropoutStart: Int) {
+        let lo = rows.lowerBound, n = rows.count
+        Linear.forward(out: h + lo * f, inp: x + lo * c, w: w1, bias: b1, n: n, i: c, o: f)
+        Ops.geluForward(out: act, inp: h + lo * f, count: n * f)
+        dropout?.apply(act, count: n * f, start: dropoutStart + lo * f)
+        Linear.forward(out: y + lo * c, inp: act, w: w2, bias: b2, n: n, i: f, o: c)
     }
 
     /// Gradients of the weights (nil when frozen) and of x (nil when nothing below learns).

@@ -107,12 +107,30 @@ public struct MoeLayer {
         stats.keptAssignments = kept
         let total = stats.tokens * k
         stats.droppedFraction = total > 0 ? Float(total - kept) / Float(total) : 0
-        let ffn = FeedForward(c: c, f: f)
-        for j in 0..<e {
-            let s = Int(cache.expertStart[j]), rows = Int(cache.expertStart[j + 1]) - s
-            ffn.forward(y: cache.y + s * c, h: cache.h + s * f, act: act, x: cache.xPacked + s * c,
-                        w1: w1 + j * c * f, b1: b1 + j * f, w2: w2 + j * f * c, b2: b2 + j * c, n: rows,
-                        dropout: expertDropout, dropoutStart: s * f)
+        // Every expert's blocks of rows form one list of work items, balanced over the
+        // workers by rows; each block is the same computation whatever the split.
+        let ffn = FeedForward(c: c, f: f), block = Gemm.block
+        var items = 0
+        for j in 0..<e { items += (Int(cache.expertStart[j + 1] - cache.expertStart[j]) + block - 1) / block }
+        func locate(_ item: Int) -> (expert: Int, rows: Range<Int>) {
+            var remaining = item
+            for j in 0..<e {
+                let s = Int(cache.expertStart[j]), n = Int(cache.expertStart[j + 1]) - s
+                let blocks = (n + block - 1) / block
+                if remaining < blocks { return (j, (remaining * block)..<min(n, (remaining + 1) * block)) }
+                remaining -= blocks
+            }
+            preconditionFailure("work item \(item) beyond the experts' blocks")
+        }
+        let parts = min(Parallel.parts, FeedForward.scratchParts)
+        Parallel.run(parts: parts) { p in
+            Parallel.assigned(items, part: p, parts: parts, cost: { locate($0).rows.count }) { item in
+                let (j, rows) = locate(item)
+                let s = Int(cache.expertStart[j])
+                ffn.forwardBlock(y: cache.y + s * c, h: cache.h + s * f, act: act + p * block * f, x: cache.xPacked + s * c,
+                                 w1: w1 + j * c * f, b1: b1 + j * f, w2: w2 + j * f * c, b2: b2 + j * c, rows: rows,
+                                 dropout: expertDropout, dropoutStart: s * f)
+            }
         }
         // Combine: out[t] = Σ_k gate·y[row], a token's assignments in rank order.
         Parallel.ranges(n, granule: 16) { tokens, _ in
