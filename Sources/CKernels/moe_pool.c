@@ -47,6 +47,7 @@ static void *helper_main(void *arg) {
         while ((g = atomic_load_explicit(&generation, memory_order_acquire)) == seen) {
             relax();
             if ((++spins & 1023) != 0) continue;
+            sched_yield();  // with more threads than cores, let the one with work run
             long long t = now_ns();
             if (deadline == 0) { deadline = t + 1000000; continue; }
             if (t < deadline) continue;

@@ -300,3 +300,54 @@ final class VectorKernelTests: XCTestCase {
         for o in outputs.dropFirst() { XCTAssertLessThan(TestSupport.maxAbsDiff(o, outputs[0]), 2e-5) }
     }
 }
+
+final class ParallelTests: XCTestCase {
+    /// Every part of every pass runs exactly once, across changes of the worker count
+    /// (helpers created mid-run must not miss the pass that created them), and a pass
+    /// started inside a pass runs inline.
+    func testEveryPartRunsOnceAcrossWorkerCounts() {
+        let saved = Parallel.workers
+        defer { Parallel.workers = saved }
+        let counts = UnsafeMutablePointer<Int>.allocate(capacity: 8)
+        defer { counts.deallocate() }
+        for workers in [2, 3, 1, 5, 2, 4] {
+            Parallel.workers = workers
+            counts.initialize(repeating: 0, count: 8)
+            for _ in 0..<500 {
+                Parallel.run { part in
+                    counts[part] += 1
+                    Parallel.run { inner in XCTAssertEqual(inner, 0, "a nested pass runs its single part inline") }
+                }
+            }
+            for part in 0..<8 { XCTAssertEqual(counts[part], part < workers ? 500 : 0, "workers=\(workers) part=\(part)") }
+        }
+    }
+
+    func testBlocksAndAssignmentsCoverEachItemOnce() {
+        for (n, block) in [(4096, 256), (1203, 256), (7, 256), (1024, 128)] {
+            for parts in 1...5 {
+                var seen = [Int](repeating: 0, count: n)
+                for p in 0..<parts {
+                    for lo in Parallel.blocks(n, block: block, part: p, parts: parts) {
+                        XCTAssertEqual(lo % block, 0)
+                        for i in lo..<min(n, lo + block) { seen[i] += 1 }
+                    }
+                }
+                XCTAssertEqual(Set(seen), [1], "n=\(n) block=\(block) parts=\(parts)")
+            }
+        }
+        let costs = [5, 1, 1, 9, 3, 3, 2, 8]
+        for parts in 1...4 {
+            var owner = [Int](repeating: -1, count: costs.count), load = [Int](repeating: 0, count: parts)
+            for p in 0..<parts {
+                Parallel.assigned(costs.count, part: p, parts: parts, cost: { costs[$0] }) { item in
+                    XCTAssertEqual(owner[item], -1, "item \(item) assigned twice")
+                    owner[item] = p
+                    load[p] += costs[item]
+                }
+            }
+            XCTAssertFalse(owner.contains(-1))
+            XCTAssertLessThanOrEqual(load.max()! - load.min()!, costs.max()!, "greedy balance within one item")
+        }
+    }
+}
