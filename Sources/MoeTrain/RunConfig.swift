@@ -2,8 +2,8 @@ import MoeModel
 
 /// Everything that defines one run, flat, with every default written out. The resolved
 /// form of this struct (canonical JSON) is what the run hash covers; execution settings
-/// that cannot change results by design (output paths) live elsewhere, and the BLAS
-/// thread count — which can change float rounding — is recorded with the run.
+/// that cannot change results by design (output paths, the thread count) live elsewhere;
+/// the thread count is recorded with the run.
 public struct RunConfig: Codable, Equatable, Sendable {
     /// "pretrain" (next-byte prediction on a corpus) or "finetune" (classification from a parent).
     public var kind = "pretrain"

@@ -38,7 +38,7 @@ struct BenchModel: ParsableCommand {
         """)
 
     @Option(help: "Reference model (bench-small).") var model = "bench-small"
-    @Option(help: "BLAS threads.") var threads = 1
+    @Option(help: "Worker threads (OpenBLAS itself runs single-threaded in each).") var threads = 1
     @Option(help: "Timed training steps (after 2 warm-up steps).") var steps = 20
     @Option(help: "Override the training capacity factor (4.0 drops no token).") var capacityFactor: Float?
     @Option(help: "Time a fine-tuning step with only this regime's groups trained, against 'all'.") var regime: String?

@@ -56,7 +56,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Experiment store (default: $MOEREC_STORE or runs/moerec.sqlite).")
     var store: String?
 
-    @Option(name: .long, help: "BLAS threads for training (recorded with every run).")
+    @Option(name: .long, help: "Worker threads for training; results do not depend on it (recorded with every run).")
     var threads: Int = 1
 
     var storePath: String { store ?? Store.defaultPath() }

@@ -117,7 +117,7 @@ struct Sweep: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override one base key: --set key=value (repeatable).") var sets: [String] = []
     @Option(help: "A grid axis: key=v1,v2,… (repeatable).") var grid: [String] = []
     @Option(help: "Start from a preset study (quick, paper); --grid replaces its axes of the same key.") var preset: String?
-    @Option(help: "Cells run in parallel processes (each with --threads BLAS threads).") var jobs = 1
+    @Option(help: "Cells run in parallel processes (each with --threads worker threads).") var jobs = 1
     @Option(help: "Sweep name recorded in the store.") var name: String?
     @Option(help: "Report tables to print at the end (regimes, experts, overfit, claims).") var table: [String] = []
 
