@@ -69,6 +69,10 @@ struct GlobalOptions: ParsableArguments {
     func openStore() throws -> Store { try Store(path: storePath) }
 
     func executor(store: Store) throws -> Executor {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if threads > cores {
+            FileHandle.standardError.write(Data("note: --threads \(threads) is more than the \(cores) available cores: slower, same results\n".utf8))
+        }
         let executor = try Executor(store: store, threads: threads)
         executor.gitCommit = GitInfo.commit()
         executor.progress = ProgressPrinter.shared.report
