@@ -1,6 +1,6 @@
-/// Branch-free exp and tanh that the compiler can vectorise (libm's expf/tanhf are calls
-/// it cannot), accurate to a few ulp — tested against libm in KernelTests. They carry
-/// the softmaxes, the cross-entropy and GELU, which were a third of a training step.
+/// A branch-free exp the compiler can vectorise (libm's expf is a call it cannot),
+/// accurate to a few ulp — tested against libm in KernelTests. It carries the router's
+/// log-sum-exp; the heavy element-wise passes are the C kernels of CKernels.
 public enum FastMath {
     /// e^x: x = n·ln2 + r with |r| ≤ ln2/2, e^r by its degree-7 Taylor polynomial
     /// (truncation < 2e-9 relative), 2^n assembled in the exponent bits. Inputs are clamped
@@ -25,16 +25,5 @@ public enum FastMath {
         p = p * r + 1
         let scale = Float(bitPattern: UInt32(bitPattern: (ni &+ 127) &<< 23))
         return p * scale
-    }
-
-    /// tanh(x) = 1 − 2/(e^{2x} + 1); near zero, where that form cancels, the odd Taylor
-    /// series x − x³/3 + 2x⁵/15 − 17x⁷/315 is used instead (|x| < 0.1: error < 1e-9).
-    @inlinable @inline(__always)
-    public static func tanh(_ x: Float) -> Float {
-        let e = exp(2 * x)
-        let viaExp = 1 - 2 / (e + 1)
-        let x2 = x * x
-        let series = x * (1 + x2 * (-1.0 / 3 + x2 * (2.0 / 15 - x2 * 17.0 / 315)))
-        return abs(x) < 0.1 ? series : viaExp
     }
 }

@@ -11,20 +11,7 @@ import Darwin
 /// Row-wise numerics shared by the layers. Each forward writes exactly what its
 /// backward reads; every backward accumulates (`+=`) into its gradients.
 public enum Ops {
-    // MARK: Softmax
-
-    /// Softmax of each of `rows` rows of length `cols`, in place-safe (out may equal inp).
-    public static func softmaxRows(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows: Int, cols: Int) {
-        for r in 0..<rows {
-            let x = inp + r * cols, y = out + r * cols
-            var m = -Float.infinity
-            for j in 0..<cols where x[j] > m { m = x[j] }
-            var s: Float = 0
-            for j in 0..<cols { let e = FastMath.exp(x[j] - m); y[j] = e; s += e }
-            let inv = 1 / s
-            for j in 0..<cols { y[j] *= inv }
-        }
-    }
+    // MARK: Softmax (the attention's causal softmax is a C kernel: moe_causal_softmax)
 
     /// log Σ exp over one row, stable.
     @inline(__always)
@@ -225,11 +212,6 @@ public enum Ops {
     @inline(__always)
     public static func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
         for i in 0..<count { y[i] += x[i] }
-    }
-
-    @inline(__always)
-    public static func zero(_ y: UnsafeMutablePointer<Float>, count: Int) {
-        y.update(repeating: 0, count: count)
     }
 
     /// sums[j] += Σ_r x[r·ld + j] for j in `cols`, rows summed in order.
