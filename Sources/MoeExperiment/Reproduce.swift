@@ -35,11 +35,15 @@ public final class Reproducer {
         self.data = data
     }
 
-    /// `threads` nil: use the thread count recorded with the run (results depend on it).
+    /// `threads` nil: use the thread count recorded with the run (results do not depend on
+    /// it, but re-running as recorded is the plainest check).
     public func reproduce(hash: String, threads: Int?, log: @escaping (String) -> Void) throws -> ReproduceReport {
         guard let record = try store.run(hash: hash) else { throw InputError("no run \(hash)") }
         guard record.status == .completed else {
             throw InputError("run \(hash.prefix(12)) is \(record.status.rawValue); only completed runs can be reproduced")
+        }
+        guard record.numericsVersion == Executor.numericsVersion else {
+            throw CheckFailed("run \(hash.prefix(12)) was computed by numerics version \(record.numericsVersion); this moerec computes version \(Executor.numericsVersion) and cannot re-execute it bit for bit (a moerec commit of numerics version \(record.numericsVersion) can)")
         }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("moerec-reproduce-\(getpid())-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)

@@ -117,6 +117,28 @@ final class InspectTests: XCTestCase {
         XCTAssertEqual(new, Double(before))
     }
 
+    /// Results do not depend on the thread count: a run recorded at one thread re-executes
+    /// bit for bit at two (only the environment line tells them apart).
+    func testReproduceAtAnotherThreadCountIsBitIdentical() throws {
+        let lineage = try Lineage.shared()
+        let text = try lineage.store.moerec(["reproduce", String(lineage.ffn.prefix(12)), "--threads", "2"])
+        XCTAssertEqual(text.status, 0, text.stdout + text.stderr)
+        XCTAssertTrue(text.stdout.contains("\(lineage.ffn)  bit-identical"), text.stdout)
+        XCTAssertTrue(text.stdout.contains("threads stored 1 vs now 2"), text.stdout)
+    }
+
+    /// A run computed by another numerics version is refused up front, naming both versions.
+    func testReproduceOfARunFromAnotherNumericsVersionSaysSo() throws {
+        let lineage = try Lineage.shared()
+        let store = try lineage.store.copy("cli-reproduce-numerics")
+        defer { store.remove() }
+        try store.sqlWrite("UPDATE runs SET numerics_version = 1 WHERE hash = '\(lineage.ffn)'")
+        let text = try store.moerec(["reproduce", String(lineage.ffn.prefix(12))])
+        XCTAssertEqual(text.status, 1, text.stdout + text.stderr)
+        XCTAssertTrue(text.stderr.contains("numerics version 1"), text.stderr)
+        XCTAssertTrue(text.stderr.contains("computes version 2"), text.stderr)
+    }
+
     // MARK: verify
 
     func testVerifyDetectsAFlippedByteInAnObject() throws {
