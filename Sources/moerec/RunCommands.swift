@@ -172,6 +172,10 @@ struct StudyRunner {
     let tags: [String]
 
     func run() throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if jobs > 1 && jobs * global.threads > cores {
+            FileHandle.standardError.write(Data("note: --jobs \(jobs) × --threads \(global.threads) is more than the \(cores) available cores: slower, same results\n".utf8))
+        }
         let cells = try study.cells()
         // Check every cell before anything trains: a sweep with no valid cell is bad input.
         var invalid: [String: String] = [:]
