@@ -61,7 +61,8 @@ public final class Executor {
         Blas.threads = threads
     }
 
-    /// Changes the BLAS thread count for the runs that follow (recorded with each run).
+    /// Changes the worker thread count for the runs that follow (recorded with each run;
+    /// results do not depend on it).
     public func setThreads(_ n: Int) { Blas.threads = n }
 
     public static func objectsDirectory(forStore path: String) -> URL {
