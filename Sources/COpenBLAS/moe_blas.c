@@ -85,6 +85,9 @@ static void do_load(void) {
         snprintf(load_error, sizeof load_error, "OpenBLAS lacks an expected symbol (cblas_sgemm, openblas_get_corename, openblas_set_num_threads)");
         return;
     }
+    // moerec's own workers split the work (see Parallel.swift); OpenBLAS's threads would
+    // also change its results, which depend on its thread count.
+    p_set_threads(1);
     load_status = 0;
 }
 
