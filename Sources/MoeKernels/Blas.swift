@@ -34,7 +34,7 @@ public enum Blas {
     /// single-threaded on its own part of the work (see `Parallel`).
     public static var threads: Int {
         get { Parallel.workers }
-        set { _ = loaded; moe_blas_set_threads(1); Parallel.workers = max(1, newValue) }
+        set { Parallel.workers = max(1, newValue) }
     }
 
     /// OpenBLAS's own thread count (1 unless set here; the engine keeps it at 1).

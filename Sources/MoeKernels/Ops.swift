@@ -160,35 +160,23 @@ public enum Ops {
     @discardableResult
     public static func crossEntropy(logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>,
                                     rows: Int, v: Int, gradScale: Float, backward: Bool,
-                                    scratch: UnsafeMutablePointer<Float>? = nil)
+                                    scratch: UnsafeMutablePointer<Float>)
         -> (lossSum: Double, count: Int, correct: Int) {
-        // Rows run in parallel when `scratch` (2·rows floats) can hold each row's loss and
-        // hit; the losses are then summed in row order, as the serial path does.
-        if let scratch {
-            Parallel.ranges(rows, granule: 16) { r, _ in
-                for row in r {
-                    let (loss, hit) = crossEntropyRow(logits + row * v, target: Int(targets[row]), v: v,
-                                                      gradScale: gradScale, backward: backward)
-                    scratch[2 * row] = loss
-                    scratch[2 * row + 1] = hit ? 1 : 0
-                }
+        // Rows run in parallel, each leaving its loss and hit in `scratch` (2·rows floats);
+        // the losses are then summed in row order, whatever the split.
+        Parallel.ranges(rows, granule: 16) { r, _ in
+            for row in r {
+                let (loss, hit) = crossEntropyRow(logits + row * v, target: Int(targets[row]), v: v,
+                                                  gradScale: gradScale, backward: backward)
+                scratch[2 * row] = loss
+                scratch[2 * row + 1] = hit ? 1 : 0
             }
-            var lossSum = 0.0, count = 0, correct = 0
-            for row in 0..<rows where targets[row] >= 0 {
-                count += 1
-                lossSum += Double(scratch[2 * row])
-                if scratch[2 * row + 1] != 0 { correct += 1 }
-            }
-            return (lossSum, count, correct)
         }
         var lossSum = 0.0, count = 0, correct = 0
-        for row in 0..<rows {
-            let (loss, hit) = crossEntropyRow(logits + row * v, target: Int(targets[row]), v: v,
-                                              gradScale: gradScale, backward: backward)
-            guard targets[row] >= 0 else { continue }
+        for row in 0..<rows where targets[row] >= 0 {
             count += 1
-            lossSum += Double(loss)
-            if hit { correct += 1 }
+            lossSum += Double(scratch[2 * row])
+            if scratch[2 * row + 1] != 0 { correct += 1 }
         }
         return (lossSum, count, correct)
     }
@@ -228,9 +216,6 @@ public enum Ops {
 
 /// Element-wise passes over whole buffers, split over the workers.
 public enum ParallelOps {
-    /// Rows per part are multiples of this, so parts start on cache-line boundaries.
-    static let granule = 64
-
     public static func fill(_ y: UnsafeMutablePointer<Float>, count: Int, value: Float = 0) {
         Parallel.ranges(count, granule: 4096) { r, _ in (y + r.lowerBound).update(repeating: value, count: r.count) }
     }

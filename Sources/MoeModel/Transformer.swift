@@ -197,7 +197,7 @@ public final class Transformer {
             }
             Linear.forward(out: m.logits, inp: m.pooled, w: w(layout.headW!), bias: w(layout.headB!), n: B, i: C, o: K)
             ce = Ops.crossEntropy(logits: m.logits, targets: m.targets, rows: B, v: K,
-                                  gradScale: 1 / Float(B), backward: training)
+                                  gradScale: 1 / Float(B), backward: training, scratch: m.ceScratch)
         } else {
             precondition(batch.targets != nil, "language-model batches need targets")
             // Tied output projection: logits = lnf · wteᵀ

@@ -84,8 +84,22 @@ public struct SeedResult: Sendable {
     public var stepTime: Double?
 }
 
+/// What every report row that summarises one group of seeds has: the group's identity
+/// and how many of its seeds completed.
+public protocol SeedGroupRow {
+    var task: String { get }
+    var trainSize: Int? { get }
+    var experts: Int? { get }
+    var regime: String { get }
+    var variant: String { get }
+    var seedsCompleted: Int { get }
+    var seedsExpected: Int { get }
+    var flags: [String] { get }
+    var complete: Bool { get }
+}
+
 /// A row of the `regimes` and `experts` tables: one group of seeds.
-public struct GroupRow: Sendable {
+public struct GroupRow: SeedGroupRow, Sendable {
     public var task: String
     public var trainSize: Int?
     public var experts: Int?

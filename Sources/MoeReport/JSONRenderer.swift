@@ -128,16 +128,21 @@ enum JSONRenderer {
                         ("df", .number(i.df)), ("t", .number(i.t)), ("standard_error", .number(i.standardError))])
     }
 
+    /// The fields that name a group and say how complete it is, first in every row of the
+    /// regimes, experts and overfit tables.
+    static func groupFields(_ r: some SeedGroupRow) -> [(String, OrderedJSON)] {
+        [("task", .string(r.task)), ("train_size", .optional(r.trainSize)), ("experts", .optional(r.experts)),
+         ("regime", .string(r.regime)), ("variant", .string(r.variant)),
+         ("complete", .bool(r.complete)), ("flags", .array(r.flags.map { .string($0) })),
+         ("seeds_completed", .int(r.seedsCompleted)), ("seeds_expected", .int(r.seedsExpected))]
+    }
+
     static func group(_ t: GroupTable) -> OrderedJSON {
         .object([
             ("description", .string(t.table == .regimes ? Explain.regimes : Explain.experts)),
             ("baseline", .string(t.table == .regimes ? "regime all, same config otherwise" : "1 expert, same regime and config otherwise")),
             ("rows", .array(t.rows.map { r in
-                .object([
-                    ("task", .string(r.task)), ("train_size", .optional(r.trainSize)), ("experts", .optional(r.experts)),
-                    ("regime", .string(r.regime)), ("variant", .string(r.variant)),
-                    ("complete", .bool(r.complete)), ("flags", .array(r.flags.map { .string($0) })),
-                    ("seeds_completed", .int(r.seedsCompleted)), ("seeds_expected", .int(r.seedsExpected)),
+                .object(groupFields(r) + [
                     ("val_acc", stats(r.valAcc)), ("val_loss", stats(r.valLoss)),
                     ("delta_val_acc", .object([
                         ("baseline", .string(r.comparison.baseline)), ("is_baseline", .bool(r.comparison.isBaseline)),
@@ -165,11 +170,7 @@ enum JSONRenderer {
             ("description", .string(Explain.overfit)),
             ("rule", .string(t.rule)),
             ("rows", .array(t.rows.map { r in
-                .object([
-                    ("task", .string(r.task)), ("train_size", .optional(r.trainSize)), ("experts", .optional(r.experts)),
-                    ("regime", .string(r.regime)), ("variant", .string(r.variant)),
-                    ("complete", .bool(r.complete)), ("flags", .array(r.flags.map { .string($0) })),
-                    ("seeds_completed", .int(r.seedsCompleted)), ("seeds_expected", .int(r.seedsExpected)),
+                .object(groupFields(r) + [
                     ("best_step", .optional(r.bestStep)), ("min_val_loss_step", .optional(r.minValLossStep)),
                     ("onset_step", .optional(r.onsetStep)),
                     ("gap_at_end", stats(r.gapAtEnd)), ("loss_gap_at_end", stats(r.lossGapAtEnd)),

@@ -69,7 +69,7 @@ public struct SeedOnset: Sendable {
 }
 
 /// A row of the `overfit` table: one group (regime × experts × train size).
-public struct OverfitRow: Sendable {
+public struct OverfitRow: SeedGroupRow, Sendable {
     public var task: String
     public var trainSize: Int?
     public var experts: Int?

@@ -68,10 +68,12 @@ struct GlobalOptions: ParsableArguments {
 
     func openStore() throws -> Store { try Store(path: storePath) }
 
-    func executor(store: Store) throws -> Executor {
+    /// `processes`: how many processes will run `threads` workers each (a sweep's --jobs).
+    func executor(store: Store, processes: Int = 1) throws -> Executor {
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        if threads > cores {
-            FileHandle.standardError.write(Data("note: --threads \(threads) is more than the \(cores) available cores: slower, same results\n".utf8))
+        if threads * processes > cores {
+            let asked = processes > 1 ? "--jobs \(processes) × --threads \(threads)" : "--threads \(threads)"
+            FileHandle.standardError.write(Data("note: \(asked) is more than the \(cores) available cores: slower, same results\n".utf8))
         }
         let executor = try Executor(store: store, threads: threads)
         executor.gitCommit = GitInfo.commit()

@@ -172,10 +172,6 @@ struct StudyRunner {
     let tags: [String]
 
     func run() throws {
-        let cores = ProcessInfo.processInfo.activeProcessorCount
-        if jobs > 1 && jobs * global.threads > cores {
-            FileHandle.standardError.write(Data("note: --jobs \(jobs) × --threads \(global.threads) is more than the \(cores) available cores: slower, same results\n".utf8))
-        }
         let cells = try study.cells()
         // Check every cell before anything trains: a sweep with no valid cell is bad input.
         var invalid: [String: String] = [:]
@@ -189,7 +185,7 @@ struct StudyRunner {
             throw InputError("no valid cell in the sweep (all \(cells.count) rejected); first: \(first)")
         }
         let store = try global.openStore()
-        let executor = try global.executor(store: store)
+        let executor = try global.executor(store: store, processes: jobs)
         let sweepId = try store.createSweep(name: study.name, specJSON: try JSONValue.object([
             "name": .string(study.name), "grid": .array(study.grid.map { .object(["key": .string($0.key), "values": .array($0.values)]) }),
         ]).canonicalString)

@@ -176,9 +176,11 @@ final class OpsTests: XCTestCase {
         let rows = 4, v = 6
         var logits = TestSupport.randomFloats(rows * v, seed: 31, scale: 3)
         let targets: [Int32] = [0, 5, -1, 2]
+        var scratch = [Float](repeating: 0, count: 2 * rows)
         func loss() -> Double {
             var copy = logits
-            let r = Ops.crossEntropy(logits: &copy, targets: targets, rows: rows, v: v, gradScale: 1, backward: false)
+            let r = Ops.crossEntropy(logits: &copy, targets: targets, rows: rows, v: v, gradScale: 1, backward: false,
+                                     scratch: &scratch)
             return r.lossSum / Double(r.count)
         }
         // Value against a direct log-softmax in Double.
@@ -190,7 +192,8 @@ final class OpsTests: XCTestCase {
         }
         XCTAssertEqual(loss(), expected / 3, accuracy: 1e-5)
         var grad = logits
-        let res = Ops.crossEntropy(logits: &grad, targets: targets, rows: rows, v: v, gradScale: 1.0 / 3, backward: true)
+        let res = Ops.crossEntropy(logits: &grad, targets: targets, rows: rows, v: v, gradScale: 1.0 / 3, backward: true,
+                                   scratch: &scratch)
         XCTAssertEqual(res.count, 3)
         XCTAssertEqual(grad[2 * v..<3 * v].reduce(0, +), 0, "ignored rows get no gradient")
         let num = (0..<rows * v).map { i in logits.withUnsafeMutableBufferPointer { TestSupport.centralDifference($0.baseAddress!, i, h: 1e-2, loss) } }
