@@ -14,12 +14,16 @@ public struct InputError: Error, CustomStringConvertible, Equatable {
 /// type of its default, so a wrong type or an unknown key is reported by name before
 /// anything runs.
 public enum ConfigResolver {
+    /// Every key with its default, late keys included (see `RunConfig.lateKeys`).
     public static func defaults() -> [String: JSONValue] {
         guard case var .object(o)? = try? JSONValue(encodable: RunConfig()) else { return [:] }
         // Optional keys are left out by the encoder when nil; they are still valid keys.
         o["parent"] = o["parent"] ?? .null
         return o
     }
+
+    /// The type of each key, from the declaration (`RunConfig.schema`).
+    static let types: [String: ConfigType] = Dictionary(uniqueKeysWithValues: RunConfig.schema.map { ($0.key, $0.type) })
 
     /// Layers, later ones winning: defaults ← preset ← file ← overrides.
     public static func resolve(preset: [String: JSONValue] = [:], file: String? = nil, sets: [String] = []) throws
@@ -29,15 +33,31 @@ public enum ConfigResolver {
         try merge(preset, into: &merged, source: "preset", explicit: &explicit)
         if let file { try merge(try load(file: file), into: &merged, source: file, explicit: &explicit) }
         for item in sets {
-            let (key, value) = try parse(set: item, defaults: merged)
+            let (key, value) = try parse(set: item)
             merged[key] = value
             explicit.insert(key)
         }
-        return (try decode(merged), explicit)
+        let config = try decode(merged)
+        // A key of the other kind would change the hash and do nothing: refused, unless it
+        // sits at its default (a resolved config written out in full), where the hash is
+        // the same as without it.
+        let defaults = defaults()
+        for key in explicit.sorted() where merged[key] != defaults[key] {
+            if let only = RunConfig.onlyFor(key: key), only != config.kind {
+                throw InputError("\(key): applies to \(only.rawValue) runs only, and this config has kind=\(config.kind.rawValue) (remove the key, or set kind=\(only.rawValue))")
+            }
+        }
+        return (config, explicit)
     }
 
+    /// A config from its JSON object. Late keys a stored config predates take their
+    /// declared defaults; any other missing key is an error.
     public static func decode(_ object: [String: JSONValue]) throws -> RunConfig {
-        let text = try JSONValue.object(object).canonicalString
+        var complete = object
+        for (key, value) in defaults() where RunConfig.lateKeys.contains(key) && complete[key] == nil {
+            complete[key] = value
+        }
+        let text = try JSONValue.object(complete).canonicalString
         do {
             return try JSONDecoder().decode(RunConfig.self, from: Data(text.utf8))
         } catch {
@@ -46,7 +66,21 @@ public enum ConfigResolver {
     }
 
     /// The canonical JSON value of a resolved config (what the hash covers).
-    public static func value(of config: RunConfig) throws -> JSONValue { try JSONValue(encodable: config) }
+    ///
+    /// Hash stability across upgrades: a late key (added after runs were stored) is left
+    /// out while it equals its declared default, which by rule reproduces the behaviour
+    /// from before the key existed; so every stored run keeps its hash. A change that
+    /// alters results at unchanged config bumps `Executor.numericsVersion` instead.
+    public static func value(of config: RunConfig) throws -> JSONValue {
+        try canonical(JSONValue(encodable: config), lateDefaults: defaults().filter { RunConfig.lateKeys.contains($0.key) })
+    }
+
+    /// `value` without the late keys that sit at their introduction defaults.
+    public static func canonical(_ value: JSONValue, lateDefaults: [String: JSONValue]) -> JSONValue {
+        guard case var .object(o) = value else { return value }
+        for (key, introduced) in lateDefaults where o[key] == introduced { o[key] = nil }
+        return .object(o)
+    }
 
     // MARK: Files
 
@@ -66,28 +100,56 @@ public enum ConfigResolver {
             if text.range(of: #"(^|[\s\[\{,:-])[&*][A-Za-z0-9_]"#, options: .regularExpression) != nil {
                 throw InputError("\(file): YAML anchors and aliases (&name, *name) are not supported in configs")
             }
-            let any: Any?
-            do { any = try Yams.load(yaml: text) } catch { throw InputError("\(file): invalid YAML: \(error)") }
-            value = try fromYAML(any, file: file, key: "")
+            let node: Node?
+            do { node = try Yams.compose(yaml: text) } catch { throw InputError("\(file): invalid YAML: \(error)") }
+            value = try node.map { try fromYAML($0, file: file, key: "") } ?? .null
         }
         guard case let .object(o) = value else { throw InputError("\(file): a config must be a mapping of keys to values") }
         return o
     }
 
-    static func fromYAML(_ any: Any?, file: String, key: String) throws -> JSONValue {
-        switch any {
-        case nil, is NSNull: return .null
-        case let b as Bool: return .bool(b)
-        case let i as Int: return .int(Int64(i))
-        case let d as Double: return .double(d)
-        case let s as String: return .string(s)
-        case let a as [Any]: return .array(try a.map { try fromYAML($0, file: file, key: key) })
-        case let m as [String: Any]:
+    /// A YAML node as JSON, by rules as strict as JSON's: a plain scalar is null (`null`,
+    /// `~` or empty), a boolean (`true`, `false`), an integer in plain decimal, a number in
+    /// JSON's form (`2.5e-3`; no leading zeros), or else a string; a quoted scalar is always
+    /// a string. YAML's other forms (`0x6`, `0o6`, `6_0`, `0600`, `6.`, `yes`, `.inf`) stay
+    /// strings, so a number key refuses them by name.
+    static func fromYAML(_ node: Node, file: String, key: String) throws -> JSONValue {
+        let at = node.mark.map { ":\($0.line):\($0.column)" } ?? ""
+        switch node {
+        case let .scalar(scalar):
+            let text = scalar.string
+            guard scalar.style == .plain || scalar.style == .any else { return .string(text) }
+            switch text {
+            case "", "~", "null", "Null", "NULL": return .null
+            case "true", "True", "TRUE": return .bool(true)
+            case "false", "False", "FALSE": return .bool(false)
+            default: break
+            }
+            if text.range(of: #"^[-+]?(0|[1-9][0-9]*)$"#, options: .regularExpression) != nil {
+                guard let i = Int64(text.hasPrefix("+") ? String(text.dropFirst()) : text) else {
+                    throw InputError("\(file)\(at): \(key)=\(text): integer out of range")
+                }
+                return .int(i)
+            }
+            if text.range(of: #"^[-+]?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$"#, options: .regularExpression) != nil,
+               let d = Double(text) {
+                return .double(d)
+            }
+            return .string(text)
+        case let .sequence(sequence):
+            return .array(try sequence.map { try fromYAML($0, file: file, key: key) })
+        case let .mapping(mapping):
             var o: [String: JSONValue] = [:]
-            for (k, v) in m { o[k] = try fromYAML(v, file: file, key: k) }
+            for (k, v) in mapping {
+                guard case let .scalar(name) = k else {
+                    throw InputError("\(file)\(at): keys must be plain names")
+                }
+                guard o[name.string] == nil else { throw InputError("\(file)\(at): duplicate key '\(name.string)'") }
+                o[name.string] = try fromYAML(v, file: file, key: name.string)
+            }
             return .object(o)
-        default:
-            throw InputError("\(file): \(key.isEmpty ? "value" : key): unsupported YAML value \(String(describing: any!))")
+        case .alias:
+            throw InputError("\(file)\(at): YAML aliases are not supported in configs")
         }
     }
 
@@ -96,85 +158,75 @@ public enum ConfigResolver {
     static func merge(_ source: [String: JSONValue], into merged: inout [String: JSONValue], source name: String,
                       explicit: inout Set<String>) throws {
         for key in source.keys.sorted() {
-            guard let current = merged[key] else {
-                throw InputError("\(name): unknown key '\(key)' (valid keys: \(RunConfig.keys.joined(separator: ", ")))")
-            }
-            merged[key] = try coerce(source[key]!, like: current, key: key, source: name)
+            merged[key] = try coerce(source[key]!, key: key, source: name)
             explicit.insert(key)
         }
     }
 
-    /// Checks `value` against the type of the key's default and converts ints to floats
-    /// where the key is a float.
-    static func coerce(_ value: JSONValue, like reference: JSONValue, key: String, source: String) throws -> JSONValue {
+    /// Checks `value` against the key's declared type and converts ints to floats where
+    /// the key is a float.
+    static func coerce(_ value: JSONValue, key: String, source: String) throws -> JSONValue {
         func wrong(_ expected: String) -> InputError {
             InputError("\(source): \(key)=\(value.display): expected \(expected)")
         }
-        let kind = typeOf(key: key, reference: reference)
-        switch (kind, value) {
-        case ("int", .int): return value
-        case ("int", .double(let d)) where d == d.rounded() && abs(d) < 1e15: return .int(Int64(d))
-        case ("int", _): throw wrong("an integer")
-        case ("float", .int(let i)): return .double(Double(i))
-        case ("float", .double(let d)):
+        guard let type = types[key] else {
+            throw InputError("\(source): unknown key '\(key)' (valid keys: \(RunConfig.keys.joined(separator: ", ")))")
+        }
+        switch (type, value) {
+        case (.int, .int): return value
+        case (.int, .double(let d)) where d == d.rounded() && abs(d) < 1e15: return .int(Int64(d))
+        case (.int, _): throw wrong("an integer")
+        case (.float, .int(let i)): return .double(Double(i))
+        case (.float, .double(let d)):
             guard d.isFinite else { throw InputError("\(source): \(key)=\(value.display): must be a finite number") }
             guard abs(d) < 1e30 else { throw InputError("\(source): \(key)=\(value.display): out of range") }
             return value
-        case ("float", _): throw wrong("a number")
-        case ("string", .string): return value
-        case ("string", _): throw wrong("a string")
-        case ("optional-string", .string), ("optional-string", .null): return value
-        case ("optional-string", _): throw wrong("a string or null")
-        case ("strings", .array(let items)):
-            guard items.allSatisfy({ if case .string = $0 { return true } else { return false } }) else { throw wrong("a list of strings") }
+        case (.float, _): throw wrong("a finite number")
+        case (.string, .string): return value
+        case (.string, _): throw wrong("a string")
+        case (.optionalString, .string), (.optionalString, .null): return value
+        case (.optionalString, _): throw wrong("a string or null")
+        case (.choice(let names), .string(let s)):
+            guard names.contains(s) else { throw wrong("one of \(names.joined(separator: ", "))") }
             return value
-        case ("strings", .string(let s)):
-            return .array(s.split(separator: ",").map { .string(String($0).trimmingCharacters(in: .whitespaces)) })
-        case ("strings", _): throw wrong("a list of strings")
-        default: throw wrong(kind)
+        case (.choice(let names), _): throw wrong("a string, one of \(names.joined(separator: ", "))")
+        case (.choices(let names), .string(let s)):
+            return try coerce(.array(s.split(separator: ",").map { .string(String($0).trimmingCharacters(in: .whitespaces)) }),
+                              key: key, source: source)
+        case (.choices(let names), .array(let items)):
+            for item in items {
+                guard case let .string(s) = item, names.contains(s) else {
+                    throw wrong("a list of strings from \(names.joined(separator: ", "))")
+                }
+            }
+            return value
+        case (.choices(let names), _): throw wrong("a list of strings from \(names.joined(separator: ", "))")
         }
     }
 
-    static let floatKeys: Set<String> = ["capacity_factor_train", "capacity_factor_eval", "aux_loss_coef", "z_loss_coef",
-                                         "dropout", "expert_dropout", "lr", "min_lr_ratio", "beta1", "beta2",
-                                         "weight_decay", "grad_clip"]
-
-    static func typeOf(key: String, reference: JSONValue) -> String {
-        if key == "parent" { return "optional-string" }
-        if key == "groups" { return "strings" }
-        if floatKeys.contains(key) { return "float" }
-        switch reference {
-        case .int: return "int"
-        case .double: return "float"
-        case .string: return "string"
-        case .array: return "strings"
-        default: return "optional-string"
-        }
-    }
-
-    /// `key=value` with the value read by the key's type: numbers, strings, comma lists,
+    /// `key=value` with the value read by the key's type: numbers, names, comma lists,
     /// `null` for an optional.
-    static func parse(set item: String, defaults: [String: JSONValue]) throws -> (String, JSONValue) {
+    static func parse(set item: String) throws -> (String, JSONValue) {
         guard let eq = item.firstIndex(of: "=") else { throw InputError("--set \(item): expected key=value") }
         let key = String(item[..<eq]).trimmingCharacters(in: .whitespaces)
         let raw = String(item[item.index(after: eq)...])
-        guard let reference = defaults[key] else {
+        guard let type = types[key] else {
             throw InputError("--set \(item): unknown key '\(key)' (valid keys: \(RunConfig.keys.joined(separator: ", ")))")
         }
-        let kind = typeOf(key: key, reference: reference)
         let value: JSONValue
-        switch kind {
-        case "int":
+        switch type {
+        case .int:
             guard let i = Int64(raw) else { throw InputError("--set \(key)=\(raw): expected an integer") }
             value = .int(i)
-        case "float":
+        case .float:
             guard let d = Double(raw), d.isFinite else { throw InputError("--set \(key)=\(raw): expected a finite number") }
             value = .double(d)
-        case "optional-string": value = raw == "null" || raw.isEmpty ? .null : .string(raw)
-        case "strings": value = .array(raw.isEmpty ? [] : raw.split(separator: ",").map { .string(String($0)) })
-        default: value = .string(raw)
+        case .optionalString: value = raw == "null" || raw.isEmpty ? .null : .string(raw)
+        case .choices:
+            value = .array(raw.isEmpty ? [] : raw.split(separator: ",").map { .string(String($0).trimmingCharacters(in: .whitespaces)) })
+        case .string, .choice: value = .string(raw)
         }
-        return (key, try coerce(value, like: reference, key: key, source: "--set"))
+        return (key, try coerce(value, key: key, source: "--set"))
     }
 }
 
@@ -201,6 +253,6 @@ extension ConfigResolver {
 
     /// Parses one `key=value` against the key's default type (for sweeps and grids).
     public static func parseOverride(_ item: String) throws -> (String, JSONValue) {
-        try parse(set: item, defaults: defaults())
+        try parse(set: item)
     }
 }

@@ -74,49 +74,95 @@ public final class Executor {
     /// Resolves the parent (a hash prefix, or a config file that is planned and run first),
     /// inherits the architecture from it, loads the data and computes the run hash.
     public func plan(_ input: RunConfig, explicit: Set<String> = []) throws -> PlannedRun {
+        try Executor.plan(input, explicit: explicit, store: store, data: data) { parentPlan, child, childExplicit in
+            // Everything checkable without the parent's weights is checked before it trains.
+            try Executor.precheck(child, parent: parentPlan.config, explicit: childExplicit)
+            let result = try execute(parentPlan)
+            guard result.outcome == .completed || result.outcome == .cacheHit else {
+                throw InputError("parent \(child.parent ?? "") did not complete (\(result.outcome))")
+            }
+        }
+    }
+
+    /// What `--dry-run` shows: the plan of `input` and, when its parent is a config file,
+    /// the parent's plan, first. Nothing is trained or written; `store` nil stands for a
+    /// store that does not exist yet.
+    /// A sweep cell's `parent` config stands in for the parent config file.
+    public static func preview(_ input: RunConfig, explicit: Set<String> = [], parent: RunConfig? = nil, store: Store?,
+                               data: DataProvider) throws -> [PlannedRun] {
+        var plans: [PlannedRun] = []
+        var config = input, explicit = explicit
+        var known: [String: PlannedRun] = [:]
+        if let parent {
+            let parentPlan = try preview(parent, store: store, data: data).last!
+            try Executor.precheck(input, parent: parent, explicit: explicit)
+            plans.append(parentPlan)
+            known[parentPlan.hash] = parentPlan
+            config.parent = parentPlan.hash
+            explicit.insert("parent")
+        }
+        let plan = try Executor.plan(config, explicit: explicit, store: store, data: data, known: known) {
+            parentPlan, child, childExplicit in
+            try Executor.precheck(child, parent: parentPlan.config, explicit: childExplicit)
+            plans.append(parentPlan)
+        }
+        return plans + [plan]
+    }
+
+    /// The planning both share. A parent given as a config file is planned recursively and
+    /// handed to `parentFromFile` (which runs it, or only records it), and the architecture
+    /// is inherited from its config; a parent given as a hash must be a completed
+    /// pretraining run in `store` (or, for a preview, among the `known` plans).
+    static func plan(_ input: RunConfig, explicit: Set<String>, store: Store?, data: DataProvider,
+                     known: [String: PlannedRun] = [:],
+                     parentFromFile: (PlannedRun, RunConfig, Set<String>) throws -> Void) throws -> PlannedRun {
         var config = input
         if config.isFinetune {
             guard let parentRef = config.parent else { throw InputError("parent: a fine-tuning run needs parent=HASH or parent=CONFIG_FILE") }
             let parentHash: String
+            let parentValue: JSONValue
             if ConfigResolver.isConfigPath(parentRef) {
                 let (parentConfig, parentExplicit) = try ConfigResolver.resolve(file: parentRef)
-                let parentPlan = try plan(parentConfig, explicit: parentExplicit)
-                // Everything checkable without the parent's weights is checked before it trains.
-                try Executor.precheck(config, parent: parentConfig, explicit: explicit)
-                let result = try execute(parentPlan)
-                guard result.outcome == .completed || result.outcome == .cacheHit else {
-                    throw InputError("parent \(parentRef) did not complete (\(result.outcome))")
+                guard !parentConfig.isFinetune else {
+                    throw InputError("parent=\(parentRef): the config is a finetune run, not pretraining")
                 }
+                let parentPlan = try plan(parentConfig, explicit: parentExplicit, store: store, data: data,
+                                          parentFromFile: parentFromFile)
+                try parentFromFile(parentPlan, config, explicit)
                 parentHash = parentPlan.hash
+                parentValue = parentPlan.value
+            } else if let plan = known[parentRef] {
+                parentHash = plan.hash
+                parentValue = plan.value
             } else {
+                guard let store else { throw InputError("parent=\(parentRef): no such run (the store does not exist yet)") }
                 do { parentHash = try store.resolve(prefix: parentRef) } catch {
                     throw InputError("parent=\(parentRef): \(error)")
                 }
+                guard let parent = try store.run(hash: parentHash) else { throw InputError("parent=\(parentRef): no such run") }
+                guard parent.kind == .pretrain else { throw InputError("parent=\(parentRef): run \(parentHash.prefix(12)) is a \(parent.kind.rawValue) run, not pretraining") }
+                guard parent.status == .completed else {
+                    throw InputError("parent=\(parentRef): run \(parentHash.prefix(12)) is \(parent.status.rawValue), not completed")
+                }
+                parentValue = try JSONValue(parsing: parent.configJSON)
             }
-            guard let parent = try store.run(hash: parentHash) else { throw InputError("parent=\(parentRef): no such run") }
-            guard parent.kind == .pretrain else { throw InputError("parent=\(parentRef): run \(parentHash.prefix(12)) is a \(parent.kind.rawValue) run, not pretraining") }
-            guard parent.status == .completed else {
-                throw InputError("parent=\(parentRef): run \(parentHash.prefix(12)) is \(parent.status.rawValue), not completed")
-            }
-            var merged = try Executor.inheritArchitecture(config, from: try JSONValue(parsing: parent.configJSON),
-                                                          explicit: explicit)
+            var merged = try Executor.inheritArchitecture(config, from: parentValue, explicit: explicit)
             merged["parent"] = .string(parentHash)
             config = try ConfigResolver.decode(merged)
         }
+        // With the parent's architecture inherited, validation also refuses a regime that
+        // would train nothing on it, before anything is written.
         do { try config.validate() } catch { throw InputError("\(error)") }
         let value = try ConfigResolver.value(of: config)
         let prepared = try data.prepare(config)
         let hash = try RunIdentity.hash(config: value, parent: config.parent, datasetFingerprint: prepared.fingerprint,
                                         numerics: Executor.numericsVersion)
-        // Building the trainer checks what validation alone cannot (e.g. a regime that
-        // would train nothing on this architecture), before anything is written.
-        if config.isFinetune { try Executor.checkRegime(config, classes: max(2, prepared.classes.count)) }
         return PlannedRun(config: config, value: value, prepared: prepared, hash: hash)
     }
 
-    /// Checks a config without the store or data: validation, and for fine-tuning the
-    /// regime against the parent's architecture (when the parent config is known). Sweeps
-    /// and parent-first runs call it before anything is trained or written.
+    /// Checks a config without the store or data: validation, for fine-tuning with the
+    /// parent's architecture inherited when the parent config is known. Sweeps and
+    /// parent-first runs call it before anything is trained or written.
     public static func precheck(_ input: RunConfig, parent: RunConfig?, explicit: Set<String> = []) throws {
         var config = input
         if config.isFinetune {
@@ -128,7 +174,6 @@ public final class Executor {
             if config.parent.map(ConfigResolver.isConfigPath) ?? true { config.parent = String(repeating: "0", count: 64) }
         }
         do { try config.validate() } catch { throw InputError("\(error)") }
-        if config.isFinetune && parent != nil { try checkRegime(config, classes: 2) }
     }
 
     /// The config as a JSON object with the parent's architecture keys; an explicitly given
@@ -144,18 +189,6 @@ public final class Executor {
             merged[key] = inherited
         }
         return merged
-    }
-
-    /// Refuses a regime that is unknown or would train nothing but the head on this
-    /// architecture — what validation alone cannot see.
-    static func checkRegime(_ config: RunConfig, classes: Int) throws {
-        do {
-            let groups = try Regime.groups(regime: config.regime, custom: config.groups)
-            let layout = ParameterLayout(config.model(classes: classes))
-            try Regime.check(groups, regime: config.regime, layout: layout, experts: config.experts)
-        } catch {
-            throw InputError("\(error)")
-        }
     }
 
     // MARK: Execution

@@ -30,11 +30,17 @@ public struct Study {
     }
 
     public func cells() throws -> [Cell] {
+        var axes = Set<String>()
         for (key, values) in grid {
             guard ConfigResolver.defaults()[key] != nil else {
                 throw InputError("--grid \(key): unknown key (valid keys: \(RunConfig.keys.joined(separator: ", ")))")
             }
+            guard axes.insert(key).inserted else { throw InputError("--grid \(key): the axis is given twice (put all its values in one --grid)") }
             guard !values.isEmpty else { throw InputError("--grid \(key): no values") }
+            var seen = Set<String>()
+            for value in values where !seen.insert((try? value.canonicalString) ?? value.display).inserted {
+                throw InputError("--grid \(key): value \(value.display) is given twice")
+            }
         }
         var combos: [[(String, JSONValue)]] = [[]]
         for (key, values) in grid {
@@ -44,8 +50,14 @@ public struct Study {
             var cellBase = base
             var parentObject = parent
             for (k, v) in overrides {
+                // Pretraining-only keys (the corpus) belong to the parent; architecture keys
+                // to both, since the cell inherits them.
+                if RunConfig.onlyFor(key: k) == .pretrain && parentObject != nil {
+                    parentObject?[k] = v
+                    continue
+                }
                 cellBase[k] = v
-                if RunConfig.architectureKeys.contains(k) || k == "corpus" { parentObject?[k] = v }
+                if RunConfig.architectureKeys.contains(k) { parentObject?[k] = v }
             }
             // The dense baseline (one expert) routes to its only expert: top-k is 1.
             if cellBase["experts"] == .int(1) && !overrides.contains(where: { $0.0 == "top_k" }) {

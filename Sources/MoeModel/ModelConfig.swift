@@ -1,5 +1,26 @@
-/// The architecture knobs of one model. Every default is the value the presets use
-/// unless they say otherwise; the run config (MoeTrain) embeds these flat.
+/// A config value drawn from a fixed set of names (`norm`, `regime`, `schedule`, …).
+/// Decoding rejects any other string; the config resolver lists `choices` in its message.
+public protocol ConfigChoice: Codable, Sendable {
+    static var choices: [String] { get }
+}
+
+extension ConfigChoice where Self: CaseIterable & RawRepresentable, RawValue == String {
+    public static var choices: [String] { allCases.map(\.rawValue) }
+}
+
+extension ParamGroup: ConfigChoice {}
+
+/// Layer normalisation of the pre-norm blocks and the final norm.
+public enum Norm: String, CaseIterable, ConfigChoice, Equatable {
+    /// Mean and variance, gain and bias.
+    case layernorm
+    /// Root mean square, gain only.
+    case rmsnorm
+}
+
+/// The architecture knobs of one model, each declared once with its default. The run
+/// config (MoeTrain) holds one and encodes its keys flat, under the snake_case names of
+/// `CodingKeys`; `classes` is set from the task and is not a config key.
 public struct ModelConfig: Codable, Equatable, Sendable {
     /// V: byte vocabulary (256 bytes + PAD/BOS/EOS specials, rounded up).
     public var vocab = 260
@@ -24,16 +45,33 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var auxLossCoef: Float = 0.01
     /// c_z, the router z-loss coefficient.
     public var zLossCoef: Float = 0.001
-    /// Residual-branch, embedding and dense-FFN-hidden dropout.
-    public var dropout: Float = 0.0
+    /// Residual-branch, embedding and dense-FFN-hidden dropout (ST-MoE Fig. 4: 0.1 is best).
+    public var dropout: Float = 0.1
     /// Dropout on the experts' hidden activations (Switch fine-tuning used 0.4).
-    public var expertDropout: Float = 0.0
-    /// "layernorm" or "rmsnorm".
-    public var norm = "layernorm"
+    public var expertDropout: Float = 0.1
+    public var norm = Norm.layernorm
     /// 0: next-byte language-model head (tied to the embedding); > 0: a classification head.
     public var classes = 0
 
     public init() {}
+
+    /// The config keys of the model. `classes` is not among them: the task sets it.
+    public enum CodingKeys: String, CodingKey, CaseIterable, Sendable {
+        case vocab, context, dModel = "d_model", layers, heads, dFF = "d_ff", experts, topK = "top_k"
+        case moeEvery = "moe_every", capacityFactorTrain = "capacity_factor_train"
+        case capacityFactorEval = "capacity_factor_eval", auxLossCoef = "aux_loss_coef", zLossCoef = "z_loss_coef"
+        case dropout, expertDropout = "expert_dropout", norm
+
+        /// Keys that fix the parameter layout or the forward pass of the network: a
+        /// fine-tuning run inherits them from its parent. The others (capacity, auxiliary
+        /// losses, dropout) are training settings a fine-tuning run may change.
+        public var isArchitecture: Bool {
+            switch self {
+            case .vocab, .context, .dModel, .layers, .heads, .dFF, .experts, .topK, .moeEvery, .norm: return true
+            case .capacityFactorTrain, .capacityFactorEval, .auxLossCoef, .zLossCoef, .dropout, .expertDropout: return false
+            }
+        }
+    }
 
     public var headSize: Int { dModel / heads }
     public func isSparse(layer: Int) -> Bool { experts > 1 && (layer + 1) % moeEvery == 0 }
@@ -70,7 +108,6 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         if !(zLossCoef >= 0) || !zLossCoef.isFinite { try fail("z_loss_coef", zLossCoef, "must be ≥ 0") }
         if !(dropout >= 0 && dropout < 1) { try fail("dropout", dropout, "must be in [0, 1)") }
         if !(expertDropout >= 0 && expertDropout < 1) { try fail("expert_dropout", expertDropout, "must be in [0, 1)") }
-        if norm != "layernorm" && norm != "rmsnorm" { try fail("norm", norm, "must be layernorm or rmsnorm") }
         if classes < 0 || classes > 100_000 { try fail("classes", classes, "must be in 0...100000") }
         let parameters = ParameterLayout(self).count
         if parameters > ModelConfig.maxParameters {

@@ -376,7 +376,7 @@ public final class Transformer {
 
     private func normForward(out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
                              inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, n: Int) {
-        if config.norm == "rmsnorm" {
+        if config.norm == .rmsnorm {
             Ops.rmsNormForward(out: out, rstd: rstd, inp: inp, weight: weight, n: n, c: config.dModel)
         } else {
             Ops.layerNormForward(out: out, mean: mean, rstd: rstd, inp: inp, weight: weight, bias: bias, n: n, c: config.dModel)
@@ -386,7 +386,7 @@ public final class Transformer {
     private func normBackward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
                               dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
                               weight: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, n: Int) {
-        if config.norm == "rmsnorm" {
+        if config.norm == .rmsnorm {
             // RMSNorm has no bias; the bias tensor stays at zero and gets no gradient.
             Ops.rmsNormBackward(dinp: dinp, dweight: dweight, dout: dout, inp: inp, weight: weight, rstd: rstd, n: n, c: config.dModel)
         } else {

@@ -81,7 +81,17 @@ public final class AdamW {
 
 /// Warm-up then decay, a pure function of the step.
 public struct LRSchedule: Sendable {
-    public let peak: Float, warmup: Int, total: Int, kind: String, minRatio: Float
+    /// The decay after warm-up.
+    public enum Kind: String, CaseIterable, ConfigChoice, Equatable {
+        /// Half a cosine from `lr` down to `lr`·`min_lr_ratio` at the last step.
+        case cosine
+        /// A straight line from `lr` down to `lr`·`min_lr_ratio` at the last step.
+        case linear
+        /// `lr` throughout.
+        case constant
+    }
+
+    public let peak: Float, warmup: Int, total: Int, kind: Kind, minRatio: Float
 
     public init(config: RunConfig) {
         peak = config.lr; warmup = config.warmupSteps; total = config.steps
@@ -95,9 +105,9 @@ public struct LRSchedule: Sendable {
         let progress = min(1, Float(s - warmup) / Float(span))
         let floor = peak * minRatio
         switch kind {
-        case "linear": return floor + (peak - floor) * (1 - progress)
-        case "constant": return peak
-        default: return floor + (peak - floor) * 0.5 * (1 + cosf(Float.pi * progress))
+        case .linear: return floor + (peak - floor) * (1 - progress)
+        case .constant: return peak
+        case .cosine: return floor + (peak - floor) * 0.5 * (1 + cosf(Float.pi * progress))
         }
     }
 }

@@ -1,12 +1,163 @@
 import MoeModel
 
-/// Everything that defines one run, flat, with every default written out. The resolved
-/// form of this struct (canonical JSON) is what the run hash covers; execution settings
-/// that cannot change results by design (output paths, the thread count) live elsewhere;
-/// the thread count is recorded with the run.
+/// Everything that defines one run: the model's knobs (`ModelConfig`) and the run's own
+/// settings (`RunSettings`), each key declared once, with its default and doc line, in one
+/// of the two. Both encode flat into one object of snake_case keys; that resolved form
+/// (canonical JSON) is what the run hash covers. Settings that cannot change results by
+/// design (output paths, the thread count) live elsewhere; the thread count is recorded
+/// with the run.
+///
+/// Keys read as if they were fields of this struct (`config.lr`, `config.dModel`).
+///
+/// To add a key: declare it in `RunSettings` (or `ModelConfig` for the network), add its
+/// coding key, validate its range in `validate()`, and write its README line. A key added
+/// after runs exist must be marked late (`RunSettings.CodingKeys.isLate`) with a default
+/// that reproduces the behaviour before it existed; see `canonicalKeys`.
+@dynamicMemberLookup
 public struct RunConfig: Codable, Equatable, Sendable {
-    /// "pretrain" (next-byte prediction on a corpus) or "finetune" (classification from a parent).
-    public var kind = "pretrain"
+    public var settings = RunSettings()
+    public var model = ModelConfig()
+
+    public init() {}
+
+    public subscript<T>(dynamicMember key: WritableKeyPath<RunSettings, T>) -> T {
+        get { settings[keyPath: key] }
+        set { settings[keyPath: key] = newValue }
+    }
+
+    public subscript<T>(dynamicMember key: WritableKeyPath<ModelConfig, T>) -> T {
+        get { model[keyPath: key] }
+        set { model[keyPath: key] = newValue }
+    }
+
+    public init(from decoder: Decoder) throws {
+        settings = try RunSettings(from: decoder)
+        model = try ModelConfig(from: decoder)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        try settings.encode(to: encoder)
+        try model.encode(to: encoder)
+    }
+
+    // MARK: Derived from the declarations
+
+    /// Every key as the user writes it (snake_case), settings first.
+    public static var keys: [String] {
+        RunSettings.CodingKeys.allCases.map(\.rawValue) + ModelConfig.CodingKeys.allCases.map(\.rawValue)
+    }
+
+    /// Keys a fine-tuning run inherits from its parent (see `ModelConfig.CodingKeys.isArchitecture`).
+    public static var architectureKeys: Set<String> {
+        Set(ModelConfig.CodingKeys.allCases.filter(\.isArchitecture).map(\.rawValue))
+    }
+
+    /// The kind of run a key applies to (nil: both), from `RunSettings.CodingKeys.onlyFor`.
+    public static func onlyFor(key: String) -> RunSettings.Kind? {
+        RunSettings.CodingKeys(stringValue: key)?.onlyFor
+    }
+
+    /// Keys added after runs were first stored: the canonical form leaves such a key out
+    /// while it sits at its declared default, so adding one keeps every existing hash.
+    public static var lateKeys: Set<String> {
+        Set(RunSettings.CodingKeys.allCases.filter(\.isLate).map(\.rawValue))
+    }
+
+    /// The type of every key, read off the default config: the resolver checks and
+    /// converts user values with it, so no list of float or enumerated keys is kept.
+    public static var schema: [(key: String, type: ConfigType)] {
+        let defaults = RunConfig()
+        // A property's key is its name in snake_case (`dFF` → `d_ff`), as the coding keys
+        // spell it; a test checks that every key is found.
+        func snakeCase(_ name: String) -> String {
+            var out = "", previous: Character?
+            for c in name {
+                if c.isUppercase, let p = previous, p.isLowercase || p.isNumber { out += "_" }
+                out += c.lowercased()
+                previous = c
+            }
+            return out
+        }
+        func fields<Key: CodingKey>(_ value: Any, _: Key.Type) -> [(String, ConfigType)] {
+            Mirror(reflecting: value).children.compactMap { child in
+                guard let label = child.label, let key = Key(stringValue: snakeCase(label)) else { return nil }
+                return (key.stringValue, ConfigType(of: child.value))
+            }
+        }
+        return fields(defaults.settings, RunSettings.CodingKeys.self) + fields(defaults.model, ModelConfig.CodingKeys.self)
+    }
+
+    // MARK: Meaning
+
+    public var isFinetune: Bool { settings.kind == .finetune }
+
+    /// The network for this run with a head of `classes` outputs (0: the language-model head).
+    public func model(classes: Int) -> ModelConfig {
+        var m = model
+        m.classes = classes
+        return m
+    }
+
+    /// The parameter groups this run updates. Pretraining updates every group but the
+    /// task head; fine-tuning those of its regime, head included. Defined for a config
+    /// that passed `validate()`.
+    public var trainedGroups: Set<ParamGroup> {
+        guard isFinetune else { return Set(ParamGroup.allCases).subtracting([.head]) }
+        return (try? settings.regime.groups(custom: settings.groups)) ?? [.head]
+    }
+
+    /// Activation memory a run may plan for (8 GiB).
+    public static let maxActivationBytes = 8 << 30
+
+    /// Range checks beyond the model's own, each naming the key and value.
+    public func validate() throws {
+        func fail(_ key: String, _ value: Any, _ reason: String) throws -> Never {
+            throw ModelConfig.Invalid.value(key: key, value: "\(value)", reason: reason)
+        }
+        let s = settings
+        try model(classes: isFinetune ? 2 : 0).validate()
+        if s.steps < 1 || s.steps > 10_000_000 { try fail("steps", s.steps, "must be in 1...10000000") }
+        if s.batchSize < 1 || s.batchSize > 4096 { try fail("batch_size", s.batchSize, "must be in 1...4096") }
+        if !(s.lr > 0) || !s.lr.isFinite || s.lr > 10 { try fail("lr", s.lr, "must be in (0, 10]") }
+        if s.warmupSteps < 0 { try fail("warmup_steps", s.warmupSteps, "must be ≥ 0") }
+        if !(s.minLrRatio >= 0 && s.minLrRatio <= 1) { try fail("min_lr_ratio", s.minLrRatio, "must be in [0, 1]") }
+        if !(s.beta1 >= 0 && s.beta1 < 1) { try fail("beta1", s.beta1, "must be in [0, 1)") }
+        if !(s.beta2 >= 0 && s.beta2 < 1) { try fail("beta2", s.beta2, "must be in [0, 1)") }
+        if !(s.weightDecay >= 0) || !s.weightDecay.isFinite { try fail("weight_decay", s.weightDecay, "must be ≥ 0") }
+        if !(s.gradClip >= 0) || !s.gradClip.isFinite { try fail("grad_clip", s.gradClip, "must be ≥ 0") }
+        if s.evalInterval < 1 { try fail("eval_interval", s.evalInterval, "must be ≥ 1") }
+        if s.evalBatches < 1 || s.evalBatches > 10_000 { try fail("eval_batches", s.evalBatches, "must be in 1...10000") }
+        if s.checkpointInterval < 1 { try fail("checkpoint_interval", s.checkpointInterval, "must be ≥ 1") }
+        if s.seed < 0 { try fail("seed", s.seed, "must be ≥ 0") }
+        if s.trainSize < 1 { try fail("train_size", s.trainSize, "must be ≥ 1") }
+        let activations = model(classes: isFinetune ? 2 : 0).activationBytes(batch: s.batchSize, time: model.context)
+        if activations > RunConfig.maxActivationBytes {
+            try fail("batch_size", s.batchSize, "with context=\(model.context) the activations need \(activations >> 20) MiB, more than \(RunConfig.maxActivationBytes >> 20) MiB")
+        }
+        if s.evalExamples < 1 { try fail("eval_examples", s.evalExamples, "must be ≥ 1") }
+        if isFinetune {
+            if s.parent == nil { try fail("parent", "null", "a fine-tuning run needs a parent pretraining run") }
+            // The regime against this architecture: `moe` on a dense model would train
+            // nothing but the head. (The planner validates after the parent's architecture
+            // is inherited, so this sees the parent's shape.)
+            let groups = try s.regime.groups(custom: s.groups)
+            try s.regime.check(groups, layout: ParameterLayout(model(classes: 2)), experts: model.experts)
+        } else if let parent = s.parent {
+            try fail("parent", parent, "only fine-tuning runs have a parent")
+        }
+    }
+}
+
+/// The run's own keys: what it trains on, how it optimises, and its lineage.
+public struct RunSettings: Codable, Equatable, Sendable {
+    public enum Kind: String, CaseIterable, ConfigChoice, Equatable {
+        /// Next-byte prediction on a corpus.
+        case pretrain
+        /// Sequence classification from a pretrained parent.
+        case finetune
+    }
+
+    public var kind = Kind.pretrain
 
     // MARK: Data
     /// Pretraining corpus: "wordnet" or a path to a JSONL file of {"text": …} lines.
@@ -18,24 +169,6 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// Cap on validation/test examples and on the train examples used for train-set evaluation.
     public var evalExamples = 1024
 
-    // MARK: Model (see ModelConfig for each knob)
-    public var vocab = 260
-    public var context = 128
-    public var dModel = 128
-    public var layers = 4
-    public var heads = 4
-    public var dFF = 512
-    public var experts = 8
-    public var topK = 2
-    public var moeEvery = 2
-    public var capacityFactorTrain: Float = 1.25
-    public var capacityFactorEval: Float = 2.0
-    public var auxLossCoef: Float = 0.01
-    public var zLossCoef: Float = 0.001
-    public var dropout: Float = 0.1
-    public var expertDropout: Float = 0.1
-    public var norm = "layernorm"
-
     // MARK: Optimisation
     public var steps = 1000
     public var batchSize = 32
@@ -43,8 +176,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var lr: Float = 1e-3
     /// Linear warm-up steps from 0 to `lr`.
     public var warmupSteps = 50
-    /// "cosine" (to lr·minLrRatio at the last step), "linear" or "constant" after warm-up.
-    public var schedule = "cosine"
+    /// The learning rate after warm-up.
+    public var schedule = LRSchedule.Kind.cosine
+    /// The floor of the cosine and linear schedules, as a fraction of `lr`.
     public var minLrRatio: Float = 0.1
     public var beta1: Float = 0.9
     public var beta2: Float = 0.95
@@ -57,84 +191,70 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public var evalBatches = 8
     /// Steps between checkpoints (the last step is always checkpointed).
     public var checkpointInterval = 250
+    /// Initialisation, data order and dropout masks.
     public var seed = 0
 
     // MARK: Fine-tuning
     /// Parent run hash (pretraining run) for fine-tuning; nil for pretraining.
     public var parent: String? = nil
-    /// "all", "non-moe", "moe", "attention", "ffn", "experts-only", or "custom" with `groups`.
-    public var regime = "all"
-    /// Groups updated by the "custom" regime (the head is always updated).
-    public var groups: [String] = []
+    /// The parameter groups fine-tuning updates (see `Regime`).
+    public var regime = Regime.all
+    /// Groups updated by the `custom` regime (the head is always updated).
+    public var groups: [ParamGroup] = []
 
     public init() {}
 
-    /// Activation memory a run may plan for (8 GiB).
-    public static let maxActivationBytes = 8 << 30
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
+    public enum CodingKeys: String, CodingKey, CaseIterable, Sendable {
         case kind, corpus, task, trainSize = "train_size", evalExamples = "eval_examples"
-        case vocab, context, dModel = "d_model", layers, heads, dFF = "d_ff", experts, topK = "top_k"
-        case moeEvery = "moe_every", capacityFactorTrain = "capacity_factor_train"
-        case capacityFactorEval = "capacity_factor_eval", auxLossCoef = "aux_loss_coef", zLossCoef = "z_loss_coef"
-        case dropout, expertDropout = "expert_dropout", norm
         case steps, batchSize = "batch_size", lr, warmupSteps = "warmup_steps", schedule, minLrRatio = "min_lr_ratio"
         case beta1, beta2, weightDecay = "weight_decay", gradClip = "grad_clip", evalInterval = "eval_interval"
         case evalBatches = "eval_batches", checkpointInterval = "checkpoint_interval", seed
         case parent, regime, groups
-    }
 
-    /// Keys as the user writes them (snake_case).
-    public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
-
-    /// Keys that describe the architecture: a fine-tuning run inherits them from its parent.
-    public static let architectureKeys: Set<String> = ["vocab", "context", "d_model", "layers", "heads", "d_ff",
-                                                       "experts", "top_k", "moe_every", "norm"]
-
-    public var isFinetune: Bool { kind == "finetune" }
-
-    public func model(classes: Int) -> ModelConfig {
-        var m = ModelConfig()
-        m.vocab = vocab; m.context = context; m.dModel = dModel; m.layers = layers; m.heads = heads; m.dFF = dFF
-        m.experts = experts; m.topK = topK; m.moeEvery = moeEvery
-        m.capacityFactorTrain = capacityFactorTrain; m.capacityFactorEval = capacityFactorEval
-        m.auxLossCoef = auxLossCoef; m.zLossCoef = zLossCoef; m.dropout = dropout; m.expertDropout = expertDropout
-        m.norm = norm; m.classes = classes
-        return m
-    }
-
-    /// Range checks beyond the model's own, each naming the key and value.
-    public func validate() throws {
-        func fail(_ key: String, _ value: Any, _ reason: String) throws -> Never {
-            throw ModelConfig.Invalid.value(key: key, value: "\(value)", reason: reason)
+        /// The one kind of run this key applies to, nil for both. The resolver refuses a key
+        /// given for the other kind at any value but its default (it would change the hash
+        /// and do nothing); the default stays in the resolved config, as it always has.
+        public var onlyFor: Kind? {
+            switch self {
+            case .corpus, .evalBatches: return .pretrain
+            case .task, .trainSize, .evalExamples, .parent, .regime, .groups: return .finetune
+            case .kind, .steps, .batchSize, .lr, .warmupSteps, .schedule, .minLrRatio, .beta1, .beta2, .weightDecay,
+                 .gradClip, .evalInterval, .checkpointInterval, .seed:
+                return nil
+            }
         }
-        if kind != "pretrain" && kind != "finetune" { try fail("kind", kind, "must be pretrain or finetune") }
-        try model(classes: isFinetune ? 2 : 0).validate()
-        if steps < 1 || steps > 10_000_000 { try fail("steps", steps, "must be in 1...10000000") }
-        if batchSize < 1 || batchSize > 4096 { try fail("batch_size", batchSize, "must be in 1...4096") }
-        if !(lr > 0) || !lr.isFinite || lr > 10 { try fail("lr", lr, "must be in (0, 10]") }
-        if warmupSteps < 0 { try fail("warmup_steps", warmupSteps, "must be ≥ 0") }
-        if !["cosine", "linear", "constant"].contains(schedule) { try fail("schedule", schedule, "must be cosine, linear or constant") }
-        if !(minLrRatio >= 0 && minLrRatio <= 1) { try fail("min_lr_ratio", minLrRatio, "must be in [0, 1]") }
-        if !(beta1 >= 0 && beta1 < 1) { try fail("beta1", beta1, "must be in [0, 1)") }
-        if !(beta2 >= 0 && beta2 < 1) { try fail("beta2", beta2, "must be in [0, 1)") }
-        if !(weightDecay >= 0) || !weightDecay.isFinite { try fail("weight_decay", weightDecay, "must be ≥ 0") }
-        if !(gradClip >= 0) || !gradClip.isFinite { try fail("grad_clip", gradClip, "must be ≥ 0") }
-        if evalInterval < 1 { try fail("eval_interval", evalInterval, "must be ≥ 1") }
-        if evalBatches < 1 || evalBatches > 10_000 { try fail("eval_batches", evalBatches, "must be in 1...10000") }
-        if checkpointInterval < 1 { try fail("checkpoint_interval", checkpointInterval, "must be ≥ 1") }
-        if seed < 0 { try fail("seed", seed, "must be ≥ 0") }
-        if trainSize < 1 { try fail("train_size", trainSize, "must be ≥ 1") }
-        let activations = model(classes: isFinetune ? 2 : 0).activationBytes(batch: batchSize, time: context)
-        if activations > RunConfig.maxActivationBytes {
-            try fail("batch_size", batchSize, "with context=\(context) the activations need \(activations >> 20) MiB, more than \(RunConfig.maxActivationBytes >> 20) MiB")
+
+        /// Added after runs were first stored (see `RunConfig.lateKeys`). Every key of the
+        /// first store format answers false; a new key answers true, and its declared
+        /// default must reproduce the behaviour from before it existed.
+        public var isLate: Bool {
+            switch self {
+            case .kind, .corpus, .task, .trainSize, .evalExamples, .steps, .batchSize, .lr, .warmupSteps, .schedule,
+                 .minLrRatio, .beta1, .beta2, .weightDecay, .gradClip, .evalInterval, .evalBatches,
+                 .checkpointInterval, .seed, .parent, .regime, .groups:
+                return false
+            }
         }
-        if evalExamples < 1 { try fail("eval_examples", evalExamples, "must be ≥ 1") }
-        if isFinetune {
-            if parent == nil { try fail("parent", "null", "a fine-tuning run needs a parent pretraining run") }
-            _ = try Regime.groups(regime: regime, custom: groups)
-        } else if parent != nil {
-            try fail("parent", parent!, "only fine-tuning runs have a parent")
+    }
+}
+
+/// How the resolver reads a key's value, derived from the Swift type of its default.
+public enum ConfigType: Equatable, Sendable {
+    case int, float, string, optionalString
+    /// One of a fixed set of names.
+    case choice([String])
+    /// A list of names from a fixed set.
+    case choices([String])
+
+    init(of value: Any) {
+        switch value {
+        case is Int: self = .int
+        case is Float, is Double: self = .float
+        case is String: self = .string
+        case is String?: self = .optionalString
+        case let c as any ConfigChoice: self = .choice(type(of: c).choices)
+        case is [ParamGroup]: self = .choices(ParamGroup.choices)
+        default: preconditionFailure("config field of unsupported type \(type(of: value))")
         }
     }
 }

@@ -47,24 +47,19 @@ public final class Trainer {
         self.data = data
         self.sink = sink
         var classes = 0
-        var groups = Set(ParamGroup.allCases)
         if case let .classification(k, train, validation, _) = data {
             classes = k
-            guard !train.isEmpty, !validation.isEmpty else { throw Regime.Invalid(description: "task has an empty train or validation split") }
-            groups = try Regime.groups(regime: config.regime, custom: config.groups)
-        } else {
-            groups.remove(.head)
+            guard !train.isEmpty, !validation.isEmpty else { throw TrainerSetupError(description: "task has an empty train or validation split") }
         }
+        let groups = config.trainedGroups
         let modelConfig = config.model(classes: classes)
-        let layout = ParameterLayout(modelConfig)
-        if config.isFinetune { try Regime.check(groups, regime: config.regime, layout: layout, experts: config.experts) }
         model = try Transformer(config: modelConfig, maxBatch: config.batchSize, seed: UInt64(config.seed), trainable: groups)
         optimizer = AdamW(model: model, beta1: config.beta1, beta2: config.beta2, weightDecay: config.weightDecay,
                           clip: config.gradClip)
         schedule = LRSchedule(config: config)
         batcher = Batcher(seed: config.seed, batchSize: config.batchSize, context: config.context)
         if case let .corpus(train, validation) = data, min(train.count, validation.count) <= config.context + 1 {
-            throw Regime.Invalid(description: "corpus split shorter than context+1 = \(config.context + 1) bytes")
+            throw TrainerSetupError(description: "corpus split shorter than context+1 = \(config.context + 1) bytes")
         }
     }
 
@@ -252,4 +247,9 @@ public final class Trainer {
             (model.params.base + t.offset).update(from: values, count: t.count)
         }
     }
+}
+
+/// Data a trainer cannot start from (an empty split, a corpus shorter than one window).
+public struct TrainerSetupError: Error, CustomStringConvertible {
+    public let description: String
 }

@@ -49,8 +49,9 @@ struct BenchModel: ParsableCommand {
         guard threads >= 1 && threads <= 64 else { throw ValidationError("--threads \(threads): must be in 1...64") }
         guard steps >= 1 && steps <= 100_000 else { throw ValidationError("--steps \(steps): must be in 1...100000") }
         if let cf = capacityFactor, !(cf > 0 && cf.isFinite) { throw ValidationError("--capacity-factor \(cf): must be > 0") }
-        if let regime, !Regime.names.contains(regime) || regime == "custom" {
-            throw ValidationError("--regime \(regime): unknown regime (valid: \(Regime.names.filter { $0 != "custom" }.joined(separator: ", ")))")
+        if let regime, Regime(rawValue: regime) == nil || regime == Regime.custom.rawValue {
+            let named = Regime.allCases.filter { $0 != .custom }.map(\.rawValue)
+            throw ValidationError("--regime \(regime): unknown regime (valid: \(named.joined(separator: ", ")))")
         }
     }
 
@@ -63,8 +64,8 @@ struct BenchModel: ParsableCommand {
                                        ("blas_core_source", Blas.coreSource), ("vector_kernels", Blas.vectorKernels),
                                        ("capacity_factor_train", Double(config.capacityFactorTrain))]
         if let regime {
-            let all = try BenchSmall.fineTuneStep(config: config, regime: "all", steps: steps)
-            let sub = try BenchSmall.fineTuneStep(config: config, regime: regime, steps: steps)
+            let all = try BenchSmall.fineTuneStep(config: config, regime: .all, steps: steps)
+            let sub = try BenchSmall.fineTuneStep(config: config, regime: Regime(rawValue: regime)!, steps: steps)
             fields += [("regime", regime), ("step_seconds_all", all.seconds), ("step_seconds_regime", sub.seconds),
                        ("measured_ratio", sub.seconds / all.seconds), ("flop_model_ratio", sub.flops / all.flops),
                        ("trainable_fraction", sub.trainableFraction)]
@@ -194,14 +195,14 @@ enum BenchSmall {
 
     /// Mean seconds of a fine-tuning (classification) step with only `regime` trained,
     /// and the FLOP model's count for that step.
-    static func fineTuneStep(config base: ModelConfig, regime: String, steps: Int) throws
+    static func fineTuneStep(config base: ModelConfig, regime: Regime, steps: Int) throws
         -> (seconds: Double, flops: Double, trainableFraction: Double) {
         var config = base
         config.classes = 45
-        let groups = try Regime.groups(regime: regime, custom: [])
+        let groups = try regime.groups(custom: [])
         let B = batch, T = config.context, N = B * T
         let model = try Transformer(config: config, maxBatch: B, seed: 1, trainable: groups)
-        try Regime.check(groups, regime: regime, layout: model.layout, experts: config.experts)
+        try regime.check(groups, layout: model.layout, experts: config.experts)
         let opt = AdamW(model: model)
         let tokens = randomTokens(vocab: 256, count: N, step: 0)
         let labels = (0..<B).map { Int32($0 % 45) }, lengths = [Int32](repeating: Int32(T), count: B)

@@ -68,6 +68,11 @@ struct GlobalOptions: ParsableArguments {
 
     func openStore() throws -> Store { try Store(path: storePath) }
 
+    /// The store when its file exists; nil stands for an empty store that is not created.
+    func existingStore() throws -> Store? {
+        FileManager.default.fileExists(atPath: storePath) ? try Store(path: storePath) : nil
+    }
+
     /// `processes`: how many processes will run `threads` workers each (a sweep's --jobs).
     func executor(store: Store, processes: Int = 1) throws -> Executor {
         let cores = ProcessInfo.processInfo.activeProcessorCount

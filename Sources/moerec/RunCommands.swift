@@ -24,6 +24,7 @@ struct RunCommand: ParsableCommand {
           moerec run --preset quick
           moerec run pretrain.yaml --set steps=500 --set experts=4
           moerec run --set kind=finetune --set parent=3fa2c1 --set regime=moe
+          moerec run finetune.yaml --dry-run
         """)
 
     @OptionGroup var global: GlobalOptions
@@ -32,6 +33,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Run a preset study (quick, paper) instead of one config.") var preset: String?
     @Option(help: "Tag the run (repeatable).") var tag: [String] = []
     @Option(help: "Parallel processes for a preset study.") var jobs = 1
+    @Flag(help: "Print each resolved config's hash, its parent's, and whether it is completed, interrupted or new; train and write nothing.")
+    var dryRun = false
 
     func validate() throws {
         if preset != nil && (config != nil || !sets.isEmpty) {
@@ -46,10 +49,16 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         if let preset {
             let study = try Presets.study(named: preset)
-            try StudyRunner(global: global, study: study, jobs: jobs, tags: tag).run()
+            try StudyRunner(global: global, study: study, jobs: jobs, tags: tag).run(dryRun: dryRun)
             return
         }
         let (resolved, explicit) = try ConfigResolver.resolve(file: config, sets: sets)
+        if dryRun {
+            let store = try global.existingStore()
+            let plans = try Executor.preview(resolved, explicit: explicit, store: store, data: DataProvider())
+            try DryRun.print(plans.map { (nil, $0) }, store: store)
+            return
+        }
         try Executor.precheck(resolved, parent: nil, explicit: explicit)
         ParentWatch.startIfChild()
         let store = try global.openStore()
@@ -110,6 +119,7 @@ struct Sweep: ParsableCommand {
         Examples:
           moerec sweep finetune.yaml --grid regime=all,non-moe,moe,attention,ffn --grid seed=0,1,2
           moerec sweep --preset paper --jobs 2
+          moerec sweep --preset paper --dry-run
         """)
 
     @OptionGroup var global: GlobalOptions
@@ -120,6 +130,8 @@ struct Sweep: ParsableCommand {
     @Option(help: "Cells run in parallel processes (each with --threads worker threads).") var jobs = 1
     @Option(help: "Sweep name recorded in the store.") var name: String?
     @Option(help: "Report tables to print at the end (regimes, experts, overfit, claims).") var table: [String] = []
+    @Flag(help: "Print every cell's hash, its parent's, and whether it is completed, interrupted or new; train and write nothing.")
+    var dryRun = false
 
     func validate() throws {
         guard jobs >= 1 && jobs <= 16 else { throw ValidationError("--jobs \(jobs): must be in 1...16") }
@@ -148,18 +160,42 @@ struct Sweep: ParsableCommand {
             let (_, value) = try ConfigResolver.parseOverride(item)
             study.base[key] = value
         }
+        var given = Set<String>()
         for axis in grid {
             guard let eq = axis.firstIndex(of: "=") else { throw InputError("--grid \(axis): expected key=v1,v2,…") }
             let key = String(axis[..<eq])
-            let values = try axis[axis.index(after: eq)...].split(separator: ",").map {
-                try ConfigResolver.parseOverride("\(key)=\($0)").1
+            guard given.insert(key).inserted else {
+                throw InputError("--grid \(key): the axis is given twice (put all its values in one --grid)")
             }
+            let texts = axis[axis.index(after: eq)...].split(separator: ",", omittingEmptySubsequences: false)
+            let values = try texts.map { text -> JSONValue in
+                guard !text.trimmingCharacters(in: .whitespaces).isEmpty else {
+                    throw InputError("--grid \(axis): empty value (expected key=v1,v2,…)")
+                }
+                return try ConfigResolver.parseOverride("\(key)=\(text)").1
+            }
+            // A preset's axis of the same key is replaced.
             study.grid.removeAll { $0.key == key }
             study.grid.append((key, values))
         }
         if let name { study.name = name }
         if !table.isEmpty { study.tables = table }
-        try StudyRunner(global: global, study: study, jobs: jobs, tags: []).run()
+        try StudyRunner(global: global, study: study, jobs: jobs, tags: []).run(dryRun: dryRun)
+    }
+}
+
+/// `--dry-run` output: one line per planned run, parents before the runs that need them,
+/// each once: full hash, kind, parent (12 characters, or -), status in the store (or
+/// `new`), and the cell label. Tab-separated, so it pipes into `cut` and `awk`.
+enum DryRun {
+    static func print(_ plans: [(label: String?, plan: PlannedRun)], store: Store?) throws {
+        var seen = Set<String>()
+        for (label, plan) in plans where seen.insert(plan.hash).inserted {
+            let status = try store?.run(hash: plan.hash)?.status.rawValue ?? "new"
+            let fields = [plan.hash, plan.config.kind.rawValue, plan.config.parent.map { String($0.prefix(12)) } ?? "-",
+                          status] + (label.map { [$0] } ?? [])
+            Swift.print(fields.joined(separator: "\t"))
+        }
     }
 }
 
@@ -171,7 +207,7 @@ struct StudyRunner {
     let jobs: Int
     let tags: [String]
 
-    func run() throws {
+    func run(dryRun: Bool = false) throws {
         let cells = try study.cells()
         // Check every cell before anything trains: a sweep with no valid cell is bad input.
         var invalid: [String: String] = [:]
@@ -183,6 +219,22 @@ struct StudyRunner {
         }
         if invalid.count == cells.count, let first = cells.first.flatMap({ invalid[$0.label] }) {
             throw InputError("no valid cell in the sweep (all \(cells.count) rejected); first: \(first)")
+        }
+        if dryRun {
+            let store = try global.existingStore()
+            let data = DataProvider()
+            var plans: [(String?, PlannedRun)] = []
+            for cell in cells {
+                if let reason = invalid[cell.label] {
+                    FileHandle.standardError.write(Data("invalid [\(cell.label)]: \(reason)\n".utf8))
+                    continue
+                }
+                let cellPlans = try Executor.preview(cell.config, explicit: cell.explicit, parent: cell.parent,
+                                                     store: store, data: data)
+                plans += cellPlans.dropLast().map { (nil, $0) } + [(cell.label, cellPlans.last!)]
+            }
+            try DryRun.print(plans, store: store)
+            return
         }
         let store = try global.openStore()
         let executor = try global.executor(store: store, processes: jobs)

@@ -36,6 +36,82 @@ final class ConfigResolverTests: XCTestCase {
         XCTAssertEqual(hash, PinnedHash.defaultConfig, canonical)
     }
 
+    /// Hash stability across upgrades: a key added later, at the default that reproduces
+    /// the old behaviour, leaves the pinned hash unchanged; at any other value it counts.
+    func testLateKeyAtItsIntroductionDefaultKeepsHashes() throws {
+        let today = try ConfigResolver.value(of: RunConfig())
+        guard case var .object(upgraded) = today else { return XCTFail("config is not an object") }
+        let zeros = String(repeating: "0", count: 64)
+        func hash(_ v: JSONValue) throws -> String {
+            try RunIdentity.hash(config: v, parent: nil, datasetFingerprint: zeros, numerics: 1)
+        }
+        // An upgrade that adds `future_patience`, introduced at 0 (off: the old behaviour).
+        upgraded["future_patience"] = .int(0)
+        let late: [String: JSONValue] = ["future_patience": .int(0)]
+        XCTAssertEqual(try hash(ConfigResolver.canonical(.object(upgraded), lateDefaults: late)), PinnedHash.defaultConfig)
+        upgraded["future_patience"] = .int(3)
+        XCTAssertNotEqual(try hash(ConfigResolver.canonical(.object(upgraded), lateDefaults: late)), PinnedHash.defaultConfig)
+        // The real late keys sit at their defaults in a default config, so they are absent.
+        for key in RunConfig.lateKeys { XCTAssertNil(today[key], "late key \(key) in the canonical default config") }
+        // And a stored config that predates them decodes with their defaults.
+        guard case var .object(stored) = today else { return }
+        for key in RunConfig.lateKeys { stored[key] = nil }
+        XCTAssertEqual(try ConfigResolver.decode(stored), RunConfig())
+    }
+
+    /// Every key's type is read off its declaration; enumerated keys take only their names.
+    func testKeyTypesComeFromTheDeclaration() throws {
+        let types = Dictionary(uniqueKeysWithValues: RunConfig.schema.map { ($0.key, $0.type) })
+        XCTAssertEqual(Set(types.keys), Set(RunConfig.keys), "every key has a type")
+        XCTAssertEqual(types["lr"], .float)
+        XCTAssertEqual(types["capacity_factor_eval"], .float)
+        XCTAssertEqual(types["steps"], .int)
+        XCTAssertEqual(types["parent"], .optionalString)
+        XCTAssertEqual(types["regime"], .choice(["all", "non-moe", "moe", "attention", "ffn", "experts-only", "custom"]))
+        XCTAssertEqual(types["norm"], .choice(["layernorm", "rmsnorm"]))
+        XCTAssertEqual(types["schedule"], .choice(["cosine", "linear", "constant"]))
+        XCTAssertEqual(types["kind"], .choice(["pretrain", "finetune"]))
+        for (set, expected) in [("regime=nonsense", "regime=nonsense: expected one of all, non-moe"),
+                                ("schedule=cosin", "schedule=cosin: expected one of cosine"),
+                                ("norm=batchnorm", "norm=batchnorm"), ("kind=eval", "kind=eval"),
+                                ("groups=attn,mlp", "groups=attn,mlp: expected a list of strings from embed")] {
+            XCTAssertThrowsError(try ConfigResolver.resolve(sets: [set])) { XCTAssertTrue("\($0)".contains(expected), "\($0)") }
+        }
+        let file = try write(#"{"kind": "finetune", "parent": "ab", "regime": "moe ", "steps": 2}"#, "e.json")
+        XCTAssertThrowsError(try ConfigResolver.resolve(file: file)) { XCTAssertTrue("\($0)".contains("regime=moe "), "\($0)") }
+        let custom = ["kind=finetune", "parent=ab", "groups=attn, ffn", "regime=custom"]
+        XCTAssertEqual(try ConfigResolver.resolve(sets: custom).config.groups, [.attn, .ffn])
+        XCTAssertEqual(RunConfig.architectureKeys, ["vocab", "context", "d_model", "layers", "heads", "d_ff", "experts",
+                                                    "top_k", "moe_every", "norm"])
+    }
+
+    /// A key of the other kind of run is refused unless it sits at its default (as in a
+    /// resolved config written out in full, whose hash it does not change).
+    func testKeysOfTheOtherKindAreRefused() throws {
+        for (sets, expected) in [(["regime=moe"], "regime: applies to finetune runs only"),
+                                 (["task=wn-pos"], "task: applies to finetune runs only"),
+                                 (["train_size=256"], "train_size"),
+                                 (["kind=finetune", "parent=ab", "corpus=x.jsonl"], "corpus: applies to pretrain runs only"),
+                                 (["kind=finetune", "parent=ab", "eval_batches=3"], "eval_batches")] {
+            XCTAssertThrowsError(try ConfigResolver.resolve(sets: sets)) { XCTAssertTrue("\($0)".contains(expected), "\($0)") }
+        }
+        let atDefaults = try ConfigResolver.resolve(sets: ["regime=all", "groups=", "train_size=4096"]).config
+        XCTAssertEqual(try ConfigResolver.value(of: atDefaults), try ConfigResolver.value(of: RunConfig()))
+        let yaml = try write("steps: 0x6\n", "hex.yaml")
+        XCTAssertThrowsError(try ConfigResolver.resolve(file: yaml)) { XCTAssertTrue("\($0)".contains("steps=0x6: expected an integer"), "\($0)") }
+        for form in ["6_0", "0o6", "+0x6", "1_000"] {
+            let f = try write("steps: \(form)\n", "n.yaml")
+            XCTAssertThrowsError(try ConfigResolver.resolve(file: f), form)
+        }
+        let quoted = try write("steps: '60'\n", "q.yaml")
+        XCTAssertThrowsError(try ConfigResolver.resolve(file: quoted)) { XCTAssertTrue("\($0)".contains("expected an integer"), "\($0)") }
+        let plain = try write("steps: 60\nlr: 2.5e-3\nnorm: rmsnorm\n", "p.yaml")
+        let c = try ConfigResolver.resolve(file: plain).config
+        XCTAssertEqual(c.steps, 60); XCTAssertEqual(c.lr, 2.5e-3); XCTAssertEqual(c.norm, .rmsnorm)
+        let duplicate = try write("steps: 6\nsteps: 7\n", "d.yaml")
+        XCTAssertThrowsError(try ConfigResolver.resolve(file: duplicate)) { XCTAssertTrue("\($0)".contains("duplicate") && "\($0)".contains("'steps'"), "\($0)") }
+    }
+
     func testErrorsNameKeyAndValue() throws {
         let cases: [([String], String)] = [
             (["stepz=3"], "unknown key 'stepz'"),

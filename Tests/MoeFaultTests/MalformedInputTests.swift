@@ -192,6 +192,53 @@ final class MalformedInputTests: FaultTestCase {
         runInputCases(cases)
     }
 
+    /// Inputs that used to pass silently: repeated, empty and duplicate grid values; keys
+    /// of the other kind of run (which changed the hash and did nothing); enumerated keys
+    /// outside their names whatever the kind; YAML number forms beyond plain decimal.
+    func testStrictConfigAndGridInputs() throws {
+        try prepareStore()
+        let cfg = try FaultFixtures.pretrainConfig(in: dir, name: "strict.json", steps: 10).path
+        var cases: [InputCase] = [
+            .init(name: "sweep: a --grid key given twice", args: ["sweep", cfg, "--grid", "seed=0,1", "--grid", "seed=2"],
+                  expect: ["--grid seed", "twice"]),
+            .init(name: "sweep: an empty --grid value", args: ["sweep", cfg, "--grid", "seed=0,,1"], expect: ["--grid seed=0,,1", "empty value"]),
+            .init(name: "sweep: a trailing comma in --grid", args: ["sweep", cfg, "--grid", "lr=0.1,"], expect: ["empty value"]),
+            .init(name: "sweep: a duplicate --grid value", args: ["sweep", cfg, "--grid", "seed=0,1,0"], expect: ["--grid seed", "value 0", "twice"]),
+            .init(name: "sweep: the same value spelled twice", args: ["sweep", cfg, "--grid", "lr=0.1,1e-1"], expect: ["--grid lr", "twice"]),
+        ]
+        // Every key that applies to fine-tuning only, on a pretraining config (and the
+        // other way round), at a value other than its default.
+        for (key, value) in [("regime", "moe"), ("task", "wn-pos"), ("train_size", "256"), ("eval_examples", "64"),
+                             ("groups", "attn"), ("parent", "abcd")] {
+            cases.append(.init(name: "config: \(key) on a pretraining run", args: ["run", cfg, "--set", "\(key)=\(value)"],
+                               expect: ["\(key): applies to finetune runs only"]))
+        }
+        let finetune = try file("strict-finetune.json", "{\"kind\": \"finetune\", \"parent\": \"\(parent.prefix(12))\"}")
+        for (key, value) in [("corpus", "other.jsonl"), ("eval_batches", "3")] {
+            cases.append(.init(name: "config: \(key) on a fine-tuning run", args: ["run", finetune, "--set", "\(key)=\(value)"],
+                               expect: ["\(key): applies to pretrain runs only"]))
+        }
+        for (key, value) in [("regime", "nonsense"), ("norm", "batchnorm"), ("schedule", "cosin"), ("kind", "eval"),
+                             ("groups", "attn,mlp"), ("regime", "ALL")] {
+            cases.append(.init(name: "config: \(key)=\(value) on a pretraining run", args: ["run", cfg, "--set", "\(key)=\(value)"],
+                               expect: ["\(key)=\(value)", "expected"]))
+            cases.append(.init(name: "config file: \(key): \(value)",
+                               args: ["run", try file("enum-\(key)-\(value).yaml", "\(key): \(value)\n")],
+                               expect: ["\(key)=\(value)", "expected"]))
+        }
+        for form in ["6_0", "0x6", "0o6", "0b110", "+0x6", "1_000", "0600", "6.", "1:30"] {
+            cases.append(.init(name: "config: steps: \(form) (YAML)", args: ["run", try file("num-\(cases.count).yaml", "steps: \(form)\n")],
+                               expect: ["steps=\(form)"]))
+        }
+        runInputCases(cases)
+        // A key of the other kind at its default (a resolved config written out in full)
+        // is accepted and keeps the hash: the dry run of both gives one hash.
+        let plain = try Moerec.runLimited(["run", cfg, "--dry-run", "--store", db])
+        let spelled = try Moerec.runLimited(["run", cfg, "--set", "regime=all", "--set", "train_size=4096", "--dry-run", "--store", db])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertEqual(plain.stdout, spelled.stdout)
+    }
+
     // MARK: JSONL data
 
     func testMalformedData() throws {

@@ -22,7 +22,7 @@ final class ModelGradientTests: XCTestCase {
         var c = ModelConfig()
         c.vocab = 260; c.context = 8; c.dModel = 16; c.layers = 2; c.heads = 2; c.dFF = 24
         c.experts = 4; c.topK = 2; c.moeEvery = 2
-        c.capacityFactorTrain = 4; c.auxLossCoef = 0; c.zLossCoef = 0
+        c.capacityFactorTrain = 4; c.auxLossCoef = 0; c.zLossCoef = 0; c.dropout = 0; c.expertDropout = 0
         return c
     }
 
@@ -71,7 +71,7 @@ final class ModelGradientTests: XCTestCase {
         var checked = 0
         for t in model.layout.tensors {
             // RMSNorm has no bias; it stays zero and takes no gradient.
-            if cfg.norm == "rmsnorm" && t.name.hasSuffix(".bias") { continue }
+            if cfg.norm == .rmsnorm && t.name.hasSuffix(".bias") { continue }
             let picks = Array(Set((0..<min(t.count, 12)).map { ($0 * 7919 + 13) % t.count })).sorted()
             var analytic: [Double] = [], numeric: [Double] = []
             for i in picks {
@@ -101,7 +101,7 @@ final class ModelGradientTests: XCTestCase {
     }
 
     func testRmsNorm() throws {
-        var c = Self.small(); c.experts = 1; c.topK = 1; c.norm = "rmsnorm"
+        var c = Self.small(); c.experts = 1; c.topK = 1; c.norm = .rmsnorm
         try check(Case(name: "rmsnorm", config: c))
     }
 

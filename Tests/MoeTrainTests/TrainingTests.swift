@@ -92,9 +92,9 @@ final class TrainingTests: XCTestCase {
         var pre = Self.tinyConfig(); pre.steps = 4
         let (_, pretrained) = try pretrain(pre)
         let preLayout = ParameterLayout(pre.model(classes: 0))
-        for regime in ["all", "non-moe", "moe", "attention", "ffn", "experts-only"] {
+        for regime in Regime.allCases where regime != .custom {
             var ft = pre
-            ft.kind = "finetune"; ft.parent = String(repeating: "a", count: 64); ft.regime = regime; ft.steps = 3
+            ft.kind = .finetune; ft.parent = String(repeating: "a", count: 64); ft.regime = regime; ft.steps = 3
             let trainer = try Trainer(config: ft, data: Self.classification(context: ft.context), sink: MemorySink())
             trainer.loadParameters { t in
                 guard let p = preLayout.tensor(named: t.name) else { return nil }
@@ -102,7 +102,7 @@ final class TrainingTests: XCTestCase {
             }
             let before = Array(trainer.model.params.buffer)
             _ = try trainer.run()
-            let groups = try Regime.groups(regime: regime, custom: [])
+            let groups = try regime.groups(custom: [])
             var expectedState = 0
             for t in trainer.model.layout.tensors {
                 let old = before[t.offset..<t.offset + t.count], new = trainer.model.params.buffer[t.offset..<t.offset + t.count]
@@ -121,7 +121,7 @@ final class TrainingTests: XCTestCase {
 
     func testMoeRegimeOnDenseModelIsRefused() throws {
         var ft = Self.tinyConfig()
-        ft.kind = "finetune"; ft.parent = String(repeating: "b", count: 64); ft.experts = 1; ft.topK = 1; ft.regime = "moe"
+        ft.kind = .finetune; ft.parent = String(repeating: "b", count: 64); ft.experts = 1; ft.topK = 1; ft.regime = .moe
         XCTAssertThrowsError(try Trainer(config: ft, data: Self.classification(context: ft.context), sink: MemorySink())) { error in
             XCTAssertTrue("\(error)".contains("nothing but the head"), "\(error)")
         }
