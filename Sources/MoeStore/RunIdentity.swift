@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MoeJSON
 
 /// The run hash: what makes two runs "the same run".
 ///

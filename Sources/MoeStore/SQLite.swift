@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import MoeJSON
 
 #if canImport(Glibc)
 import Glibc
