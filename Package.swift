@@ -34,7 +34,7 @@ let package = Package(
         // MARK: Store, checkpoints, reports
         .target(name: "MoeStore", dependencies: ["MoeJSON", "CSQLite", .product(name: "Crypto", package: "swift-crypto")],
                 resources: []),
-        .target(name: "MoeCheckpoint", dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "MoeCheckpoint", dependencies: ["MoeJSON", "CZlib", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "MoeReport", dependencies: ["MoeJSON", "MoeStore"]),
 
         // MARK: Experiments (config resolution, run execution, reproduce, diff)
