@@ -23,12 +23,25 @@ extension JSONValue {
         self = try text.withUTF8 { try JSONParser.parse($0, maxDepth: maxDepth) }
     }
 
-    /// Parses JSON from UTF-8 bytes; bytes that are not UTF-8 are an error.
+    /// Parses JSON from bytes, which must be well-formed UTF-8 (the first byte that is not
+    /// is an error with its position). A byte-order mark is not JSON and is an error too.
     public init(parsing data: Data, maxDepth: Int = JSONValue.defaultMaxDepth) throws {
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw JSONError.syntax(reason: "the bytes are not valid UTF-8", line: 1, column: 1)
+        let bytes = [UInt8](data)
+        self = try bytes.withUnsafeBufferPointer { buffer in
+            var decoder = Unicode.UTF8.ForwardParser()
+            var iterator = buffer.makeIterator()
+            var offset = 0
+            while true {
+                switch decoder.parseScalar(from: &iterator) {
+                case let .valid(scalar): offset += scalar.count
+                case .emptyInput: return try JSONParser.parse(buffer, maxDepth: maxDepth)
+                case .error:
+                    let parser = JSONParser(bytes: buffer, maxDepth: maxDepth)
+                    throw parser.error("byte 0x\(String(buffer[offset], radix: 16, uppercase: true)) is not valid UTF-8",
+                                       at: offset)
+                }
+            }
         }
-        try self.init(parsing: text, maxDepth: maxDepth)
     }
 
     /// Parses bytes that the caller has already checked to be well-formed UTF-8 (as the

@@ -1,3 +1,4 @@
+import Foundation
 import MoeJSON
 import XCTest
 
@@ -57,6 +58,14 @@ final class ParserErrorTests: XCTestCase {
                        "unterminated string at line 4, column 9")
         XCTAssertEqual(JSONError.duplicateKey("a\"b", line: 1, column: 2).description,
                        #"duplicate key "a\"b" at line 1, column 2"#)
+    }
+
+    func testBytesThatAreNotUTF8AreAnErrorWithTheirPosition() {
+        XCTAssertThrowsError(try JSONValue(parsing: Data(Array("[\"a\",\n \"".utf8) + [0xC3, 0x28, 0x22, 0x5D]))) { error in
+            XCTAssertEqual(error as? JSONError,
+                           .syntax(reason: "byte 0xC3 is not valid UTF-8", line: 2, column: 3))
+        }
+        XCTAssertEqual(try JSONValue(parsing: Data("[\"é\"]".utf8)), ["é"])
     }
 
     func testValidUTF8BytesParseToTheirExactStrings() throws {
