@@ -20,42 +20,46 @@ let package = Package(
         .systemLibrary(name: "CZlib"),
         .systemLibrary(name: "CSQLite"),
 
+        // MARK: JSON (below every Swift module: value, canonical writer, parser, printers)
+        .target(name: "MoeJSON"),
+
         // MARK: Numerics
         .target(name: "MoeKernels", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "MoeModel", dependencies: ["MoeKernels", "CKernels"]),
 
         // MARK: Data and training
-        .target(name: "MoeData", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "MoeData", dependencies: ["MoeJSON", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "MoeTrain", dependencies: ["MoeModel", "MoeData", "CKernels"]),
 
         // MARK: Store, checkpoints, reports
-        .target(name: "MoeStore", dependencies: ["CSQLite", .product(name: "Crypto", package: "swift-crypto")],
+        .target(name: "MoeStore", dependencies: ["MoeJSON", "CSQLite", .product(name: "Crypto", package: "swift-crypto")],
                 resources: []),
-        .target(name: "MoeCheckpoint", dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "MoeReport", dependencies: ["MoeStore"]),
+        .target(name: "MoeCheckpoint", dependencies: ["MoeJSON", "CZlib", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "MoeReport", dependencies: ["MoeJSON", "MoeStore"]),
 
         // MARK: Experiments (config resolution, run execution, reproduce, diff)
         .target(name: "MoeExperiment", dependencies: [
-            "MoeTrain", "MoeData", "MoeStore", "MoeCheckpoint",
+            "MoeJSON", "MoeTrain", "MoeData", "MoeStore", "MoeCheckpoint",
             .product(name: "Yams", package: "Yams"),
         ]),
 
         // MARK: Executable
         .executableTarget(name: "moerec", dependencies: [
-            "MoeKernels", "MoeModel", "MoeData", "MoeTrain", "MoeStore", "MoeCheckpoint", "MoeReport", "MoeExperiment",
+            "MoeJSON", "MoeKernels", "MoeModel", "MoeData", "MoeTrain", "MoeStore", "MoeCheckpoint", "MoeReport", "MoeExperiment",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // MARK: Tests
         .target(name: "MoeTestSupport", dependencies: ["MoeKernels"], path: "Tests/MoeTestSupport"),
+        .testTarget(name: "MoeJSONTests", dependencies: ["MoeJSON"]),
         .testTarget(name: "MoeKernelsTests", dependencies: ["MoeKernels", "CKernels", "MoeTestSupport"]),
         .testTarget(name: "MoeModelTests", dependencies: ["MoeModel", "MoeTestSupport"]),
         .testTarget(name: "MoeDataTests", dependencies: ["MoeData", "MoeTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MoeTrainTests", dependencies: ["MoeTrain", "MoeTestSupport"]),
-        .testTarget(name: "MoeStoreTests", dependencies: ["MoeStore", "MoeTestSupport"]),
+        .testTarget(name: "MoeStoreTests", dependencies: ["MoeJSON", "MoeStore", "MoeTestSupport"]),
         .testTarget(name: "MoeCheckpointTests", dependencies: ["MoeCheckpoint", "MoeTestSupport"]),
-        .testTarget(name: "MoeReportTests", dependencies: ["MoeReport", "MoeStore", "MoeTestSupport"]),
-        .testTarget(name: "MoeExperimentTests", dependencies: ["MoeExperiment", "MoeTestSupport"]),
+        .testTarget(name: "MoeReportTests", dependencies: ["MoeJSON", "MoeReport", "MoeStore", "MoeTestSupport"]),
+        .testTarget(name: "MoeExperimentTests", dependencies: ["MoeJSON", "MoeExperiment", "MoeTestSupport"]),
         .testTarget(name: "MoeCLITests", dependencies: ["MoeTestSupport"]),
         .testTarget(name: "MoeFaultTests", dependencies: ["MoeTestSupport"]),
     ],

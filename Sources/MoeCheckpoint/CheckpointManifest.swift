@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MoeJSON
 
 /// One tensor of a checkpoint: what it is, and which object holds its bytes.
 public struct TensorEntry: Codable, Equatable, Hashable, Sendable {
@@ -155,7 +156,7 @@ public struct CheckpointManifest: Codable, Equatable, Sendable {
             hasher.update(data: Array(entry.sha256.utf8))
             hasher.update(data: [0x0a])
         }
-        return hex(hasher.finalize())
+        return lowercaseHex(hasher.finalize())
     }
 
     /// Every object the checkpoint refers to (parameters and optimizer state), for

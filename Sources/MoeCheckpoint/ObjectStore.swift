@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MoeJSON
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -67,7 +68,7 @@ public final class ObjectStore: Sendable {
 
     /// Lowercase hex SHA-256 of `bytes`: the name an object with these bytes gets.
     public static func sha256Hex(_ bytes: UnsafeRawBufferPointer) -> String {
-        hex(SHA256.hash(data: bytes))
+        lowercaseHex(SHA256.hash(data: bytes))
     }
 
     /// 64 lowercase hex digits. Checked before any name becomes a path.
@@ -332,7 +333,7 @@ public final class ObjectStore: Sendable {
                     sha256: sha256, path: path, expected: rawSize, found: .exactly(produced), context: context)
             }
         }
-        return hex(hasher.finalize())
+        return lowercaseHex(hasher.finalize())
     }
 
     /// Size of a regular file, nil if nothing is there; anything else at the path is an
@@ -417,15 +418,4 @@ private func readSome(fd: Int32, into buffer: UnsafeMutableRawBufferPointer, pat
         if n >= 0 { return n }
         if errno != EINTR { throw CheckpointError.io(operation: "read", path: path, errno: errno) }
     }
-}
-
-func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    out.reserveCapacity(64)
-    for byte in digest {
-        out.append(digits[Int(byte >> 4)])
-        out.append(digits[Int(byte & 0x0f)])
-    }
-    return String(decoding: out, as: UTF8.self)
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MoeJSON
 
 /// The user's own data as JSON Lines: one JSON object per line, blank lines skipped.
 ///
@@ -7,10 +8,13 @@ import Foundation
 /// - Other fields are ignored. Labels must be all strings or all integers; classes are the
 ///   distinct labels sorted (strings by UTF-8 bytes, integers numerically).
 /// - Every line must be valid UTF-8 (checked byte by byte, never replaced) and at most
-///   `maxLineBytes` long; errors name FILE:LINE and the problem. Lines end with LF or CRLF;
-///   a UTF-8 byte-order mark at the start of the file is ignored.
+///   `maxLineBytes` long, and is parsed by MoeJSON's strict parser with values nested at
+///   most `maxDepth` deep; a key may not repeat in any object. Errors name FILE:LINE and the
+///   problem (with the column for JSON syntax). Lines end with LF or CRLF; a UTF-8
+///   byte-order mark at the start of the file is ignored.
 public enum JSONL {
     public static let defaultMaxLineBytes = 1 << 20
+    public static let maxDepth = 128
 
     /// A corpus: `train` and `validation` hold each record's text followed by `\n`.
     public static func loadCorpus(url: URL, name: String? = nil,
@@ -38,7 +42,7 @@ public enum JSONL {
             switch fields["label"] {
             case nil: throw fail(.missingField("label"))
             case .string(let s)?: label = .string(s); kind = "a string"
-            case .integer(let n)?: label = .integer(n); kind = "an integer"
+            case .int(let n)?: label = .integer(Int(n)); kind = "an integer"
             case _?: throw fail(.wrongType(field: "label", expected: "a string or an integer"))
             }
             if let expected = labelKind, expected != kind { throw fail(.mixedLabelTypes(expected: expected)) }
@@ -66,7 +70,7 @@ public enum JSONL {
 
     typealias Fail = (LineProblem) -> DataError
 
-    static func requiredString(_ fields: [String: JSONField], _ name: String, _ fail: Fail) throws -> String {
+    static func requiredString(_ fields: [String: JSONValue], _ name: String, _ fail: Fail) throws -> String {
         switch fields[name] {
         case nil: throw fail(.missingField(name))
         case .string(let s)?: return s
@@ -74,11 +78,11 @@ public enum JSONL {
         }
     }
 
-    static func idKey(_ fields: [String: JSONField], _ fail: Fail) throws -> String? {
+    static func idKey(_ fields: [String: JSONValue], _ fail: Fail) throws -> String? {
         switch fields["id"] {
         case nil: return nil
         case .string(let s)?: return s
-        case .integer(let n)?: return String(n)
+        case .int(let n)?: return String(n)
         case _?: throw fail(.wrongType(field: "id", expected: "a string or an integer"))
         }
     }
@@ -86,7 +90,7 @@ public enum JSONL {
     /// Calls `body` with the top-level fields of every non-blank line. An empty file (no
     /// records) is an error.
     static func forEachRecord(url: URL, maxLineBytes: Int,
-                              _ body: (_ fields: [String: JSONField], _ line: Int, _ fail: Fail) throws -> Void) throws {
+                              _ body: (_ fields: [String: JSONValue], _ line: Int, _ fail: Fail) throws -> Void) throws {
         var reader = try LineReader(url: url, maxLineBytes: maxLineBytes)
         let path = url.path
         var records = 0
@@ -96,17 +100,18 @@ public enum JSONL {
             if number == 1 && line.starts(with: [0xEF, 0xBB, 0xBF]) { line = line.dropFirst(3) }
             let fail: Fail = { .invalidLine(file: path, line: number, problem: $0) }
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-            let fields: [String: JSONField] = try line.withUnsafeBufferPointer { bytes in
+            let value: JSONValue = try line.withUnsafeBufferPointer { bytes in
                 if let bad = UTF8Validation.firstInvalidByte(bytes) { throw fail(.invalidUTF8(column: bad + 1)) }
                 do {
-                    guard let fields = try JSONLineParser.parseObject(bytes) else { throw fail(.notAnObject) }
-                    return fields
-                } catch let error as JSONSyntaxError {
-                    throw fail(.invalidJSON(error.message))
-                } catch let error as JSONLineParser.DuplicateKey {
-                    throw fail(.duplicateField(error.key))
+                    return try JSONValue(parsingValidUTF8: bytes, maxDepth: maxDepth)
+                } catch let JSONError.syntax(reason, _, column) {
+                    // The line is one line of JSON: FILE:LINE names it, the column places the error.
+                    throw fail(.invalidJSON("\(reason) at column \(column)"))
+                } catch let JSONError.duplicateKey(key, _, _) {
+                    throw fail(.duplicateField(key))
                 }
             }
+            guard case .object(let fields) = value else { throw fail(.notAnObject) }
             try body(fields, number, fail)
             records += 1
         }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MoeJSON
 
 /// Split assignment and ordering by a hash of a record's identity, never by file order.
 ///
@@ -59,22 +60,11 @@ public enum SplitAssignment {
 /// SHA-256 helpers; fingerprints are lowercase hex.
 enum Fingerprint {
     static func sha256Hex<D: DataProtocol>(_ bytes: D) -> String {
-        hex(SHA256.hash(data: bytes))
+        lowercaseHex(SHA256.hash(data: bytes))
     }
 
     static func sha256Hex(_ text: String) -> String {
         sha256Hex(Array(text.utf8))
-    }
-
-    static func hex(_ digest: SHA256.Digest) -> String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for byte in digest {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 15)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Escapes the bytes that would make a tab-separated line ambiguous.

@@ -1,5 +1,6 @@
 import Foundation
 import MoeCheckpoint
+import MoeJSON
 import MoeKernels
 import MoeModel
 import MoeStore

@@ -1,4 +1,5 @@
 import Foundation
+import MoeJSON
 import MoeStore
 
 /// The report tables `moerec report` knows.

@@ -1,4 +1,5 @@
 import Foundation
+import MoeJSON
 import MoeStore
 
 /// The synthetic store behind `moerec bench report`, and the timing of one table.

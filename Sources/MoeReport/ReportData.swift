@@ -1,4 +1,5 @@
 import Foundation
+import MoeJSON
 import MoeStore
 
 /// One run's evaluation curves: the steps at which it evaluated, ascending, with NaN where

@@ -1,4 +1,5 @@
 import Foundation
+import MoeJSON
 
 // Checkpoint manifests and blob records. The bytes themselves (zlib objects under
 // runs/objects/) belong to MoeCheckpoint; the store only records what exists where.

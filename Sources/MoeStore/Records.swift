@@ -1,4 +1,5 @@
 import Foundation
+import MoeJSON
 
 #if canImport(Glibc)
 import Glibc

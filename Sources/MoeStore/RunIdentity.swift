@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MoeJSON
 
 /// The run hash: what makes two runs "the same run".
 ///
@@ -27,15 +28,7 @@ public enum RunIdentity {
 
     /// Lowercase hex SHA-256 of `bytes`.
     public static func sha256Hex<Bytes: DataProtocol>(_ bytes: Bytes) -> String {
-        let digest = SHA256.hash(data: bytes)
-        let hex = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for byte in digest {
-            out.append(hex[Int(byte >> 4)])
-            out.append(hex[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        lowercaseHex(SHA256.hash(data: bytes))
     }
 
     /// True for a full run hash as the store keeps it: 64 lowercase hex digits.

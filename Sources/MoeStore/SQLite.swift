@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import MoeJSON
 
 #if canImport(Glibc)
 import Glibc
@@ -366,7 +367,7 @@ public struct Row {
             let count = Int(sqlite3_column_bytes(stmt, Int32(index)))
             guard count > 0, let raw = sqlite3_column_blob(stmt, Int32(index)) else { return .string("") }
             let bytes = UnsafeRawBufferPointer(start: raw, count: count)
-            return .string(bytes.map { String(format: "%02x", $0) }.joined())
+            return .string(lowercaseHex(bytes))
         default: return .null
         }
     }

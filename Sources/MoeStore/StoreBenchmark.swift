@@ -1,4 +1,5 @@
 import Foundation
+import MoeJSON
 
 /// Figures for `moerec bench store`.
 public enum StoreBenchmark {

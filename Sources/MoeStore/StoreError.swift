@@ -57,12 +57,6 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible, Loc
     case blobConflict(sha256: String, recordedRawSize: Int64, newRawSize: Int64)
 
     // MARK: Input values
-    /// Malformed JSON text, with the byte offset where parsing stopped.
-    case invalidJSON(reason: String, offset: Int)
-    /// NaN or an infinity cannot be written in canonical JSON.
-    case nonFiniteNumber(String)
-    /// A value the JSON encoder cannot represent (an out-of-range integer, an unkeyed root).
-    case unencodableValue(String)
     /// A `--where` expression that does not parse; `token` is the offending piece.
     case invalidWhere(expression: String, token: String, reason: String)
     /// A config key that is not `^[A-Za-z_][A-Za-z0-9_]*$`.
@@ -124,12 +118,6 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible, Loc
             return "cannot lock '\(path)': \(reason)"
         case let .blobConflict(sha, recorded, new):
             return "blob \(sha) is recorded with raw size \(recorded) but was offered with raw size \(new)"
-        case let .invalidJSON(reason, offset):
-            return "invalid JSON at byte \(offset): \(reason)"
-        case let .nonFiniteNumber(value):
-            return "\(value) cannot be written in canonical JSON (only finite numbers)"
-        case let .unencodableValue(reason):
-            return "value cannot be represented as JSON: \(reason)"
         case let .invalidWhere(expression, token, reason):
             return "invalid --where expression '\(expression)' at '\(token)': \(reason)"
         case let .invalidConfigKey(key):

@@ -1,4 +1,5 @@
 import Foundation
+import MoeJSON
 
 extension Store {
     // MARK: - Sweeps

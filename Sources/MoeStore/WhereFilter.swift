@@ -1,4 +1,5 @@
 import Foundation
+import MoeJSON
 
 /// A parsed `moerec runs --where` expression, turned into an SQL condition on the `runs`
 /// table (aliased `r`) whose every value is a bound `?` parameter.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MoeJSON
 import MoeKernels
 import MoeModel
 import MoeTrain
@@ -60,24 +61,29 @@ struct BenchModel: ParsableCommand {
         Blas.threads = threads
         var config = BenchSmall.config()
         if let cf = capacityFactor { config.capacityFactorTrain = cf }
-        var fields: [(String, Any)] = [("model", model), ("threads", Blas.threads), ("blas_core", Blas.coreName),
-                                       ("blas_core_source", Blas.coreSource), ("vector_kernels", Blas.vectorKernels),
-                                       ("capacity_factor_train", Double(config.capacityFactorTrain))]
+        var fields: [(String, OrderedJSON)] = [
+            ("model", .string(model)), ("threads", .int(Blas.threads)), ("blas_core", .string(Blas.coreName)),
+            ("blas_core_source", .string(Blas.coreSource)), ("vector_kernels", .string(Blas.vectorKernels)),
+            ("capacity_factor_train", .number(Double(config.capacityFactorTrain))),
+        ]
         if let regime {
             let all = try BenchSmall.fineTuneStep(config: config, regime: .all, steps: steps)
             let sub = try BenchSmall.fineTuneStep(config: config, regime: Regime(rawValue: regime)!, steps: steps)
-            fields += [("regime", regime), ("step_seconds_all", all.seconds), ("step_seconds_regime", sub.seconds),
-                       ("measured_ratio", sub.seconds / all.seconds), ("flop_model_ratio", sub.flops / all.flops),
-                       ("trainable_fraction", sub.trainableFraction)]
+            fields += [("regime", .string(regime)), ("step_seconds_all", .number(all.seconds)),
+                       ("step_seconds_regime", .number(sub.seconds)), ("measured_ratio", .number(sub.seconds / all.seconds)),
+                       ("flop_model_ratio", .number(sub.flops / all.flops)),
+                       ("trainable_fraction", .number(sub.trainableFraction))]
         } else {
             let r = try BenchSmall.measure(config: config, steps: steps)
-            fields += [("tokens_per_s_train", r.trainTokensPerSecond), ("tokens_per_s_eval", r.evalTokensPerSecond),
-                       ("model_gflop_per_token", r.modelGflopPerToken), ("gemm_peak_gflops", r.gemmPeak),
-                       ("achieved_gflops", r.achievedGflops), ("peak_fraction", r.achievedGflops / r.gemmPeak),
-                       ("kept_assign_fraction", r.keptFraction), ("activation_mib", Double(r.activationBytes) / 1048576)]
+            fields += [("tokens_per_s_train", .number(r.trainTokensPerSecond)),
+                       ("tokens_per_s_eval", .number(r.evalTokensPerSecond)),
+                       ("model_gflop_per_token", .number(r.modelGflopPerToken)), ("gemm_peak_gflops", .number(r.gemmPeak)),
+                       ("achieved_gflops", .number(r.achievedGflops)), ("peak_fraction", .number(r.achievedGflops / r.gemmPeak)),
+                       ("kept_assign_fraction", .number(r.keptFraction)),
+                       ("activation_mib", .number(Double(r.activationBytes) / 1048576))]
         }
-        fields.append(("peak_rss_mib", ProcessStats.peakRSSMiB()))
-        print(format == .json ? JSONOut.object(fields) : TableOut.keyValues(fields))
+        fields.append(("peak_rss_mib", .number(ProcessStats.peakRSSMiB())))
+        print(format == .json ? ResultOut.json(fields) : TableOut.keyValues(fields))
     }
 }
 

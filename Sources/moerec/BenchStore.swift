@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MoeCheckpoint
 import MoeExperiment
+import MoeJSON
 import MoeStore
 
 struct BenchStore: ParsableCommand {
@@ -33,15 +34,16 @@ struct BenchStore: ParsableCommand {
         defer { try? FileManager.default.removeItem(at: dir) }
         let ingest = try StoreBenchmark.ingest(path: dir.appendingPathComponent("ingest.sqlite").path, points: points, batchSize: batch)
         let dedup = try dedupSweep(in: dir)
-        let fields: [(String, Any)] = [
-            ("points", points), ("batch", batch), ("ingest_seconds", ingest.seconds), ("points_per_s", ingest.pointsPerSecond),
-            ("zlib_level", ObjectStore.defaultCompressionLevel), ("compression_ratio", dedup.compression),
-            ("parameters", dedup.parameters),
-            ("single_checkpoint_bytes", dedup.single), ("sweep_object_bytes", dedup.sweep),
-            ("dedup_ratio", Double(dedup.sweep) / Double(dedup.single)),
-            ("peak_rss_mib", ProcessStats.peakRSSMiB()),
+        let fields: [(String, OrderedJSON)] = [
+            ("points", .int(points)), ("batch", .int(batch)), ("ingest_seconds", .number(ingest.seconds)),
+            ("points_per_s", .number(ingest.pointsPerSecond)),
+            ("zlib_level", .int(ObjectStore.defaultCompressionLevel)), ("compression_ratio", .number(dedup.compression)),
+            ("parameters", .int(dedup.parameters)),
+            ("single_checkpoint_bytes", .int(dedup.single)), ("sweep_object_bytes", .int(dedup.sweep)),
+            ("dedup_ratio", .number(Double(dedup.sweep) / Double(dedup.single))),
+            ("peak_rss_mib", .number(ProcessStats.peakRSSMiB())),
         ]
-        print(format == .json ? JSONOut.object(fields) : TableOut.keyValues(fields))
+        print(format == .json ? ResultOut.json(fields) : TableOut.keyValues(fields))
     }
 
     func dedupSweep(in dir: URL) throws -> (single: Int, sweep: Int, compression: Double, parameters: Int) {

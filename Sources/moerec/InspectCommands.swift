@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MoeCheckpoint
 import MoeExperiment
+import MoeJSON
 import MoeStore
 
 struct Runs: ParsableCommand {

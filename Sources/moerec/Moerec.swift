@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MoeData
 import MoeExperiment
+import MoeJSON
 import MoeStore
 import MoeTrain
 
@@ -46,6 +47,12 @@ struct Moerec: ParsableCommand {
     static func isInputError(_ error: Error) -> Bool {
         if error is InputError || error is ValidationError || error is DataError { return true }
         if let store = error as? StoreError { return store.isInputError }
+        if let json = error as? JSONError {
+            // Text that is not JSON, or a number JSON cannot carry, came from the user; a value
+            // that cannot be encoded at all is a defect of moerec.
+            if case .unencodableValue = json { return false }
+            return true
+        }
         let name = "\(type(of: error))"
         return name.contains("ParserError") || name.contains("CommandError")
     }

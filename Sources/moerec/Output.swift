@@ -1,39 +1,29 @@
 import Foundation
-import MoeReport
+import MoeJSON
 
-/// Minimal writers for flat key/value results (bench output).
-enum JSONOut {
-    static func value(_ v: Any) -> String {
-        switch v {
-        case let d as Double: return d.isFinite ? String(format: "%.6g", d) : "null"
-        case let f as Float: return value(Double(f))
-        case let i as Int: return String(i)
-        case let b as Bool: return b ? "true" : "false"
-        case let s as String: return quote(s)
-        case let a as [Any]: return "[" + a.map(value).joined(separator: ",") + "]"
-        case Optional<Any>.none: return "null"
-        default: return quote("\(v)")
-        }
-    }
-
-    static func quote(_ s: String) -> String { OrderedJSON.quote(s) }
-
-    static func object(_ fields: [(String, Any)]) -> String {
-        "{" + fields.map { quote($0.0) + ":" + value($0.1) }.joined(separator: ",") + "}"
+/// Flat results (bench output) as one line of JSON, numbers to six significant digits:
+/// timings carry no more than that.
+enum ResultOut {
+    static func json(_ fields: [(String, OrderedJSON)]) -> String {
+        OrderedJSON.object(fields).compactRendered(significantDigits: 6)
     }
 }
 
 enum TableOut {
-    static func keyValues(_ fields: [(String, Any)]) -> String {
+    static func keyValues(_ fields: [(String, OrderedJSON)]) -> String {
         let width = fields.map(\.0.count).max() ?? 0
         return fields.map { key, v in
-            let text: String
-            switch v {
-            case let d as Double: text = String(format: "%.4g", d)
-            default: text = "\(v)"
-            }
-            return key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + text
+            key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + cell(v, numberFormat: "%.4g")
         }.joined(separator: "\n")
+    }
+
+    /// A value as a table cell: strings bare, numbers by `numberFormat`, the rest as JSON.
+    static func cell(_ v: OrderedJSON, numberFormat: String) -> String {
+        switch v {
+        case let .number(d): return String(format: numberFormat, d)
+        case let .string(s): return s
+        default: return v.compactRendered()
+        }
     }
 
     /// Aligned columns; numbers right-aligned.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoeExperiment
+import MoeJSON
 import MoeReport
 import MoeStore
 
@@ -141,8 +142,9 @@ struct BenchReport: ParsableCommand {
         if let measureTable {
             let store = try Store(path: path)
             let r = try ReportBenchmark.measure(store: store, table: ReportTable(rawValue: measureTable)!, format: renderFormat)
-            print(JSONOut.object([("table", measureTable), ("seconds", r.seconds), ("peak_rss_mib", ProcessStats.peakRSSMiB()),
-                                  ("rows", r.rows), ("bytes", r.bytes)]))
+            print(ResultOut.json([("table", .string(measureTable)), ("seconds", .number(r.seconds)),
+                                  ("peak_rss_mib", .number(ProcessStats.peakRSSMiB())), ("rows", .int(r.rows)),
+                                  ("bytes", .int(r.bytes))]))
             return
         }
 
@@ -152,35 +154,29 @@ struct BenchReport: ParsableCommand {
         }
         let buildSeconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         let tables = table.isEmpty ? ReportTable.allCases : try ReportTable.parseList(table)
-        var results: [[(String, Any)]] = []
+        var results: [[(String, OrderedJSON)]] = []
         for t in tables {
             let fields = try measureInChild(t)
             results.append(fields)
         }
         switch format {
         case .json:
-            let tableObjects = results.map { JSONOut.object($0) }
-            print("{" + [
-                "\"runs\":\(runs)", "\"points\":\(points)", "\"store_path\":" + JSONOut.quote(path),
-                "\"store_reused\":\(reused)", "\"build_seconds\":" + (reused ? "null" : JSONOut.value(buildSeconds)),
-                "\"render_format\":" + JSONOut.quote(render), "\"tables\":[" + tableObjects.joined(separator: ",") + "]",
-            ].joined(separator: ",") + "}")
+            print(ResultOut.json([
+                ("runs", .int(runs)), ("points", .int(points)), ("store_path", .string(path)),
+                ("store_reused", .bool(reused)), ("build_seconds", reused ? .null : .number(buildSeconds)),
+                ("render_format", .string(render)), ("tables", .array(results.map { .object($0) })),
+            ]))
         default:
             print("store \(path) (\(runs) runs, \(points) points, \(reused ? "reused" : String(format: "built in %.1f s", buildSeconds)))")
             print(TableOut.render(header: ["table", "seconds", "peak_rss_mib", "rows", "bytes"], rows: results.map { fields in
-                fields.map { _, v in
-                    switch v {
-                    case let d as Double: return String(format: "%.3f", d)
-                    default: return "\(v)"
-                    }
-                }
+                fields.map { _, v in TableOut.cell(v, numberFormat: "%.3f") }
             }))
         }
     }
 
     /// Runs this command again with --measure-table in a fresh process, so that each
     /// table's peak memory is its own.
-    func measureInChild(_ table: ReportTable) throws -> [(String, Any)] {
+    func measureInChild(_ table: ReportTable) throws -> [(String, OrderedJSON)] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
         process.arguments = ["bench", "report", "--store-path", path, "--measure-table", table.rawValue, "--render", render,
@@ -193,8 +189,8 @@ struct BenchReport: ParsableCommand {
         guard process.terminationStatus == 0, let value = try? JSONValue(parsing: data) else {
             throw CheckFailed("bench report: timing \(table.rawValue) failed (exit \(process.terminationStatus))")
         }
-        return [("table", table.rawValue), ("seconds", value["seconds"]?.doubleValue ?? .nan),
-                ("peak_rss_mib", value["peak_rss_mib"]?.doubleValue ?? .nan),
-                ("rows", Int(value["rows"]?.intValue ?? 0)), ("bytes", Int(value["bytes"]?.intValue ?? 0))]
+        return [("table", .string(table.rawValue)), ("seconds", .number(value["seconds"]?.doubleValue ?? .nan)),
+                ("peak_rss_mib", .number(value["peak_rss_mib"]?.doubleValue ?? .nan)),
+                ("rows", .int(Int(value["rows"]?.intValue ?? 0))), ("bytes", .int(Int(value["bytes"]?.intValue ?? 0)))]
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoeExperiment
+import MoeJSON
 import MoeReport
 import MoeStore
 import MoeTrain

@@ -1,5 +1,6 @@
 import XCTest
 import MoeExperiment
+import MoeJSON
 import MoeStore
 import MoeTestSupport
 import MoeTrain

@@ -1,4 +1,5 @@
 import Foundation
+import MoeJSON
 import MoeReport
 import MoeStore
 import XCTest

@@ -1,4 +1,5 @@
 import Foundation
+import MoeJSON
 import MoeStore
 import XCTest
 
