@@ -28,9 +28,9 @@ struct BenchModel: ParsableCommand {
         commandName: "model",
         abstract: "Time training and evaluation steps of a reference model on random tokens.",
         discussion: """
-        Prints tokens/s for training and evaluation, the model's FLOPs per token, the GEMM peak
-        measured on the model's own GEMM shapes, the fraction of that peak achieved (counting
-        only expert work actually executed), the share of top-k assignments kept, and the peak
+        Prints tokens/s for training and evaluation, the model's FLOPs per token, the GEMM peak \
+        measured on the model's own GEMM shapes, the fraction of that peak achieved (counting \
+        only expert work actually executed), the share of top-k assignments kept, and the peak \
         resident memory.
 
         Example:

@@ -10,10 +10,10 @@ struct BenchStore: ParsableCommand {
         commandName: "store",
         abstract: "Measure metric ingestion and checkpoint deduplication of the experiment store.",
         discussion: """
-        points_per_s: synthetic metric points written into a file-backed store in batched
-        transactions. Deduplication: a small MoE is pretrained on generated text, then
-        fine-tuned under the five ST-MoE regimes; sweep_object_bytes counts the objects the
-        five final checkpoints add beyond the parent's, single_checkpoint_bytes one full
+        points_per_s: synthetic metric points written into a file-backed store in batched \
+        transactions. Deduplication: a small MoE is pretrained on generated text, then \
+        fine-tuned under the five ST-MoE regimes; sweep_object_bytes counts the objects the \
+        five final checkpoints add beyond the parent's, single_checkpoint_bytes one full \
         checkpoint of the same model, dedup_ratio their quotient (5 without sharing).
 
         Example: moerec bench store --format json

@@ -9,7 +9,7 @@ struct Runs: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List runs: hash, kind, regime, experts, seed, task, status, best validation accuracy, steps, wall time.",
         discussion: """
-        --where filters on status, kind, hash, parent, tag, sweep or any config key, with = != < <= > >=
+        --where filters on status, kind, hash, parent, tag, sweep or any config key, with = != < <= > >= \
         joined by `and`. JSON and CSV rows carry the full hash and every column.
 
         Examples:
@@ -146,8 +146,8 @@ struct Reproduce: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-execute a run in a scratch store and check it is bit-identical to the stored one.",
         discussion: """
-        Compares every metric point (wall-clock timings excepted) and the final checkpoint's
-        parameter digest. Uses the thread count recorded with the run unless --threads is given.
+        Compares every metric point (wall-clock timings excepted) and the final checkpoint's \
+        parameter digest. Uses the thread count recorded with the run unless --threads is given. \
         Exit 0 when bit-identical, 1 otherwise.
 
         Example: moerec reproduce 3fa2c1 --format json

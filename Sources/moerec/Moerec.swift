@@ -14,8 +14,8 @@ struct Moerec: ParsableCommand {
         commandName: "moerec",
         abstract: "Train small Mixture-of-Experts transformers, keep every run by config hash, and compare fine-tuning regimes.",
         discussion: """
-        Runs live in one SQLite store (default runs/moerec.sqlite, or --store / MOEREC_STORE),
-        checkpoints in runs/objects/ beside it. Exit codes: 0 success, 1 a check failed
+        Runs live in one SQLite store (default runs/moerec.sqlite, or --store / MOEREC_STORE), \
+        checkpoints in runs/objects/ beside it. Exit codes: 0 success, 1 a check failed \
         (reproduce mismatch, verify found corruption, a run failed), 2 bad input.
 
         Example: moerec run --preset quick

@@ -11,14 +11,14 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Run one config (or a preset study); a completed hash is a cache hit.",
         discussion: """
-        CONFIG is a JSON or YAML file of run-config keys; --set overrides single keys with type
-        checking; every other key keeps its default (see README for the list). A fine-tuning
-        config names its parent by hash (any unique prefix) or by the parent's config file,
-        which is run first when missing. An interrupted run with the same hash resumes from
+        CONFIG is a JSON or YAML file of run-config keys; --set overrides single keys with type \
+        checking; every other key keeps its default (see README for the list). A fine-tuning \
+        config names its parent by hash (any unique prefix) or by the parent's config file, \
+        which is run first when missing. An interrupted run with the same hash resumes from \
         its last checkpoint and ends bit-identical to an uninterrupted one.
 
-        --preset quick runs a complete small regime study on WordNet (pretrain one small MoE,
-        fine-tune it on wn-supersense under the five ST-MoE regimes) and prints the regimes
+        --preset quick runs a complete small regime study on WordNet (pretrain one small MoE, \
+        fine-tune it on wn-supersense under the five ST-MoE regimes) and prints the regimes \
         table; --preset paper runs the scaled-down ST-MoE protocol (see `moerec sweep`).
 
         Examples:
@@ -111,10 +111,10 @@ struct Sweep: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the cross product of --grid values over a config; resumable, completed cells are skipped.",
         discussion: """
-        Cells that share a pretraining parent share one pretraining run (architecture keys in the
-        grid, such as experts, apply to the parent when it is given as a config file). A cell
-        whose config is invalid for its architecture (e.g. regime=moe with experts=1) is
-        reported and skipped. Interrupt at any time; the same command resumes: completed cells
+        Cells that share a pretraining parent share one pretraining run (architecture keys in the \
+        grid, such as experts, apply to the parent when it is given as a config file). A cell \
+        whose config is invalid for its architecture (e.g. regime=moe with experts=1) is \
+        reported and skipped. Interrupt at any time; the same command resumes: completed cells \
         are cache hits and an interrupted cell resumes from its checkpoint.
 
         Examples:
