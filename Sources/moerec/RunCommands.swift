@@ -118,7 +118,7 @@ struct Sweep: ParsableCommand {
         are cache hits and an interrupted cell resumes from its checkpoint.
 
         Examples:
-          moerec sweep finetune.yaml --grid regime=all,non-moe,moe,attention,ffn --grid seed=0,1,2
+          moerec sweep finetune.yaml --grid regime=all,moe,ffn --grid seed=0,1,2
           moerec sweep --preset paper --jobs 2
           moerec sweep --preset paper --dry-run
         """)
