@@ -62,11 +62,11 @@ public final class DataProvider {
         if Self.isPath(name) {
             task = try JSONL.loadTask(url: URL(fileURLWithPath: name), name: name)
         } else {
-            guard TaskRegistry.builtinNames.contains(name) else {
-                throw InputError("task=\(name): unknown task (valid: \(TaskRegistry.builtinNames.joined(separator: ", ")), or a path to a .jsonl file)")
+            do {
+                task = try TaskRegistry.builtinTask(name: name, synsets: wordNet)
+            } catch DataError.unknownTask(_, let valid) {
+                throw InputError("task=\(name): unknown task (valid: \(valid.joined(separator: ", ")), or a path to a .jsonl file)")
             }
-            let synsets = try wordNet()
-            task = name == "wn-pos" ? try WordNetTasks.partOfSpeech(synsets) : try WordNetTasks.supersense(synsets)
         }
         tasks[name] = task
         return task
@@ -78,10 +78,11 @@ public final class DataProvider {
         if Self.isPath(name) {
             corpus = try JSONL.loadCorpus(url: URL(fileURLWithPath: name), name: name)
         } else {
-            guard TaskRegistry.builtinCorpusNames.contains(name) else {
-                throw InputError("corpus=\(name): unknown corpus (valid: \(TaskRegistry.builtinCorpusNames.joined(separator: ", ")), or a path to a .jsonl file)")
+            do {
+                corpus = try TaskRegistry.builtinCorpus(name: name, synsets: wordNet)
+            } catch DataError.unknownCorpus(_, let valid) {
+                throw InputError("corpus=\(name): unknown corpus (valid: \(valid.joined(separator: ", ")), or a path to a .jsonl file)")
             }
-            corpus = try PretrainCorpus.wordNet(try wordNet())
         }
         corpora[name] = corpus
         return corpus
