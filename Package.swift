@@ -24,25 +24,28 @@ let package = Package(
         .target(name: "MoeKernels", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "MoeModel", dependencies: ["MoeKernels", "CKernels"]),
 
+        // MARK: Metric and split names (shared by the writers and readers of metrics)
+        .target(name: "MoeMetricNames"),
+
         // MARK: Data and training
         .target(name: "MoeData", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "MoeTrain", dependencies: ["MoeModel", "MoeData", "CKernels"]),
+        .target(name: "MoeTrain", dependencies: ["MoeModel", "MoeData", "MoeMetricNames", "CKernels"]),
 
         // MARK: Store, checkpoints, reports
-        .target(name: "MoeStore", dependencies: ["CSQLite", .product(name: "Crypto", package: "swift-crypto")],
+        .target(name: "MoeStore", dependencies: ["CSQLite", "MoeMetricNames", .product(name: "Crypto", package: "swift-crypto")],
                 resources: []),
         .target(name: "MoeCheckpoint", dependencies: ["CZlib", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "MoeReport", dependencies: ["MoeStore"]),
+        .target(name: "MoeReport", dependencies: ["MoeStore", "MoeMetricNames"]),
 
         // MARK: Experiments (config resolution, run execution, reproduce, diff)
         .target(name: "MoeExperiment", dependencies: [
-            "MoeTrain", "MoeData", "MoeStore", "MoeCheckpoint",
+            "MoeTrain", "MoeData", "MoeStore", "MoeCheckpoint", "MoeMetricNames",
             .product(name: "Yams", package: "Yams"),
         ]),
 
         // MARK: Executable
         .executableTarget(name: "moerec", dependencies: [
-            "MoeKernels", "MoeModel", "MoeData", "MoeTrain", "MoeStore", "MoeCheckpoint", "MoeReport", "MoeExperiment",
+            "MoeKernels", "MoeModel", "MoeData", "MoeTrain", "MoeStore", "MoeCheckpoint", "MoeReport", "MoeExperiment", "MoeMetricNames",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -51,10 +54,10 @@ let package = Package(
         .testTarget(name: "MoeKernelsTests", dependencies: ["MoeKernels", "CKernels", "MoeTestSupport"]),
         .testTarget(name: "MoeModelTests", dependencies: ["MoeModel", "MoeTestSupport"]),
         .testTarget(name: "MoeDataTests", dependencies: ["MoeData", "MoeTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "MoeTrainTests", dependencies: ["MoeTrain", "MoeTestSupport"]),
-        .testTarget(name: "MoeStoreTests", dependencies: ["MoeStore", "MoeTestSupport"]),
+        .testTarget(name: "MoeTrainTests", dependencies: ["MoeTrain", "MoeMetricNames", "MoeTestSupport"]),
+        .testTarget(name: "MoeStoreTests", dependencies: ["MoeStore", "MoeMetricNames", "MoeTestSupport"]),
         .testTarget(name: "MoeCheckpointTests", dependencies: ["MoeCheckpoint", "MoeTestSupport"]),
-        .testTarget(name: "MoeReportTests", dependencies: ["MoeReport", "MoeStore", "MoeTestSupport"]),
+        .testTarget(name: "MoeReportTests", dependencies: ["MoeReport", "MoeStore", "MoeMetricNames", "MoeTestSupport"]),
         .testTarget(name: "MoeExperimentTests", dependencies: ["MoeExperiment", "MoeTestSupport"]),
         .testTarget(name: "MoeCLITests", dependencies: ["MoeTestSupport"]),
         .testTarget(name: "MoeFaultTests", dependencies: ["MoeTestSupport"]),

@@ -1,6 +1,7 @@
 import Foundation
 import MoeCheckpoint
 import MoeKernels
+import MoeMetricNames
 import MoeStore
 import MoeTrain
 

@@ -1,5 +1,6 @@
 import Foundation
 import MoeCheckpoint
+import MoeMetricNames
 import MoeStore
 import MoeTrain
 
@@ -31,11 +32,13 @@ public struct RunDiff {
         let pa = try store.allMetrics(runHash: a).filter { $0.split != Split.timing }
         let pb = try store.allMetrics(runHash: b).filter { $0.split != Split.timing }
         var metrics: [MetricDelta] = []
-        for (split, name) in [("val", "acc"), ("val", "loss"), ("train", "acc"), ("train", "loss"), ("test", "acc")] {
+        let compared = [(Split.val, MetricName.accuracy), (Split.val, MetricName.loss), (Split.train, MetricName.accuracy),
+                        (Split.train, MetricName.loss), (Split.test, MetricName.accuracy)]
+        for (split, name) in compared {
             let sa = pa.filter { $0.split == split && $0.name == name }.sorted { $0.step < $1.step }
             let sb = pb.filter { $0.split == split && $0.name == name }.sorted { $0.step < $1.step }
             if sa.isEmpty && sb.isEmpty { continue }
-            let best: ([MetricPoint]) -> Double? = { s in name == "acc" ? s.map(\.value).max() : s.map(\.value).min() }
+            let best: ([MetricPoint]) -> Double? = { s in name == MetricName.accuracy ? s.map(\.value).max() : s.map(\.value).min() }
             metrics.append(MetricDelta(split: split, name: name, finalA: sa.last?.value, finalB: sb.last?.value,
                                        bestA: best(sa), bestB: best(sb)))
         }

@@ -1,4 +1,5 @@
 import Foundation
+import MoeMetricNames
 
 #if canImport(Glibc)
 import Glibc
@@ -392,7 +393,7 @@ public final class Store: @unchecked Sendable {
         for extract in extracts { sql += ", " + extract }
         sql += " FROM runs r WHERE \(filter?.sql ?? "1") ORDER BY r.created_at, r.id"
         // Parameters in the order their placeholders appear in the text.
-        var params: [SQLValue] = [.text("acc"), .text("val"), .text("loss"), .text("val")]
+        var params: [SQLValue] = [.text(MetricName.accuracy), .text(Split.val), .text(MetricName.loss), .text(Split.val)]
         params += keyFields.map { .text("$.\($0)") }
         params += try (filter?.parameters ?? []).map(SQLValue.init)
 

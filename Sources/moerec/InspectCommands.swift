@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MoeCheckpoint
 import MoeExperiment
+import MoeMetricNames
 import MoeStore
 
 struct Runs: ParsableCommand {
@@ -89,7 +90,7 @@ struct Show: ParsableCommand {
             print("  \(k.padding(toLength: 22, withPad: " ", startingAt: 0)) \(v.display)")
         }
         print("\nmetrics (last / min / max over the series)")
-        let summary = try store.metricSummary(runHash: full).filter { !$0.name.contains(".load.") }
+        let summary = try store.metricSummary(runHash: full).filter { !MetricName.isLoad($0.name) }
         print(TableOut.render(header: ["split", "name", "points", "steps", "last", "min", "max"], rows: summary.map {
             [$0.split, $0.name, String($0.count), "\($0.firstStep)-\($0.lastStep)",
              $0.lastValue.map { String(format: "%.5g", $0) } ?? "", $0.minValue.map { String(format: "%.5g", $0) } ?? "",
