@@ -24,11 +24,6 @@ public struct RunDiff {
         for key in Set(ca.keys).union(cb.keys).sorted() where ca[key] != cb[key] {
             changes.append(KeyChange(key: key, a: ca[key]?.display ?? "—", b: cb[key]?.display ?? "—"))
         }
-        func lineage(_ r: RunRecord) throws -> [String] {
-            var chain = [r.hash], current = r
-            while let p = current.parentHash, let parent = try store.run(hash: p) { chain.append(parent.hash); current = parent }
-            return chain
-        }
         let pa = try store.allMetrics(runHash: a).filter { $0.split != Split.timing }
         let pb = try store.allMetrics(runHash: b).filter { $0.split != Split.timing }
         var metrics: [MetricDelta] = []
@@ -52,7 +47,8 @@ public struct RunDiff {
             }
         }
         let groups = try tensorChanges(store: store, a: a, b: b)
-        return RunDiff(a: a, b: b, configChanges: changes, lineageA: try lineage(ra), lineageB: try lineage(rb),
+        return RunDiff(a: a, b: b, configChanges: changes, lineageA: try store.lineage(of: a).map(\.hash),
+                       lineageB: try store.lineage(of: b).map(\.hash),
                        metrics: metrics, firstDifferentStep: first, groups: groups)
     }
 

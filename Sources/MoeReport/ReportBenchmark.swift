@@ -33,13 +33,8 @@ public enum ReportBenchmark {
 
     /// Number of completed benchmark runs built for exactly (`runs`, `points`).
     public static func completedRuns(store: Store, runs: Int, points: Int) throws -> Int {
-        var count = 0
-        try store.query("""
-            SELECT count(*) FROM runs r WHERE r.kind = 'finetune' AND r.status = 'completed'
-              AND json_extract(r.config_json, '$.bench') = 'report'
-              AND json_extract(r.config_json, '$.bench_runs') = ? AND json_extract(r.config_json, '$.bench_points') = ?
-            """, [.int(Int64(runs)), .int(Int64(points))]) { row in count = Int(row.int(0)!) }
-        return count
+        let built = try WhereFilter("bench=report and bench_runs=\(runs) and bench_points=\(points)")
+        return try store.runCount(RunSelection(kind: .finetune, status: .completed, filter: built))
     }
 
     /// Builds the synthetic store at `path`, or reuses it when it already holds every run.

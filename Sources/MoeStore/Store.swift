@@ -171,10 +171,12 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Runs one read-only SQL statement (for reports and ad-hoc queries), calling `row` for
-    /// each result row. Parameters are always bound, never spliced into the text. A
-    /// statement that would write, or more than one statement, is refused.
-    public func query(_ sql: String, _ params: [JSONValue] = [], row: (Row) throws -> Void) throws {
+    /// Runs one read-only SQL statement, calling `row` for each result row. Parameters are
+    /// always bound, never spliced into the text. A statement that would write, or more than
+    /// one statement, is refused. Package-only, for the package's tests: moerec's own code
+    /// outside the store reads through the typed methods. (Not `internal` + `@testable`:
+    /// release builds of the tests do not compile the store for testing.)
+    package func query(_ sql: String, _ params: [JSONValue] = [], row: (Row) throws -> Void) throws {
         let bound = try params.map(SQLValue.init)
         try withDB { db in
             try db.read {
@@ -191,9 +193,9 @@ public final class Store: @unchecked Sendable {
     /// number of rows it changed. It bypasses the store's own rules (run lifecycle, completed
     /// runs being final) but not the schema's constraints. For maintenance tools and
     /// fault-injection tests (e.g. altering a stored metric to check that `reproduce`
-    /// notices); moerec's own code paths use the typed API.
+    /// notices). Package-only, like `query`; moerec's own code paths use the typed API.
     @discardableResult
-    public func executeRaw(_ sql: String, _ params: [JSONValue] = []) throws -> Int {
+    package func executeRaw(_ sql: String, _ params: [JSONValue] = []) throws -> Int {
         let bound = try params.map(SQLValue.init)
         return try withDB { db in
             try db.write {
@@ -323,6 +325,26 @@ public final class Store: @unchecked Sendable {
                              [.text(hash)])
             }
         }
+    }
+
+    /// A run and its ancestors: the run first, then its parent, up to the pretraining run
+    /// at the root. Throws `.unknownRun` when `hash` is not stored.
+    public func lineage(of hash: String) throws -> [RunRecord] {
+        try Store.validateHash(hash)
+        let chain = try withDB { db in
+            try db.read {
+                try db.fetch(RunRecord.self, """
+                    WITH RECURSIVE chain (hash, depth) AS (
+                        SELECT ?, 0
+                        UNION ALL
+                        SELECT r.parent_hash, c.depth + 1 FROM chain c JOIN runs r ON r.hash = c.hash
+                        WHERE r.parent_hash IS NOT NULL)
+                    SELECT \(Store.runColumns) FROM chain c JOIN runs r ON r.hash = c.hash ORDER BY c.depth
+                    """, [.text(hash)])
+            }
+        }
+        guard !chain.isEmpty else { throw StoreError.unknownRun(hash) }
+        return chain
     }
 
     /// Every run, oldest first, optionally filtered.

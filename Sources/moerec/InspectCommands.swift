@@ -74,10 +74,8 @@ struct Show: ParsableCommand {
         guard let r = try store.run(hash: full) else { throw InputError("no run \(hash)") }
         print("run         \(r.hash)")
         print("kind        \(r.kind.rawValue)    status \(r.status.rawValue)" + (r.failureReason.map { "    reason: \($0)" } ?? ""))
-        var chain: [String] = []
-        var current = r
-        while let p = current.parentHash, let parent = try store.run(hash: p) { chain.append("\(parent.hash.prefix(12)) (\(parent.kind.rawValue))"); current = parent }
-        print("lineage     \(([String(r.hash.prefix(12))] + chain).joined(separator: " ← "))")
+        let ancestors = try store.lineage(of: full).dropFirst().map { "\($0.hash.prefix(12)) (\($0.kind.rawValue))" }
+        print("lineage     \(([String(r.hash.prefix(12))] + ancestors).joined(separator: " ← "))")
         print("dataset     \(r.datasetFingerprint)")
         print("numerics    \(r.numericsVersion)")
         let e = r.environment
