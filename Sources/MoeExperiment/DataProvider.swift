@@ -57,34 +57,34 @@ public final class DataProvider {
     }
 
     func loadTask(_ name: String) throws -> ClassificationTask {
-        if let t = tasks[name] { return t }
-        let task: ClassificationTask
-        if Self.isPath(name) {
-            task = try JSONL.loadTask(url: URL(fileURLWithPath: name), name: name)
-        } else {
-            do {
-                task = try TaskRegistry.builtinTask(name: name, synsets: wordNet)
-            } catch DataError.unknownTask(_, let valid) {
-                throw InputError("task=\(name): unknown task (valid: \(valid.joined(separator: ", ")), or a path to a .jsonl file)")
-            }
+        try load(name, key: "task", cache: &tasks, file: { try JSONL.loadTask(url: $0, name: $1) }) {
+            try TaskRegistry.builtinTask(name: name, synsets: wordNet)
         }
-        tasks[name] = task
-        return task
     }
 
     func loadCorpus(_ name: String) throws -> PretrainCorpus {
-        if let c = corpora[name] { return c }
-        let corpus: PretrainCorpus
+        try load(name, key: "corpus", cache: &corpora, file: { try JSONL.loadCorpus(url: $0, name: $1) }) {
+            try TaskRegistry.builtinCorpus(name: name, synsets: wordNet)
+        }
+    }
+
+    /// A data set named by config key `key`: a `.jsonl` path, else a built-in name; each
+    /// loaded once per provider.
+    private func load<Loaded>(_ name: String, key: String, cache: inout [String: Loaded],
+                              file: (URL, String) throws -> Loaded, builtin: () throws -> Loaded) throws -> Loaded
+    {
+        if let loaded = cache[name] { return loaded }
+        let loaded: Loaded
         if Self.isPath(name) {
-            corpus = try JSONL.loadCorpus(url: URL(fileURLWithPath: name), name: name)
+            loaded = try file(URL(fileURLWithPath: name), name)
         } else {
             do {
-                corpus = try TaskRegistry.builtinCorpus(name: name, synsets: wordNet)
-            } catch DataError.unknownCorpus(_, let valid) {
-                throw InputError("corpus=\(name): unknown corpus (valid: \(valid.joined(separator: ", ")), or a path to a .jsonl file)")
+                loaded = try builtin()
+            } catch let DataError.unknownTask(_, valid), let DataError.unknownCorpus(_, valid) {
+                throw InputError("\(key)=\(name): unknown \(key) (valid: \(valid.joined(separator: ", ")), or a path to a .jsonl file)")
             }
         }
-        corpora[name] = corpus
-        return corpus
+        cache[name] = loaded
+        return loaded
     }
 }
