@@ -27,25 +27,29 @@ let package = Package(
         .target(name: "MoeKernels", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "MoeModel", dependencies: ["MoeKernels", "CKernels"]),
 
+        // MARK: Metric and split names (shared by the writers and readers of metrics)
+        .target(name: "MoeMetricNames"),
+
         // MARK: Data and training
         .target(name: "MoeData", dependencies: ["MoeJSON", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "MoeTrain", dependencies: ["MoeModel", "MoeData", "CKernels"]),
+        .target(name: "MoeTrain", dependencies: ["MoeModel", "MoeData", "MoeMetricNames", "CKernels"]),
 
         // MARK: Store, checkpoints, reports
-        .target(name: "MoeStore", dependencies: ["MoeJSON", "CSQLite", .product(name: "Crypto", package: "swift-crypto")],
+        .target(name: "MoeStore", dependencies: ["MoeJSON", "CSQLite", "MoeMetricNames", .product(name: "Crypto", package: "swift-crypto")],
                 resources: []),
         .target(name: "MoeCheckpoint", dependencies: ["MoeJSON", "CZlib", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "MoeReport", dependencies: ["MoeJSON", "MoeStore"]),
+        .target(name: "MoeReport", dependencies: ["MoeJSON", "MoeStore", "MoeMetricNames"]),
 
         // MARK: Experiments (config resolution, run execution, reproduce, diff)
         .target(name: "MoeExperiment", dependencies: [
-            "MoeJSON", "MoeTrain", "MoeData", "MoeStore", "MoeCheckpoint",
+            "MoeJSON", "MoeTrain", "MoeData", "MoeStore", "MoeCheckpoint", "MoeMetricNames",
             .product(name: "Yams", package: "Yams"),
         ]),
 
         // MARK: Executable
         .executableTarget(name: "moerec", dependencies: [
             "MoeJSON", "MoeKernels", "MoeModel", "MoeData", "MoeTrain", "MoeStore", "MoeCheckpoint", "MoeReport", "MoeExperiment",
+            "MoeMetricNames",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -55,10 +59,10 @@ let package = Package(
         .testTarget(name: "MoeKernelsTests", dependencies: ["MoeKernels", "CKernels", "MoeTestSupport"]),
         .testTarget(name: "MoeModelTests", dependencies: ["MoeModel", "MoeTestSupport"]),
         .testTarget(name: "MoeDataTests", dependencies: ["MoeData", "MoeTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "MoeTrainTests", dependencies: ["MoeTrain", "MoeTestSupport"]),
-        .testTarget(name: "MoeStoreTests", dependencies: ["MoeJSON", "MoeStore", "MoeTestSupport"]),
+        .testTarget(name: "MoeTrainTests", dependencies: ["MoeTrain", "MoeMetricNames", "MoeTestSupport"]),
+        .testTarget(name: "MoeStoreTests", dependencies: ["MoeJSON", "MoeStore", "MoeMetricNames", "MoeTestSupport"]),
         .testTarget(name: "MoeCheckpointTests", dependencies: ["MoeCheckpoint", "MoeTestSupport"]),
-        .testTarget(name: "MoeReportTests", dependencies: ["MoeJSON", "MoeReport", "MoeStore", "MoeTestSupport"]),
+        .testTarget(name: "MoeReportTests", dependencies: ["MoeJSON", "MoeReport", "MoeStore", "MoeMetricNames", "MoeTestSupport"]),
         .testTarget(name: "MoeExperimentTests", dependencies: ["MoeJSON", "MoeExperiment", "MoeTestSupport"]),
         .testTarget(name: "MoeCLITests", dependencies: ["MoeTestSupport"]),
         .testTarget(name: "MoeFaultTests", dependencies: ["MoeTestSupport"]),

@@ -27,28 +27,28 @@ func sortedByBytes<S: Sequence>(_ strings: S) -> [String] where S.Element == Str
     strings.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
 }
 
-/// The data sets moerec knows by name.
+/// The data sets moerec knows by name: the one dispatch from a built-in name to its task
+/// or corpus, for the CLI and tests alike.
 public enum TaskRegistry {
     public static let builtinNames = ["wn-pos", "wn-supersense"]
     public static let builtinCorpusNames = ["wordnet"]
 
-    /// A built-in task by name; an unknown name is an error listing the valid ones.
-    public static func builtinTask(name: String, wordNetDirectory: URL = WordNet.defaultDirectory) throws -> ClassificationTask {
-        guard builtinNames.contains(name) else {
-            throw DataError.unknownTask(name: name, valid: builtinNames)
-        }
-        let synsets = try WordNet.load(directory: wordNetDirectory)
+    /// A built-in task by name, built from the synsets `synsets` loads (called only for a
+    /// known name, so a caller may load WordNet once and cache it). An unknown name is
+    /// `DataError.unknownTask`, listing the valid ones.
+    public static func builtinTask(name: String, synsets: () throws -> [Synset]) throws -> ClassificationTask {
         switch name {
-        case "wn-pos": return try WordNetTasks.partOfSpeech(synsets, source: wordNetDirectory.path)
-        default: return try WordNetTasks.supersense(synsets, source: wordNetDirectory.path)
+        case "wn-pos": return try WordNetTasks.partOfSpeech(try synsets())
+        case "wn-supersense": return try WordNetTasks.supersense(try synsets())
+        default: throw DataError.unknownTask(name: name, valid: builtinNames)
         }
     }
 
-    /// A built-in pretraining corpus by name.
-    public static func builtinCorpus(name: String, wordNetDirectory: URL = WordNet.defaultDirectory) throws -> PretrainCorpus {
-        guard builtinCorpusNames.contains(name) else {
-            throw DataError.unknownCorpus(name: name, valid: builtinCorpusNames)
+    /// A built-in pretraining corpus by name; an unknown name is `DataError.unknownCorpus`.
+    public static func builtinCorpus(name: String, synsets: () throws -> [Synset]) throws -> PretrainCorpus {
+        switch name {
+        case "wordnet": return try PretrainCorpus.wordNet(try synsets())
+        default: throw DataError.unknownCorpus(name: name, valid: builtinCorpusNames)
         }
-        return try PretrainCorpus.wordNet(directory: wordNetDirectory)
     }
 }

@@ -61,8 +61,4 @@ public struct PretrainCorpus: Sendable {
     public static func wordNet(_ synsets: [Synset], source: String = "WordNet") throws -> PretrainCorpus {
         try assigning(name: "wordnet", records: synsets.map { ($0.key, $0.corpusLine) }, source: source)
     }
-
-    public static func wordNet(directory: URL = WordNet.defaultDirectory) throws -> PretrainCorpus {
-        try wordNet(WordNet.load(directory: directory), source: directory.path)
-    }
 }

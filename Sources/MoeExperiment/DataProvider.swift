@@ -57,33 +57,34 @@ public final class DataProvider {
     }
 
     func loadTask(_ name: String) throws -> ClassificationTask {
-        if let t = tasks[name] { return t }
-        let task: ClassificationTask
-        if Self.isPath(name) {
-            task = try JSONL.loadTask(url: URL(fileURLWithPath: name), name: name)
-        } else {
-            guard TaskRegistry.builtinNames.contains(name) else {
-                throw InputError("task=\(name): unknown task (valid: \(TaskRegistry.builtinNames.joined(separator: ", ")), or a path to a .jsonl file)")
-            }
-            let synsets = try wordNet()
-            task = name == "wn-pos" ? try WordNetTasks.partOfSpeech(synsets) : try WordNetTasks.supersense(synsets)
+        try load(name, key: "task", cache: &tasks, file: { try JSONL.loadTask(url: $0, name: $1) }) {
+            try TaskRegistry.builtinTask(name: name, synsets: wordNet)
         }
-        tasks[name] = task
-        return task
     }
 
     func loadCorpus(_ name: String) throws -> PretrainCorpus {
-        if let c = corpora[name] { return c }
-        let corpus: PretrainCorpus
-        if Self.isPath(name) {
-            corpus = try JSONL.loadCorpus(url: URL(fileURLWithPath: name), name: name)
-        } else {
-            guard TaskRegistry.builtinCorpusNames.contains(name) else {
-                throw InputError("corpus=\(name): unknown corpus (valid: \(TaskRegistry.builtinCorpusNames.joined(separator: ", ")), or a path to a .jsonl file)")
-            }
-            corpus = try PretrainCorpus.wordNet(try wordNet())
+        try load(name, key: "corpus", cache: &corpora, file: { try JSONL.loadCorpus(url: $0, name: $1) }) {
+            try TaskRegistry.builtinCorpus(name: name, synsets: wordNet)
         }
-        corpora[name] = corpus
-        return corpus
+    }
+
+    /// A data set named by config key `key`: a `.jsonl` path, else a built-in name; each
+    /// loaded once per provider.
+    private func load<Loaded>(_ name: String, key: String, cache: inout [String: Loaded],
+                              file: (URL, String) throws -> Loaded, builtin: () throws -> Loaded) throws -> Loaded
+    {
+        if let loaded = cache[name] { return loaded }
+        let loaded: Loaded
+        if Self.isPath(name) {
+            loaded = try file(URL(fileURLWithPath: name), name)
+        } else {
+            do {
+                loaded = try builtin()
+            } catch let DataError.unknownTask(_, valid), let DataError.unknownCorpus(_, valid) {
+                throw InputError("\(key)=\(name): unknown \(key) (valid: \(valid.joined(separator: ", ")), or a path to a .jsonl file)")
+            }
+        }
+        cache[name] = loaded
+        return loaded
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import MoeCheckpoint
 import MoeJSON
 import MoeKernels
+import MoeMetricNames
 import MoeModel
 import MoeStore
 import MoeTrain
@@ -249,10 +250,10 @@ public final class Executor {
         }
         // Facts about the run that reports need and the config alone does not give.
         let total = trainer.model.layout.tensors.reduce(0) { $0 + $1.count }
-        sink.record(step: 0, split: "info", name: "parameters", value: Double(total))
-        sink.record(step: 0, split: "info", name: "trainable_fraction", value: trainer.trainableFraction)
+        sink.record(step: 0, split: Split.info, name: MetricName.parameters, value: Double(total))
+        sink.record(step: 0, split: Split.info, name: MetricName.trainableFraction, value: trainer.trainableFraction)
         if let majority = plan.prepared.majorityAccuracy {
-            sink.record(step: 0, split: "info", name: "majority_acc", value: majority)
+            sink.record(step: 0, split: Split.info, name: MetricName.majorityAccuracy, value: majority)
         }
         trainer.onCheckpoint = { [unowned self] step in
             // Optimizer moments exist to resume; a completed run's final checkpoint keeps parameters only.

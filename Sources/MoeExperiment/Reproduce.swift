@@ -2,6 +2,7 @@ import Foundation
 import MoeCheckpoint
 import MoeJSON
 import MoeKernels
+import MoeMetricNames
 import MoeStore
 import MoeTrain
 

@@ -1,6 +1,7 @@
 import Foundation
 import MoeCheckpoint
 import MoeJSON
+import MoeMetricNames
 import MoeStore
 import MoeTrain
 
@@ -24,19 +25,16 @@ public struct RunDiff {
         for key in Set(ca.keys).union(cb.keys).sorted() where ca[key] != cb[key] {
             changes.append(KeyChange(key: key, a: ca[key]?.display ?? "—", b: cb[key]?.display ?? "—"))
         }
-        func lineage(_ r: RunRecord) throws -> [String] {
-            var chain = [r.hash], current = r
-            while let p = current.parentHash, let parent = try store.run(hash: p) { chain.append(parent.hash); current = parent }
-            return chain
-        }
         let pa = try store.allMetrics(runHash: a).filter { $0.split != Split.timing }
         let pb = try store.allMetrics(runHash: b).filter { $0.split != Split.timing }
         var metrics: [MetricDelta] = []
-        for (split, name) in [("val", "acc"), ("val", "loss"), ("train", "acc"), ("train", "loss"), ("test", "acc")] {
+        let compared = [(Split.val, MetricName.accuracy), (Split.val, MetricName.loss), (Split.train, MetricName.accuracy),
+                        (Split.train, MetricName.loss), (Split.test, MetricName.accuracy)]
+        for (split, name) in compared {
             let sa = pa.filter { $0.split == split && $0.name == name }.sorted { $0.step < $1.step }
             let sb = pb.filter { $0.split == split && $0.name == name }.sorted { $0.step < $1.step }
             if sa.isEmpty && sb.isEmpty { continue }
-            let best: ([MetricPoint]) -> Double? = { s in name == "acc" ? s.map(\.value).max() : s.map(\.value).min() }
+            let best: ([MetricPoint]) -> Double? = { s in name == MetricName.accuracy ? s.map(\.value).max() : s.map(\.value).min() }
             metrics.append(MetricDelta(split: split, name: name, finalA: sa.last?.value, finalB: sb.last?.value,
                                        bestA: best(sa), bestB: best(sb)))
         }
@@ -50,7 +48,8 @@ public struct RunDiff {
             }
         }
         let groups = try tensorChanges(store: store, a: a, b: b)
-        return RunDiff(a: a, b: b, configChanges: changes, lineageA: try lineage(ra), lineageB: try lineage(rb),
+        return RunDiff(a: a, b: b, configChanges: changes, lineageA: try store.lineage(of: a).map(\.hash),
+                       lineageB: try store.lineage(of: b).map(\.hash),
                        metrics: metrics, firstDifferentStep: first, groups: groups)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import MoeJSON
+import MoeMetricNames
 import MoeStore
 
 /// The synthetic store behind `moerec bench report`, and the timing of one table.
@@ -33,13 +34,8 @@ public enum ReportBenchmark {
 
     /// Number of completed benchmark runs built for exactly (`runs`, `points`).
     public static func completedRuns(store: Store, runs: Int, points: Int) throws -> Int {
-        var count = 0
-        try store.query("""
-            SELECT count(*) FROM runs r WHERE r.kind = 'finetune' AND r.status = 'completed'
-              AND json_extract(r.config_json, '$.bench') = 'report'
-              AND json_extract(r.config_json, '$.bench_runs') = ? AND json_extract(r.config_json, '$.bench_points') = ?
-            """, [.int(Int64(runs)), .int(Int64(points))]) { row in count = Int(row.int(0)!) }
-        return count
+        let built = try WhereFilter("bench=report and bench_runs=\(runs) and bench_points=\(points)")
+        return try store.runCount(RunSelection(kind: .finetune, status: .completed, filter: built))
     }
 
     /// Builds the synthetic store at `path`, or reuses it when it already holds every run.
@@ -115,12 +111,19 @@ public enum ReportBenchmark {
             try writer.add(key, step: step, value: value)
             left -= 1
         }
-        let stepNames = ["loss", "ce", "lr", "grad_norm", "aux", "z", "dropped"]
-        let stepKeys = try stepNames.map { try writer.key(name: $0, split: "step") }
-        let timeKey = try writer.key(name: "step_time", split: "timing"), tokensKey = try writer.key(name: "tokens_per_s", split: "timing")
+        let stepNames = [MetricName.loss, MetricName.crossEntropy, MetricName.learningRate, MetricName.gradientNorm,
+                         MetricName.auxLoss, MetricName.zLoss, MetricName.dropped]
+        let stepKeys = try stepNames.map { try writer.key(name: $0, split: Split.step) }
+        let timeKey = try writer.key(name: MetricName.stepTime, split: Split.timing)
+        let tokensKey = try writer.key(name: MetricName.tokensPerSecond, split: Split.timing)
         var evalKeys: [String: [MetricWriter.Key]] = [:]
-        let router = experts > 1 ? [1, 3].flatMap { l in ["dropped", "entropy", "aux", "z"].map { "moe\(l).\($0)" } + (0..<experts).map { "moe\(l).load.\($0)" } } : []
-        for split in ["train", "val"] { evalKeys[split] = try (["loss", "acc"] + router).map { try writer.key(name: $0, split: split) } }
+        let routerStats = [MetricName.dropped, MetricName.entropy, MetricName.auxLoss, MetricName.zLoss]
+        let router = experts > 1 ? [1, 3].flatMap { l in
+            routerStats.map { MetricName.layer(l, $0) } + (0..<experts).map { MetricName.load(layer: l, expert: $0) }
+        } : []
+        for split in [Split.train, Split.val] {
+            evalKeys[split] = try ([MetricName.loss, MetricName.accuracy] + router).map { try writer.key(name: $0, split: split) }
+        }
 
         let quality: [String: Double] = ["all": 0, "non-moe": -0.003, "moe": -0.06, "attention": -0.012, "ffn": 0.004]
         let fraction: [String: Double] = ["all": 1, "non-moe": 0.45, "moe": 0.55, "attention": 0.2, "ffn": 0.15]
@@ -128,9 +131,9 @@ public enum ReportBenchmark {
         // Small train sets overfit, sparse ones more so.
         let overfit = size <= 256 ? (sparse ? 0.9 : 0.5) : 0.05
         let ceiling = 0.62 + (quality[regime] ?? 0) + (size > 256 ? 0.1 : 0) + 0.01 * noise(seed, experts, size)
-        try put(try writer.key(name: "parameters", split: "info"), 0, Double(2_000_000 + 400_000 * experts))
-        try put(try writer.key(name: "trainable_fraction", split: "info"), 0, sparse ? fraction[regime] ?? 1 : min(1, (fraction[regime] ?? 1) * 1.6))
-        try put(try writer.key(name: "majority_acc", split: "info"), 0, 0.21)
+        try put(try writer.key(name: MetricName.parameters, split: Split.info), 0, Double(2_000_000 + 400_000 * experts))
+        try put(try writer.key(name: MetricName.trainableFraction, split: Split.info), 0, sparse ? fraction[regime] ?? 1 : min(1, (fraction[regime] ?? 1) * 1.6))
+        try put(try writer.key(name: MetricName.majorityAccuracy, split: Split.info), 0, 0.21)
         var step = 0
         while left > 0 {
             step += 1
@@ -143,10 +146,10 @@ public enum ReportBenchmark {
                 let valLoss = 0.9 + 2.6 * exp(-4 * t) + overfit * t * t + 0.01 * noise(seed, step, 4)
                 let valAcc = ceiling * (1 - exp(-5 * t)) - 0.08 * overfit * t * t + 0.004 * noise(seed, step, 5)
                 let trainAcc = min(1, valAcc + (0.05 + 0.3 * overfit) * t)
-                for split in ["train", "val"] {
+                for split in [Split.train, Split.val] {
                     let keys = evalKeys[split]!
-                    try put(keys[0], step, split == "train" ? trainLoss : valLoss)
-                    try put(keys[1], step, split == "train" ? trainAcc : valAcc)
+                    try put(keys[0], step, split == Split.train ? trainLoss : valLoss)
+                    try put(keys[1], step, split == Split.train ? trainAcc : valAcc)
                     for (k, key) in keys.dropFirst(2).enumerated() { try put(key, step, 0.5 + 0.1 * noise(step, k, seed)) }
                 }
             }

@@ -1,5 +1,6 @@
 import Foundation
 import MoeJSON
+import MoeMetricNames
 import MoeStore
 
 /// One run's evaluation curves: the steps at which it evaluated, ascending, with NaN where
@@ -48,7 +49,7 @@ public struct RunFacts: Sendable {
     public var seed: Int?
     public var failureReason: String?
     public var curve = Curve()
-    /// Mean of the run's `timing/step_time` points (seconds per optimizer step).
+    /// Mean of the run's `timing/step_time` points (seconds per optimizer step); completed runs only.
     public var stepTime: Double?
     /// `info/trainable_fraction`: the share of parameters the regime updates.
     public var trainableFraction: Double?
@@ -120,82 +121,58 @@ public struct ReportData: Sendable {
 
     /// Reads the fine-tuning runs matching `filter` (every status) from the store.
     public static func load(store: Store, filter: WhereFilter?) throws -> ReportData {
-        let condition = "r.kind = 'finetune' AND (\(filter?.sql ?? "1"))"
-        let filterParams = filter?.parameters ?? []
+        let selected = RunSelection(kind: .finetune, filter: filter)
+        let completed = RunSelection(kind: .finetune, status: .completed, filter: filter)
 
-        var nameIds: [String: Int64] = [:]
-        try store.query("SELECT id, name FROM metric_names WHERE name IN ('acc', 'loss', 'step_time', 'trainable_fraction', 'parameters', 'majority_acc')") { row in
-            nameIds[row.string(1)!] = row.int(0)!
+        // Per-run figures that SQLite sums up: each is one range of the metrics key per run.
+        let stepTimes = try store.seriesValues(.mean, name: MetricName.stepTime, split: Split.timing, of: completed)
+        func info(_ name: String) throws -> [String: Double] {
+            try store.seriesValues(.first, name: name, split: Split.info, of: selected)
         }
-        var splitIds: [String: Int64] = [:]
-        try store.query("SELECT id, name FROM splits WHERE name IN ('train', 'val', 'timing', 'info')") { row in
-            splitIds[row.string(1)!] = row.int(0)!
-        }
-        // A name the store has never seen gets an id no row has: its series are empty.
-        func name(_ n: String) -> JSONValue { .int(nameIds[n] ?? -1) }
-        func split(_ s: String) -> JSONValue { .int(splitIds[s] ?? -1) }
+        let trainableFractions = try info(MetricName.trainableFraction)
+        let parameters = try info(MetricName.parameters)
+        let majorityAccuracies = try info(MetricName.majorityAccuracy)
 
-        // Runs, with their per-step timing averaged and their info scalars read by SQLite:
-        // each subquery is one range of the metrics primary key.
-        let scalar = "(SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name_id = ? AND m.split = ? ORDER BY m.step LIMIT 1)"
-        let runSQL = """
-            SELECT r.id, r.hash, r.status, r.config_json, r.dataset_fingerprint, r.numerics_version, r.failure_reason,
-                   CASE WHEN r.status = 'completed' THEN
-                       (SELECT avg(m.value) FROM metrics m WHERE m.run_id = r.id AND m.name_id = ? AND m.split = ?) END,
-                   \(scalar), \(scalar), \(scalar)
-            FROM runs r WHERE \(condition) ORDER BY r.id
-            """
-        let runParams: [JSONValue] = [name("step_time"), split("timing"), name("trainable_fraction"), split("info"),
-                                      name("parameters"), split("info"), name("majority_acc"), split("info")] + filterParams
         struct Loaded {
             var facts: RunFacts
             var identity: [String: JSONValue]
         }
         var loaded: [Loaded] = []
-        var indexById: [Int64: Int] = [:]
-        try store.query(runSQL, runParams) { row in
-            let config = try JSONValue(parsing: row.string(3)!)
-            guard case var .object(identity) = config else { return }
+        var indexByHash: [String: Int] = [:]
+        for run in try store.runs(selected) {
+            guard case var .object(identity) = try JSONValue(parsing: run.configJSON) else { continue }
             let seed = identity.removeValue(forKey: "seed").flatMap(\.intValue).map(Int.init)
-            identity["_dataset"] = .string(row.string(4)!)
-            identity["_numerics"] = .int(row.int(5)!)
-            var facts = RunFacts(hash: row.string(1)!, status: RunStatus(rawValue: row.string(2)!) ?? .queued, seed: seed)
-            facts.failureReason = row.string(6)
-            facts.stepTime = row.double(7)
-            facts.trainableFraction = row.double(8)
-            facts.parameters = row.double(9)
-            facts.majorityAccuracy = row.double(10)
-            indexById[row.int(0)!] = loaded.count
+            identity["_dataset"] = .string(run.datasetFingerprint)
+            identity["_numerics"] = .int(Int64(run.numericsVersion))
+            var facts = RunFacts(hash: run.hash, status: run.status, seed: seed)
+            facts.failureReason = run.failureReason
+            facts.stepTime = stepTimes[run.hash]
+            facts.trainableFraction = trainableFractions[run.hash]
+            facts.parameters = parameters[run.hash]
+            facts.majorityAccuracy = majorityAccuracies[run.hash]
+            indexByHash[run.hash] = loaded.count
             loaded.append(Loaded(facts: facts, identity: identity))
         }
 
-        // Evaluation series of the completed runs: (run, name, split) ranges of the key.
-        struct Series { var points: [Int: (trainLoss: Double, valLoss: Double, trainAcc: Double, valAcc: Double)] = [:] }
-        var series: [Int64: Series] = [:]
-        let accId = nameIds["acc"] ?? -1, lossId = nameIds["loss"] ?? -1
-        let trainId = splitIds["train"] ?? -1, valId = splitIds["val"] ?? -1
-        let seriesSQL = """
-            SELECT m.run_id, m.name_id, m.split, m.step, m.value FROM metrics m
-            WHERE m.run_id IN (SELECT r.id FROM runs r WHERE \(condition) AND r.status = 'completed')
-              AND m.name_id IN (?, ?) AND m.split IN (?, ?)
-            """
-        try store.query(seriesSQL, filterParams + [name("acc"), name("loss"), split("train"), split("val")]) { row in
-            let runId = row.int(0)!, nameId = row.int(1)!, splitId = row.int(2)!, step = Int(row.int(3)!)
-            let value = row.double(4) ?? .nan
-            var point = series[runId, default: Series()].points[step] ?? (.nan, .nan, .nan, .nan)
-            switch (nameId, splitId) {
-            case (lossId, trainId): point.trainLoss = value
-            case (lossId, valId): point.valLoss = value
-            case (accId, trainId): point.trainAcc = value
-            case (accId, valId): point.valAcc = value
+        // Evaluation series of the completed runs.
+        typealias Point = (trainLoss: Double, valLoss: Double, trainAcc: Double, valAcc: Double)
+        var series: [String: [Int: Point]] = [:]
+        for p in try store.metricPoints(names: [MetricName.accuracy, MetricName.loss], splits: [Split.train, Split.val],
+                                        of: completed) {
+            var point = series[p.runHash, default: [:]][p.step] ?? (.nan, .nan, .nan, .nan)
+            switch (p.name, p.split) {
+            case (MetricName.loss, Split.train): point.trainLoss = p.value
+            case (MetricName.loss, Split.val): point.valLoss = p.value
+            case (MetricName.accuracy, Split.train): point.trainAcc = p.value
+            case (MetricName.accuracy, Split.val): point.valAcc = p.value
             default: break
             }
-            series[runId, default: Series()].points[step] = point
+            series[p.runHash, default: [:]][p.step] = point
         }
-        for (runId, s) in series {
-            guard let i = indexById[runId] else { continue }
-            let steps = s.points.keys.sorted()
-            let p = steps.map { s.points[$0]! }
+        for (hash, points) in series {
+            guard let i = indexByHash[hash] else { continue }
+            let steps = points.keys.sorted()
+            let p = steps.map { points[$0]! }
             loaded[i].facts.curve = Curve(steps: steps, trainLoss: p.map(\.trainLoss), valLoss: p.map(\.valLoss),
                                           trainAcc: p.map(\.trainAcc), valAcc: p.map(\.valAcc))
         }
@@ -203,17 +180,13 @@ public struct ReportData: Sendable {
         // Seed grids of the sweeps these runs belong to.
         // A sweep without a seed grid ran each cell with the seed of its config.
         var sweepSeeds: [String: Set<Int>] = [:]
-        var specCache: [String: [Int]?] = [:]
+        var seedGrids: [Int64: [Int]?] = [:]
+        for sweep in try store.sweeps() { seedGrids[sweep.id] = .some(ReportData.seedGrid(specJSON: sweep.specJSON)) }
         var seedByHash: [String: Int] = [:]
         for item in loaded { if let seed = item.facts.seed { seedByHash[item.facts.hash] = seed } }
-        let sweepSQL = """
-            SELECT sm.run_hash, s.spec_json FROM sweep_members sm JOIN sweeps s ON s.id = sm.sweep_id
-            WHERE sm.run_hash IN (SELECT r.hash FROM runs r WHERE \(condition))
-            """
-        try store.query(sweepSQL, filterParams) { row in
-            let hash = row.string(0)!, spec = row.string(1)!
-            if specCache[spec] == nil { specCache[spec] = .some(ReportData.seedGrid(specJSON: spec)) }
-            if let seeds = specCache[spec]! {
+        for member in try store.sweepMemberships(of: selected) {
+            let hash = member.runHash
+            if let seeds = seedGrids[member.sweepId] ?? nil {
                 sweepSeeds[hash, default: []].formUnion(seeds)
             } else if let own = seedByHash[hash] {
                 sweepSeeds[hash, default: []].insert(own)

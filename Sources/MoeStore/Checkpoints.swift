@@ -5,17 +5,7 @@ import MoeJSON
 // runs/objects/) belong to MoeCheckpoint; the store only records what exists where.
 
 extension Store {
-    static let checkpointColumns = "c.id, r.hash, c.step, c.manifest_json, c.created_at"
-
-    static func checkpointRecord(_ row: Row) -> CheckpointRecord {
-        CheckpointRecord(id: row.int(0)!, runHash: row.string(1)!, step: Int(row.int(2)!),
-                         manifestJSON: row.string(3)!, createdAt: row.string(4)!)
-    }
-
-    static func blobRecord(_ row: Row) -> BlobRecord {
-        BlobRecord(sha256: row.string(0)!, rawSize: row.int(1)!, storedSize: row.int(2)!,
-                   location: row.string(3)!, createdAt: row.string(4))
-    }
+    static let checkpointColumns = "c.id, r.hash AS run_hash, c.step, c.manifest_json, c.created_at"
 
     /// Records a checkpoint of `runHash` at `step` and the blobs it uses, in one transaction.
     ///
@@ -60,10 +50,9 @@ extension Store {
                     try db.query("INSERT INTO checkpoint_blobs (checkpoint_id, sha256) VALUES (?, ?)",
                                  [.int(checkpointId), .text(sha)])
                 }
-                var record: CheckpointRecord?
-                try db.query("SELECT \(Store.checkpointColumns) FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE c.id = ?",
-                             [.int(checkpointId)]) { row in record = Store.checkpointRecord(row) }
-                return record!
+                return try db.fetch(CheckpointRecord.self,
+                                    "SELECT \(Store.checkpointColumns) FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE c.id = ?",
+                                    [.int(checkpointId)])[0]
             }
         }
     }
@@ -83,11 +72,10 @@ extension Store {
         return try withDB { db in
             try db.read {
                 let (runId, _) = try runIdAndStatus(db, hash: runHash)
-                var records: [CheckpointRecord] = []
                 let order = latestOnly ? "ORDER BY c.step DESC LIMIT 1" : "ORDER BY c.step"
-                try db.query("SELECT \(Store.checkpointColumns) FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE c.run_id = ? \(order)",
-                             [.int(runId)]) { row in records.append(Store.checkpointRecord(row)) }
-                return records
+                return try db.fetch(CheckpointRecord.self,
+                                    "SELECT \(Store.checkpointColumns) FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE c.run_id = ? \(order)",
+                                    [.int(runId)])
             }
         }
     }
@@ -128,12 +116,6 @@ extension Store {
     }
 
     private func blobQuery(_ sql: String, _ params: [SQLValue]) throws -> [BlobRecord] {
-        try withDB { db in
-            try db.read {
-                var records: [BlobRecord] = []
-                try db.query(sql, params) { row in records.append(Store.blobRecord(row)) }
-                return records
-            }
-        }
+        try withDB { db in try db.read { try db.fetch(BlobRecord.self, sql, params) } }
     }
 }

@@ -298,11 +298,7 @@ extension Store {
     public func metricNames() throws -> [MetricNameRecord] {
         try withDB { db in
             try db.read {
-                var names: [MetricNameRecord] = []
-                try db.query("SELECT id, name FROM metric_names ORDER BY name") { row in
-                    names.append(MetricNameRecord(id: row.int(0)!, name: row.string(1)!))
-                }
-                return names
+                try db.fetch(MetricNameRecord.self, "SELECT id, name FROM metric_names ORDER BY name")
             }
         }
     }
@@ -311,11 +307,7 @@ extension Store {
     public func splits() throws -> [SplitRecord] {
         try withDB { db in
             try db.read {
-                var splits: [SplitRecord] = []
-                try db.query("SELECT id, name FROM splits ORDER BY id") { row in
-                    splits.append(SplitRecord(id: row.int(0)!, name: row.string(1)!))
-                }
-                return splits
+                try db.fetch(SplitRecord.self, "SELECT id, name FROM splits ORDER BY id")
             }
         }
     }

@@ -169,12 +169,6 @@ public struct BlobRecord: Codable, Equatable, Sendable {
     }
 }
 
-/// A row of `checkpoint_blobs`.
-public struct CheckpointBlobRecord: Codable, Equatable, Sendable {
-    public var checkpointId: Int64
-    public var sha256: String
-}
-
 /// A row of `sweeps`.
 public struct SweepRecord: Codable, Equatable, Sendable {
     public var id: Int64

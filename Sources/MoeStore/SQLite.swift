@@ -326,31 +326,31 @@ final class Statement {
 
 /// One result row, valid only inside the callback that receives it.
 /// Column indexes start at 0; accessors return nil for SQL NULL.
-public struct Row {
+package struct Row {
     let stmt: OpaquePointer
 
-    public var columnCount: Int { Int(sqlite3_column_count(stmt)) }
+    package var columnCount: Int { Int(sqlite3_column_count(stmt)) }
 
-    public func columnName(_ index: Int) -> String {
+    package func columnName(_ index: Int) -> String {
         sqlite3_column_name(stmt, Int32(index)).map { String(cString: $0) } ?? ""
     }
 
-    public func isNull(_ index: Int) -> Bool {
+    package func isNull(_ index: Int) -> Bool {
         sqlite3_column_type(stmt, Int32(index)) == SQLITE_NULL
     }
 
     /// The column as an integer (SQLite converts REAL and numeric TEXT), nil for NULL.
-    public func int(_ index: Int) -> Int64? {
+    package func int(_ index: Int) -> Int64? {
         isNull(index) ? nil : sqlite3_column_int64(stmt, Int32(index))
     }
 
     /// The column as a double (SQLite converts INTEGER and numeric TEXT), nil for NULL.
-    public func double(_ index: Int) -> Double? {
+    package func double(_ index: Int) -> Double? {
         isNull(index) ? nil : sqlite3_column_double(stmt, Int32(index))
     }
 
     /// The column as text, nil for NULL.
-    public func string(_ index: Int) -> String? {
+    package func string(_ index: Int) -> String? {
         guard !isNull(index), let text = sqlite3_column_text(stmt, Int32(index)) else { return nil }
         let count = Int(sqlite3_column_bytes(stmt, Int32(index)))
         return String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self)
@@ -358,7 +358,7 @@ public struct Row {
 
     /// The column as JSON by its SQLite storage class (INTEGER → .int, REAL → .double,
     /// TEXT → .string, NULL → .null, BLOB → .string of lowercase hex).
-    public func value(_ index: Int) -> JSONValue {
+    package func value(_ index: Int) -> JSONValue {
         switch sqlite3_column_type(stmt, Int32(index)) {
         case SQLITE_INTEGER: return .int(sqlite3_column_int64(stmt, Int32(index)))
         case SQLITE_FLOAT: return .double(sqlite3_column_double(stmt, Int32(index)))

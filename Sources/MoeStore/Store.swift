@@ -1,5 +1,6 @@
 import Foundation
 import MoeJSON
+import MoeMetricNames
 
 #if canImport(Glibc)
 import Glibc
@@ -166,19 +167,17 @@ public final class Store: @unchecked Sendable {
     public func migrationRecords() throws -> [MigrationRecord] {
         try withDB { db in
             try db.read {
-                var records: [MigrationRecord] = []
-                try db.query("SELECT version, name, applied_at FROM schema_migrations ORDER BY version") { row in
-                    records.append(MigrationRecord(version: Int(row.int(0)!), name: row.string(1)!, appliedAt: row.string(2)!))
-                }
-                return records
+                try db.fetch(MigrationRecord.self, "SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
             }
         }
     }
 
-    /// Runs one read-only SQL statement (for reports and ad-hoc queries), calling `row` for
-    /// each result row. Parameters are always bound, never spliced into the text. A
-    /// statement that would write, or more than one statement, is refused.
-    public func query(_ sql: String, _ params: [JSONValue] = [], row: (Row) throws -> Void) throws {
+    /// Runs one read-only SQL statement, calling `row` for each result row. Parameters are
+    /// always bound, never spliced into the text. A statement that would write, or more than
+    /// one statement, is refused. Package-only, for the package's tests: moerec's own code
+    /// outside the store reads through the typed methods. (Not `internal` + `@testable`:
+    /// release builds of the tests do not compile the store for testing.)
+    package func query(_ sql: String, _ params: [JSONValue] = [], row: (Row) throws -> Void) throws {
         let bound = try params.map(SQLValue.init)
         try withDB { db in
             try db.read {
@@ -195,9 +194,9 @@ public final class Store: @unchecked Sendable {
     /// number of rows it changed. It bypasses the store's own rules (run lifecycle, completed
     /// runs being final) but not the schema's constraints. For maintenance tools and
     /// fault-injection tests (e.g. altering a stored metric to check that `reproduce`
-    /// notices); moerec's own code paths use the typed API.
+    /// notices). Package-only, like `query`; moerec's own code paths use the typed API.
     @discardableResult
-    public func executeRaw(_ sql: String, _ params: [JSONValue] = []) throws -> Int {
+    package func executeRaw(_ sql: String, _ params: [JSONValue] = []) throws -> Int {
         let bound = try params.map(SQLValue.init)
         return try withDB { db in
             try db.write {
@@ -210,35 +209,12 @@ public final class Store: @unchecked Sendable {
 
     // MARK: - Runs
 
-    /// The columns `runRecord` reads, from `runs` aliased `r`.
+    /// The columns a `RunRecord` decodes from, from `runs` aliased `r`.
     static let runColumns = """
         r.id, r.hash, r.parent_hash, r.kind, r.status, r.config_json, r.dataset_fingerprint, r.numerics_version,
         r.host, r.os, r.cpu_model, r.blas_core, r.threads, r.moerec_version, r.git_commit, r.pid,
         r.created_at, r.started_at, r.finished_at, r.wall_seconds, r.steps_done, r.failure_reason, r.failure_step
         """
-
-    static func runRecord(_ row: Row) -> RunRecord {
-        RunRecord(
-            id: row.int(0)!,
-            hash: row.string(1)!,
-            parentHash: row.string(2),
-            kind: RunKind(rawValue: row.string(3)!)!,
-            status: RunStatus(rawValue: row.string(4)!)!,
-            configJSON: row.string(5)!,
-            datasetFingerprint: row.string(6)!,
-            numericsVersion: Int(row.int(7)!),
-            environment: RunEnvironment(
-                host: row.string(8), os: row.string(9), cpuModel: row.string(10), blasCore: row.string(11),
-                threads: row.int(12).map(Int.init), moerecVersion: row.string(13), gitCommit: row.string(14)),
-            pid: row.int(15).map(Int.init),
-            createdAt: row.string(16)!,
-            startedAt: row.string(17),
-            finishedAt: row.string(18),
-            wallSeconds: row.double(19),
-            stepsDone: Int(row.int(20)!),
-            failureReason: row.string(21),
-            failureStep: row.int(22).map(Int.init))
-    }
 
     static func validateHash(_ hash: String) throws {
         guard RunIdentity.isValidHash(hash) else { throw StoreError.invalidHash(hash) }
@@ -246,11 +222,7 @@ public final class Store: @unchecked Sendable {
 
     /// Reads a run inside an open transaction or read.
     func fetchRun(_ db: Connection, hash: String) throws -> RunRecord? {
-        var record: RunRecord?
-        try db.query("SELECT \(Store.runColumns) FROM runs r WHERE r.hash = ?", [.text(hash)]) { row in
-            record = Store.runRecord(row)
-        }
-        return record
+        try db.fetch(RunRecord.self, "SELECT \(Store.runColumns) FROM runs r WHERE r.hash = ?", [.text(hash)]).first
     }
 
     /// (id, status) of a run, or `unknownRun`.
@@ -350,24 +322,38 @@ public final class Store: @unchecked Sendable {
         try Store.validateHash(hash)
         return try withDB { db in
             try db.read {
-                var records: [RunRecord] = []
-                try db.query("SELECT \(Store.runColumns) FROM runs r WHERE r.parent_hash = ? ORDER BY r.created_at, r.id",
-                             [.text(hash)]) { row in records.append(Store.runRecord(row)) }
-                return records
+                try db.fetch(RunRecord.self, "SELECT \(Store.runColumns) FROM runs r WHERE r.parent_hash = ? ORDER BY r.created_at, r.id",
+                             [.text(hash)])
             }
         }
+    }
+
+    /// A run and its ancestors: the run first, then its parent, up to the pretraining run
+    /// at the root. Throws `.unknownRun` when `hash` is not stored.
+    public func lineage(of hash: String) throws -> [RunRecord] {
+        try Store.validateHash(hash)
+        let chain = try withDB { db in
+            try db.read {
+                try db.fetch(RunRecord.self, """
+                    WITH RECURSIVE chain (hash, depth) AS (
+                        SELECT ?, 0
+                        UNION ALL
+                        SELECT r.parent_hash, c.depth + 1 FROM chain c JOIN runs r ON r.hash = c.hash
+                        WHERE r.parent_hash IS NOT NULL)
+                    SELECT \(Store.runColumns) FROM chain c JOIN runs r ON r.hash = c.hash ORDER BY c.depth
+                    """, [.text(hash)])
+            }
+        }
+        guard !chain.isEmpty else { throw StoreError.unknownRun(hash) }
+        return chain
     }
 
     /// Every run, oldest first, optionally filtered.
     public func allRuns(filter: WhereFilter? = nil) throws -> [RunRecord] {
         try withDB { db in
             try db.read {
-                var records: [RunRecord] = []
                 let sql = "SELECT \(Store.runColumns) FROM runs r WHERE \(filter?.sql ?? "1") ORDER BY r.created_at, r.id"
-                try db.query(sql, try (filter?.parameters ?? []).map(SQLValue.init)) { row in
-                    records.append(Store.runRecord(row))
-                }
-                return records
+                return try db.fetch(RunRecord.self, sql, try (filter?.parameters ?? []).map(SQLValue.init))
             }
         }
     }
@@ -393,7 +379,7 @@ public final class Store: @unchecked Sendable {
         for extract in extracts { sql += ", " + extract }
         sql += " FROM runs r WHERE \(filter?.sql ?? "1") ORDER BY r.created_at, r.id"
         // Parameters in the order their placeholders appear in the text.
-        var params: [SQLValue] = [.text("acc"), .text("val"), .text("loss"), .text("val")]
+        var params: [SQLValue] = [.text(MetricName.accuracy), .text(Split.val), .text(MetricName.loss), .text(Split.val)]
         params += keyFields.map { .text("$.\($0)") }
         params += try (filter?.parameters ?? []).map(SQLValue.init)
 

@@ -1,5 +1,6 @@
 import Foundation
 import MoeJSON
+import MoeMetricNames
 
 /// Figures for `moerec bench store`.
 public enum StoreBenchmark {
@@ -22,10 +23,11 @@ public enum StoreBenchmark {
         let run = try store.insertRun(kind: .pretrain, config: config, parentHash: nil,
                                       datasetFingerprint: "synthetic", numericsVersion: 0)
         let writer = try store.metricWriter(runHash: run.hash, batchSize: batchSize)
-        let names = ["loss", "acc", "aux_loss", "z_loss", "router_entropy", "dropped_frac", "lr", "grad_norm"]
+        let names = [MetricName.loss, MetricName.accuracy, MetricName.auxLoss, MetricName.zLoss, MetricName.entropy,
+                     MetricName.dropped, MetricName.learningRate, MetricName.gradientNorm]
         var keys: [MetricWriter.Key] = []
         for name in names {
-            for split in ["train", "val"] { keys.append(try writer.key(name: name, split: split)) }
+            for split in [Split.train, Split.val] { keys.append(try writer.key(name: name, split: split)) }
         }
 
         let start = DispatchTime.now().uptimeNanoseconds

@@ -26,16 +26,7 @@ extension Store {
     }
 
     private func sweepQuery(_ sql: String, _ params: [SQLValue]) throws -> [SweepRecord] {
-        try withDB { db in
-            try db.read {
-                var records: [SweepRecord] = []
-                try db.query(sql, params) { row in
-                    records.append(SweepRecord(id: row.int(0)!, name: row.string(1)!, specJSON: row.string(2)!,
-                                               createdAt: row.string(3)!))
-                }
-                return records
-            }
-        }
+        try withDB { db in try db.read { try db.fetch(SweepRecord.self, sql, params) } }
     }
 
     /// Adds a run to a sweep; adding it again is a no-op. The run must already be stored.
@@ -57,11 +48,8 @@ extension Store {
     public func sweepMembers(sweepId: Int64) throws -> [String] {
         try withDB { db in
             try db.read {
-                var hashes: [String] = []
-                try db.query("SELECT run_hash FROM sweep_members WHERE sweep_id = ? ORDER BY id", [.int(sweepId)]) { row in
-                    hashes.append(row.string(0)!)
-                }
-                return hashes
+                try db.fetch(SweepMemberRecord.self, "SELECT sweep_id, run_hash FROM sweep_members WHERE sweep_id = ? ORDER BY id",
+                             [.int(sweepId)]).map(\.runHash)
             }
         }
     }
@@ -97,11 +85,10 @@ extension Store {
         return try withDB { db in
             try db.read {
                 let (runId, _) = try runIdAndStatus(db, hash: runHash)
-                var tags: [String] = []
-                try db.query("SELECT tag FROM tags WHERE run_id = ? ORDER BY tag", [.int(runId)]) { row in
-                    tags.append(row.string(0)!)
-                }
-                return tags
+                return try db.fetch(TagRecord.self, """
+                    SELECT r.hash AS run_hash, t.tag FROM tags t JOIN runs r ON r.id = t.run_id
+                    WHERE t.run_id = ? ORDER BY t.tag
+                    """, [.int(runId)]).map(\.tag)
             }
         }
     }

@@ -1,4 +1,4 @@
-/// Where a run's measurements go. The store implements this; training never imports it.
+/// Where a run's measurements go (series named by `Split` and `MetricName`). The store implements this; training never imports it.
 public protocol MetricSink: AnyObject {
     func record(step: Int, split: String, name: String, value: Double)
     /// Called after each evaluation and before each checkpoint: make recorded points durable.
@@ -24,10 +24,4 @@ public final class MemorySink: MetricSink {
     public func series(_ name: String, split: String) -> [(step: Int, value: Double)] {
         points.filter { $0.name == name && $0.split == split }.map { ($0.step, $0.value) }
     }
-}
-
-/// Metric splits. "timing" holds wall-clock figures, which vary between executions and
-/// are therefore left out of reproduction checks.
-public enum Split {
-    public static let train = "train", val = "val", test = "test", step = "step", timing = "timing"
 }

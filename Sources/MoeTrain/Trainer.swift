@@ -1,5 +1,6 @@
 import Foundation
 import MoeKernels
+import MoeMetricNames
 import MoeModel
 
 /// Why a run stopped.
@@ -98,18 +99,18 @@ public final class Trainer {
             }
             step = s
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            sink.record(step: s, split: Split.step, name: "loss", value: Double(result.loss))
-            sink.record(step: s, split: Split.step, name: "ce", value: Double(result.crossEntropy))
-            sink.record(step: s, split: Split.step, name: "lr", value: Double(lr))
-            sink.record(step: s, split: Split.step, name: "grad_norm", value: Double(norm))
+            sink.record(step: s, split: Split.step, name: MetricName.loss, value: Double(result.loss))
+            sink.record(step: s, split: Split.step, name: MetricName.crossEntropy, value: Double(result.crossEntropy))
+            sink.record(step: s, split: Split.step, name: MetricName.learningRate, value: Double(lr))
+            sink.record(step: s, split: Split.step, name: MetricName.gradientNorm, value: Double(norm))
             if !result.router.isEmpty {
-                sink.record(step: s, split: Split.step, name: "aux", value: Double(result.auxLoss))
-                sink.record(step: s, split: Split.step, name: "z", value: Double(result.zLoss))
+                sink.record(step: s, split: Split.step, name: MetricName.auxLoss, value: Double(result.auxLoss))
+                sink.record(step: s, split: Split.step, name: MetricName.zLoss, value: Double(result.zLoss))
                 let dropped = result.router.reduce(0.0) { $0 + Double($1.droppedFraction) } / Double(result.router.count)
-                sink.record(step: s, split: Split.step, name: "dropped", value: dropped)
+                sink.record(step: s, split: Split.step, name: MetricName.dropped, value: dropped)
             }
-            sink.record(step: s, split: Split.timing, name: "step_time", value: seconds)
-            sink.record(step: s, split: Split.timing, name: "tokens_per_s", value: Double(result.tokens) / max(seconds, 1e-9))
+            sink.record(step: s, split: Split.timing, name: MetricName.stepTime, value: seconds)
+            sink.record(step: s, split: Split.timing, name: MetricName.tokensPerSecond, value: Double(result.tokens) / max(seconds, 1e-9))
             tokensSinceReport += result.tokens
             stepsSinceReport += 1
             let now = DispatchTime.now().uptimeNanoseconds
@@ -142,15 +143,16 @@ public final class Trainer {
     }
 
     func record(_ e: Evaluation, split: String, step: Int) {
-        sink.record(step: step, split: split, name: "loss", value: e.loss)
-        sink.record(step: step, split: split, name: "acc", value: e.accuracy)
+        sink.record(step: step, split: split, name: MetricName.loss, value: e.loss)
+        sink.record(step: step, split: split, name: MetricName.accuracy, value: e.accuracy)
         for (i, layer) in model.config.sparseLayers.enumerated() where i < e.dropped.count {
-            let p = "moe\(layer)."
-            sink.record(step: step, split: split, name: p + "dropped", value: e.dropped[i])
-            sink.record(step: step, split: split, name: p + "entropy", value: e.entropy[i])
-            sink.record(step: step, split: split, name: p + "aux", value: e.aux[i])
-            sink.record(step: step, split: split, name: p + "z", value: e.z[i])
-            for (j, share) in e.load[i].enumerated() { sink.record(step: step, split: split, name: p + "load.\(j)", value: share) }
+            sink.record(step: step, split: split, name: MetricName.layer(layer, MetricName.dropped), value: e.dropped[i])
+            sink.record(step: step, split: split, name: MetricName.layer(layer, MetricName.entropy), value: e.entropy[i])
+            sink.record(step: step, split: split, name: MetricName.layer(layer, MetricName.auxLoss), value: e.aux[i])
+            sink.record(step: step, split: split, name: MetricName.layer(layer, MetricName.zLoss), value: e.z[i])
+            for (j, share) in e.load[i].enumerated() {
+                sink.record(step: step, split: split, name: MetricName.load(layer: layer, expert: j), value: share)
+            }
         }
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import MoeCheckpoint
 import MoeExperiment
 import MoeJSON
+import MoeMetricNames
 import MoeStore
 
 struct Runs: ParsableCommand {
@@ -74,10 +75,8 @@ struct Show: ParsableCommand {
         guard let r = try store.run(hash: full) else { throw InputError("no run \(hash)") }
         print("run         \(r.hash)")
         print("kind        \(r.kind.rawValue)    status \(r.status.rawValue)" + (r.failureReason.map { "    reason: \($0)" } ?? ""))
-        var chain: [String] = []
-        var current = r
-        while let p = current.parentHash, let parent = try store.run(hash: p) { chain.append("\(parent.hash.prefix(12)) (\(parent.kind.rawValue))"); current = parent }
-        print("lineage     \(([String(r.hash.prefix(12))] + chain).joined(separator: " ← "))")
+        let ancestors = try store.lineage(of: full).dropFirst().map { "\($0.hash.prefix(12)) (\($0.kind.rawValue))" }
+        print("lineage     \(([String(r.hash.prefix(12))] + ancestors).joined(separator: " ← "))")
         print("dataset     \(r.datasetFingerprint)")
         print("numerics    \(r.numericsVersion)")
         let e = r.environment
@@ -90,7 +89,7 @@ struct Show: ParsableCommand {
             print("  \(k.padding(toLength: 22, withPad: " ", startingAt: 0)) \(v.display)")
         }
         print("\nmetrics (last / min / max over the series)")
-        let summary = try store.metricSummary(runHash: full).filter { !$0.name.contains(".load.") }
+        let summary = try store.metricSummary(runHash: full).filter { !MetricName.isLoad($0.name) }
         print(TableOut.render(header: ["split", "name", "points", "steps", "last", "min", "max"], rows: summary.map {
             [$0.split, $0.name, String($0.count), "\($0.firstStep)-\($0.lastStep)",
              $0.lastValue.map { String(format: "%.5g", $0) } ?? "", $0.minValue.map { String(format: "%.5g", $0) } ?? "",

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MoeExperiment
 import MoeJSON
+import MoeMetricNames
 import MoeReport
 import MoeStore
 import MoeTrain
@@ -96,9 +97,9 @@ enum RunSummaryPrinter {
         case let .failed(step, reason): Swift.print("\(result.hash)  failed at step \(step): \(reason)")
         case let .interrupted(step): Swift.print("\(result.hash)  interrupted after step \(step); run the same command to resume")
         }
-        for split in ["train", "val", "test"] {
-            let loss = try store.metrics(runHash: result.hash, name: "loss", split: split).last
-            let acc = try store.metrics(runHash: result.hash, name: "acc", split: split).last
+        for split in Split.evaluation {
+            let loss = try store.metrics(runHash: result.hash, name: MetricName.loss, split: split).last
+            let acc = try store.metrics(runHash: result.hash, name: MetricName.accuracy, split: split).last
             if let loss, let acc {
                 Swift.print(String(format: "  %@ %-5@ step %d  loss %.4f  acc %.4f", short, split, loss.step, loss.value, acc.value))
             }

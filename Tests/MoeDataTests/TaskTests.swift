@@ -79,16 +79,22 @@ final class TaskTests: XCTestCase {
 
     func testRegistry() throws {
         XCTAssertEqual(TaskRegistry.builtinNames, ["wn-pos", "wn-supersense"])
-        let task = try TaskRegistry.builtinTask(name: "wn-supersense", wordNetDirectory: Fixtures.wordNet)
+        let synsets = { try WordNet.load(directory: Fixtures.wordNet) }
+        let task = try TaskRegistry.builtinTask(name: "wn-supersense", synsets: synsets)
         XCTAssertEqual(task.fingerprint, "35dd6280b18aed958dbfd0e5f916e6465bd41a805f8cf287df0ee1b441d6e2c3")
-        let pos = try TaskRegistry.builtinTask(name: "wn-pos", wordNetDirectory: Fixtures.wordNet)
+        let pos = try TaskRegistry.builtinTask(name: "wn-pos", synsets: synsets)
         XCTAssertEqual(pos.classes.count, 4)
-        let error = dataError { _ = try TaskRegistry.builtinTask(name: "wn-sense", wordNetDirectory: Fixtures.wordNet) }
+        // An unknown name fails before WordNet is read.
+        var loads = 0
+        let counted = { () throws -> [Synset] in loads += 1; return try synsets() }
+        let error = dataError { _ = try TaskRegistry.builtinTask(name: "wn-sense", synsets: counted) }
         XCTAssertEqual(error, .unknownTask(name: "wn-sense", valid: ["wn-pos", "wn-supersense"]))
         XCTAssertTrue("\(error!)".contains("wn-pos, wn-supersense"))
-        let corpus = try TaskRegistry.builtinCorpus(name: "wordnet", wordNetDirectory: Fixtures.wordNet)
+        let corpus = try TaskRegistry.builtinCorpus(name: "wordnet", synsets: synsets)
         XCTAssertEqual(corpus.fingerprint, "2f97c698127b9156bc54cf26cb69542925714bfd415cd8b258f02e2ce675bd3b")
-        XCTAssertNotNil(dataError { _ = try TaskRegistry.builtinCorpus(name: "c4") })
+        XCTAssertEqual(dataError { _ = try TaskRegistry.builtinCorpus(name: "c4", synsets: counted) },
+                       .unknownCorpus(name: "c4", valid: ["wordnet"]))
+        XCTAssertEqual(loads, 0)
     }
 
     func testInitRejectsLabelsOutsideClasses() {

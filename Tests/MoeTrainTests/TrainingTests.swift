@@ -1,5 +1,6 @@
 import XCTest
 import MoeKernels
+import MoeMetricNames
 import MoeModel
 import MoeTrain
 import MoeTestSupport

@@ -1,0 +1,53 @@
+// The names of the stored metric series, declared once. Every module that writes or reads
+// a series (training, run execution, the store's listings, reports, diffs, the CLI) names
+// it through these, so a name cannot drift between writer and reader. The strings are
+// what stores hold: changing one makes existing stores and committed reports read
+// differently.
+
+/// Metric splits. "timing" holds wall-clock figures, which vary between executions and
+/// are therefore left out of reproduction checks.
+public enum Split {
+    /// Evaluation on the training subset, the validation and the test split.
+    public static let train = "train", val = "val", test = "test"
+    /// One point per optimizer step, from the training batch.
+    public static let step = "step"
+    /// Wall-clock figures.
+    public static let timing = "timing"
+    /// Facts about the run recorded once, at step 0.
+    public static let info = "info"
+    /// The splits an evaluation writes, in the order reports list them.
+    public static let evaluation = [train, val, test]
+}
+
+/// Metric names, grouped by the splits that carry them.
+public enum MetricName {
+    /// Every evaluation split, and `step` (the training batch's total loss).
+    public static let loss = "loss"
+    /// Evaluation splits: classification accuracy.
+    public static let accuracy = "acc"
+
+    /// `step`: cross-entropy, learning rate, global gradient norm.
+    public static let crossEntropy = "ce", learningRate = "lr", gradientNorm = "grad_norm"
+    /// `step` (summed over sparse layers) and, per sparse layer, evaluation splits
+    /// (`layer(_:_:)`): load-balancing loss, router z-loss, dropped-token fraction.
+    public static let auxLoss = "aux", zLoss = "z", dropped = "dropped"
+    /// Evaluation splits, per sparse layer: router entropy.
+    public static let entropy = "entropy"
+
+    /// `timing`: seconds per optimizer step, training tokens per second.
+    public static let stepTime = "step_time", tokensPerSecond = "tokens_per_s"
+
+    /// `info`: total parameter count, share of parameters the regime updates,
+    /// majority-class validation accuracy.
+    public static let parameters = "parameters", trainableFraction = "trainable_fraction",
+                      majorityAccuracy = "majority_acc"
+
+    /// A router statistic of sparse layer `layer`: `moe<layer>.<name>`.
+    public static func layer(_ layer: Int, _ name: String) -> String { "moe\(layer).\(name)" }
+
+    /// Expert `expert`'s share of the tokens routed at sparse layer `layer`.
+    public static func load(layer: Int, expert: Int) -> String { self.layer(layer, "load.\(expert)") }
+
+    /// Whether `name` is a per-expert load share (many series, hidden from summaries).
+    public static func isLoad(_ name: String) -> Bool { name.contains(".load.") }
+}
