@@ -240,6 +240,7 @@ public final class Executor {
             let manifest = try CheckpointManifest(json: checkpoint.manifestJSON)
             try restore(trainer: trainer, from: manifest, optimizer: true)
             resumedFrom = manifest.step
+            trainer.restoreValidation(try store.metrics(runHash: plan.hash, name: MetricName.accuracy, split: Split.val))
             previousWall = record.wallSeconds ?? 0
             log("resuming \(plan.hash.prefix(12)) from its checkpoint at step \(manifest.step)")
         } else if let parent = config.parent {
@@ -255,10 +256,10 @@ public final class Executor {
         if let majority = plan.prepared.majorityAccuracy {
             sink.record(step: 0, split: Split.info, name: MetricName.majorityAccuracy, value: majority)
         }
-        trainer.onCheckpoint = { [unowned self] step in
+        trainer.onCheckpoint = { [unowned self] step, isLast in
             // Optimizer moments exist to resume; a completed run's final checkpoint keeps parameters only.
             try self.checkpoint(trainer: trainer, hash: plan.hash, step: step, configJSON: try plan.value.canonicalString,
-                                withOptimizer: step < config.steps)
+                                withOptimizer: !isLast)
             try self.store.recordProgress(hash: plan.hash, steps: step)
         }
         trainer.onProgress = { [weak self] p in self?.progress?(String(plan.hash.prefix(12)), p) }

@@ -12,7 +12,7 @@ import MoeModel
 /// To add a key: declare it in `RunSettings` (or `ModelConfig` for the network), add its
 /// coding key, validate its range in `validate()`, and write its README line. A key added
 /// after runs exist must be marked late (`RunSettings.CodingKeys.isLate`) with a default
-/// that reproduces the behaviour before it existed; see `canonicalKeys`.
+/// that reproduces the behaviour before it existed; see `ConfigResolver.value(of:)`.
 @dynamicMemberLookup
 public struct RunConfig: Codable, Equatable, Sendable {
     public var settings = RunSettings()
@@ -135,6 +135,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
             try fail("batch_size", s.batchSize, "with context=\(model.context) the activations need \(activations >> 20) MiB, more than \(RunConfig.maxActivationBytes >> 20) MiB")
         }
         if s.evalExamples < 1 { try fail("eval_examples", s.evalExamples, "must be ≥ 1") }
+        if s.patience < 0 || s.patience > 1_000_000 { try fail("patience", s.patience, "must be in 0...1000000 (0: no early stopping)") }
         if isFinetune {
             if s.parent == nil { try fail("parent", "null", "a fine-tuning run needs a parent pretraining run") }
             // The regime against this architecture: `moe` on a dense model would train
@@ -201,15 +202,29 @@ public struct RunSettings: Codable, Equatable, Sendable {
     public var regime = Regime.all
     /// Groups updated by the `custom` regime (the head is always updated).
     public var groups: [ParamGroup] = []
+    /// Fine-tuning early stopping: end the run after this many evaluations in a row
+    /// without a new best validation accuracy (0: train all `steps`). Late key.
+    public var patience = 0
+    /// Fine-tuning: when the test split is evaluated (see `TestEvaluation`). Late key.
+    public var testEval = TestEvaluation.last
 
     public init() {}
+
+    /// When a fine-tuning run evaluates its test split.
+    public enum TestEvaluation: String, CaseIterable, ConfigChoice, Equatable {
+        /// At the last step only (the behaviour before the key existed).
+        case last
+        /// Also at every evaluation that sets a new best validation accuracy, so that a
+        /// report can give the test accuracy at the step validation selected.
+        case best
+    }
 
     public enum CodingKeys: String, CodingKey, CaseIterable, Sendable {
         case kind, corpus, task, trainSize = "train_size", evalExamples = "eval_examples"
         case steps, batchSize = "batch_size", lr, warmupSteps = "warmup_steps", schedule, minLrRatio = "min_lr_ratio"
         case beta1, beta2, weightDecay = "weight_decay", gradClip = "grad_clip", evalInterval = "eval_interval"
         case evalBatches = "eval_batches", checkpointInterval = "checkpoint_interval", seed
-        case parent, regime, groups
+        case parent, regime, groups, patience, testEval = "test_eval"
 
         /// The one kind of run this key applies to, nil for both. The resolver refuses a key
         /// given for the other kind at any value but its default (it would change the hash
@@ -217,7 +232,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
         public var onlyFor: Kind? {
             switch self {
             case .corpus, .evalBatches: return .pretrain
-            case .task, .trainSize, .evalExamples, .parent, .regime, .groups: return .finetune
+            case .task, .trainSize, .evalExamples, .parent, .regime, .groups, .patience, .testEval: return .finetune
             case .kind, .steps, .batchSize, .lr, .warmupSteps, .schedule, .minLrRatio, .beta1, .beta2, .weightDecay,
                  .gradClip, .evalInterval, .checkpointInterval, .seed:
                 return nil
@@ -233,6 +248,8 @@ public struct RunSettings: Codable, Equatable, Sendable {
                  .minLrRatio, .beta1, .beta2, .weightDecay, .gradClip, .evalInterval, .evalBatches,
                  .checkpointInterval, .seed, .parent, .regime, .groups:
                 return false
+            case .patience, .testEval:
+                return true
             }
         }
     }

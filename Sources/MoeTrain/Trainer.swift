@@ -21,7 +21,12 @@ public struct Evaluation: Sendable {
 }
 
 public struct Progress: Sendable {
-    public let step: Int, steps: Int, loss: Float, tokensPerSecond: Double, secondsPerStep: Double
+    public let step: Int, steps: Int, loss: Float
+    /// Training tokens per second of training-step time (evaluation pauses excluded).
+    public let tokensPerSecond: Double
+    /// Wall seconds per step since this process started the run, evaluations and
+    /// checkpoints included: what the remaining steps will take.
+    public let secondsPerStep: Double
 }
 
 /// The step loop: forward, backward over trainable groups, AdamW, periodic evaluation
@@ -36,7 +41,14 @@ public final class Trainer {
     let batcher: Batcher
     /// Steps completed so far (restored from a checkpoint when resuming).
     public var step = 0
-    public var onCheckpoint: ((Int) throws -> Void)?
+    /// Called with the step and whether it is the run's last (the end of `steps`, or an
+    /// early stop), which keeps no optimizer state.
+    public var onCheckpoint: ((_ step: Int, _ isLast: Bool) throws -> Void)?
+    /// Fine-tuning: the best validation accuracy so far and its step, and the evaluations
+    /// since it; early stopping (`patience`) and `test_eval: best` read them. A resumed
+    /// run restores them from its stored validation series (`restoreValidation`).
+    public private(set) var bestValidation: (step: Int, accuracy: Double)?
+    public private(set) var evaluationsSinceBest = 0
     public var onProgress: ((Progress) -> Void)?
     public var shouldStop: (() -> Bool)?
 
@@ -74,8 +86,13 @@ public final class Trainer {
     // MARK: The loop
 
     public func run() throws -> TrainOutcome {
-        var lastReport = DispatchTime.now().uptimeNanoseconds
-        var tokensSinceReport = 0, stepsSinceReport = 0
+        // A run resumed after its early stop had already ended is complete.
+        if config.patience > 0, bestValidation != nil, evaluationsSinceBest >= config.patience {
+            return .completed(steps: step)
+        }
+        let started = DispatchTime.now().uptimeNanoseconds, firstStep = step
+        var lastReport = started
+        var tokensSinceReport = 0, trainingSecondsSinceReport = 0.0
         while step < config.steps {
             if shouldStop?() == true { return .stopped(step: step) }
             let s = step + 1
@@ -112,15 +129,20 @@ public final class Trainer {
             sink.record(step: s, split: Split.timing, name: MetricName.stepTime, value: seconds)
             sink.record(step: s, split: Split.timing, name: MetricName.tokensPerSecond, value: Double(result.tokens) / max(seconds, 1e-9))
             tokensSinceReport += result.tokens
-            stepsSinceReport += 1
+            trainingSecondsSinceReport += seconds
             let now = DispatchTime.now().uptimeNanoseconds
             if now - lastReport > 1_000_000_000 || s == config.steps {
-                let dt = Double(now - lastReport) / 1e9
+                // Throughput over training steps only; the ETA from the whole wall time so
+                // far (evaluations and checkpoints included) per step, which a pause for an
+                // evaluation does not swing.
+                let wall = Double(now - started) / 1e9
                 onProgress?(Progress(step: s, steps: config.steps, loss: result.loss,
-                                     tokensPerSecond: Double(tokensSinceReport) / dt, secondsPerStep: dt / Double(stepsSinceReport)))
-                lastReport = now; tokensSinceReport = 0; stepsSinceReport = 0
+                                     tokensPerSecond: Double(tokensSinceReport) / max(trainingSecondsSinceReport, 1e-9),
+                                     secondsPerStep: wall / Double(s - firstStep)))
+                lastReport = now; tokensSinceReport = 0; trainingSecondsSinceReport = 0
             }
-            if s % config.evalInterval == 0 || s == config.steps {
+            var isLast = s == config.steps
+            if s % config.evalInterval == 0 || isLast {
                 // A stop request during a long evaluation ends the run here; it resumes from
                 // the last checkpoint, which this step has not reached.
                 guard let train = evaluate(split: Split.train), let val = evaluate(split: Split.val) else {
@@ -128,18 +150,44 @@ public final class Trainer {
                 }
                 record(train, split: Split.train, step: s)
                 record(val, split: Split.val, step: s)
-                if s == config.steps, case .classification = data {
-                    guard let test = evaluate(split: Split.test) else { return .stopped(step: s) }
-                    record(test, split: Split.test, step: s)
+                if case .classification = data {
+                    let isBest = noteValidation(step: s, accuracy: val.accuracy)
+                    if config.patience > 0 && evaluationsSinceBest >= config.patience { isLast = true }
+                    if isLast || (isBest && config.testEval == .best) {
+                        guard let test = evaluate(split: Split.test) else { return .stopped(step: s) }
+                        record(test, split: Split.test, step: s)
+                    }
                 }
                 try sink.flush()
             }
-            if s % config.checkpointInterval == 0 || s == config.steps {
+            if s % config.checkpointInterval == 0 || isLast {
                 try sink.flush()
-                try onCheckpoint?(s)
+                try onCheckpoint?(s, isLast)
             }
+            if isLast { break }
         }
         return .completed(steps: step)
+    }
+
+    /// Records a validation accuracy; true when it is a new best (strictly higher, so the
+    /// earliest of equal values stays selected, as reports select).
+    @discardableResult
+    func noteValidation(step: Int, accuracy: Double) -> Bool {
+        if let best = bestValidation, !(accuracy > best.accuracy) {
+            evaluationsSinceBest += 1
+            return false
+        }
+        bestValidation = (step, accuracy)
+        evaluationsSinceBest = 0
+        return true
+    }
+
+    /// Replays the stored validation accuracies up to the resume step, so that early
+    /// stopping and test-at-best continue exactly as in an uninterrupted run.
+    public func restoreValidation(_ points: [(step: Int, value: Double)]) {
+        bestValidation = nil
+        evaluationsSinceBest = 0
+        for p in points.sorted(by: { $0.step < $1.step }) where p.step <= step { noteValidation(step: p.step, accuracy: p.value) }
     }
 
     func record(_ e: Evaluation, split: String, step: Int) {

@@ -36,6 +36,48 @@ final class ResumeAfterKillTests: XCTestCase {
         try assertKillAndResumeMatches(command, killed: killed, reference: reference, steps: 120, checkpointInterval: 30)
     }
 
+    /// Early stopping and test-at-best survive a kill: the resumed run replays the stored
+    /// validation accuracies, stops at the same step, and writes the same series.
+    func testEarlyStoppedRunKilledAndResumedMatchesAnUninterruptedRun() throws {
+        let killed = StoreUnderTest.fresh("cli-kill-early")
+        defer { killed.remove() }
+        let dir = killed.dir.deletingLastPathComponent()
+        let data = try Fixtures.writeData(in: dir)
+        let parentConfig = try write(Fixtures.pretrainConfig(corpus: data.corpus, steps: 20), to: dir.appendingPathComponent("pretrain.json"))
+        let parent = try killed.moerec(["run", parentConfig.path, "--set", "checkpoint_interval=1000"])
+        XCTAssertEqual(parent.status, 0, parent.stderr)
+        let parentHash = try XCTUnwrap(Output.runHash(parent.stdout), parent.stdout)
+        let reference = try killed.copy("cli-kill-early-reference")
+        defer { reference.remove() }
+        let config = try write(Fixtures.finetuneConfig(task: data.task, parent: String(parentHash.prefix(12)), steps: 400,
+                                                       extra: ["patience": "3", "test_eval": "\"best\"", "lr": "0.01"]),
+                               to: dir.appendingPathComponent("finetune.json"))
+        let command = ["run", config.path, "--set", "checkpoint_interval=5", "--set", "eval_interval=5"]
+        let uninterrupted = try reference.moerec(command)
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
+        let hash = try XCTUnwrap(Output.runHash(uninterrupted.stdout), uninterrupted.stdout)
+        let stopped = try XCTUnwrap(Int(try reference.sql("SELECT steps_done FROM runs WHERE hash = '\(hash)'")))
+        XCTAssertLessThan(stopped, 400, "patience 3 never stopped the run early")
+
+        let checkpoints = "SELECT count(*) FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE r.hash = '\(hash)'"
+        let victim = try killed.start(command)
+        _ = Poll.until(timeout: 120, interval: 0.02) { (killed.count(checkpoints) ?? 0) >= 2 }
+        victim.signal(SIGKILL)
+        _ = try victim.wait(timeout: 60)
+        let stepsAtKill = try XCTUnwrap(Int(try killed.sql("SELECT steps_done FROM runs WHERE hash = '\(hash)'")))
+        XCTAssertLessThan(stepsAtKill, stopped, "the run finished before the kill")
+        let resumed = try killed.moerec(command)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("completed (resumed from step"), resumed.stdout)
+        XCTAssertEqual(try killed.sql("SELECT steps_done FROM runs WHERE hash = '\(hash)'"), String(stopped))
+        XCTAssertEqual(try killed.metricSeries(hash), try reference.metricSeries(hash))
+        XCTAssertEqual(try killed.checkpointManifests(hash), try reference.checkpointManifests(hash))
+        // Test accuracy is stored at every new best validation step, and at the last.
+        let tests = try reference.sql("SELECT step FROM metric_points WHERE run_hash = '\(hash)' AND name = 'acc' AND split = 'test' ORDER BY step")
+        XCTAssertGreaterThan(tests.split(separator: "\n").count, 1, "test evaluated only once: \(tests)")
+        XCTAssertEqual(tests.split(separator: "\n").last.map(String.init), String(stopped))
+    }
+
     private func assertKillAndResumeMatches(_ command: [String], killed: StoreUnderTest, reference: StoreUnderTest,
                                             steps: Int, checkpointInterval: Int,
                                             file: StaticString = #filePath, line: UInt = #line) throws {

@@ -120,6 +120,45 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    /// `patience`: the run ends after that many evaluations without a new best validation
+    /// accuracy, with a final checkpoint and a test evaluation at that step; `test_eval:
+    /// best` adds a test evaluation at every new best.
+    func testEarlyStoppingAndTestAtBest() throws {
+        var ft = Self.tinyConfig()
+        ft.kind = .finetune; ft.parent = String(repeating: "c", count: 64); ft.steps = 300; ft.evalInterval = 2
+        ft.checkpointInterval = 1000; ft.patience = 3; ft.testEval = .best; ft.lr = 1e-2
+        let sink = MemorySink()
+        let trainer = try Trainer(config: ft, data: Self.classification(context: ft.context), sink: sink)
+        var checkpoints: [(Int, Bool)] = []
+        trainer.onCheckpoint = { checkpoints.append(($0, $1)) }
+        guard case let .completed(steps) = try trainer.run() else { return XCTFail("did not complete") }
+        XCTAssertLessThan(steps, 300, "patience 3 never stopped the run")
+        let val = sink.series(MetricName.accuracy, split: Split.val)
+        XCTAssertEqual(val.last?.step, steps)
+        // The last three evaluations set no new best; the one before them did.
+        var best = -1.0, newBest: [Int] = []
+        for p in val where p.value > best { best = p.value; newBest.append(p.step) }
+        XCTAssertEqual(val.suffix(4).first?.step, newBest.last)
+        XCTAssertEqual(sink.series(MetricName.accuracy, split: Split.test).map(\.step), newBest + [steps])
+        XCTAssertEqual(checkpoints.map(\.0), [steps])
+        XCTAssertEqual(checkpoints.map(\.1), [true])
+        XCTAssertEqual(trainer.bestValidation?.step, newBest.last)
+
+        // Replaying the stored series reaches the same state, so a resumed run stops alike.
+        let replay = try Trainer(config: ft, data: Self.classification(context: ft.context), sink: MemorySink())
+        replay.step = steps
+        replay.restoreValidation(val)
+        XCTAssertEqual(replay.bestValidation?.step, trainer.bestValidation?.step)
+        XCTAssertEqual(replay.evaluationsSinceBest, 3)
+        XCTAssertEqual(try replay.run(), .completed(steps: steps), "an early-stopped run resumed at its end trains on")
+
+        // Without patience and with test at the last step only, the run trains every step.
+        ft.patience = 0; ft.testEval = .last; ft.steps = 20
+        let plain = MemorySink()
+        XCTAssertEqual(try Trainer(config: ft, data: Self.classification(context: ft.context), sink: plain).run(), .completed(steps: 20))
+        XCTAssertEqual(plain.series(MetricName.accuracy, split: Split.test).map(\.step), [20])
+    }
+
     func testMoeRegimeOnDenseModelIsRefused() throws {
         var ft = Self.tinyConfig()
         ft.kind = .finetune; ft.parent = String(repeating: "b", count: 64); ft.experts = 1; ft.topK = 1; ft.regime = .moe
