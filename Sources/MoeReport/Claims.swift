@@ -150,8 +150,8 @@ public struct ClaimsTable: Sendable {
             }
             rows.append(row(id: spec.id, claim: spec.claim, source: "ST-MoE §4.2, Fig. 5", range: spec.range, evidence: evidence))
         }
-        rows.append(try overfitClaim(data, index: index))
-        rows.append(try fewerExpertsClaim(data, index: index))
+        rows.append(try overfitClaim(data))
+        rows.append(try fewerExpertsClaim(data))
         return ClaimsTable(rows: rows)
     }
 
@@ -339,7 +339,7 @@ public struct ClaimsTable: Sendable {
     /// Sparse overfits more than dense on the smallest train size, less on the largest:
     /// end-of-training gap (train acc − val acc), sparse − dense, regime `all`, each expert
     /// count against the dense arm, with pretraining runs as replicates.
-    static func overfitClaim(_ data: ReportData, index: GroupIndex) throws -> ClaimRow {
+    static func overfitClaim(_ data: ReportData) throws -> ClaimRow {
         let claim = "A sparse model overfits more than a dense one on a small task and less on a large one (gap = train acc − val acc at the last evaluation)."
         let source = "ST-MoE §4.1, Fig. 3"
         var small: [ClaimEvidence] = [], large: [ClaimEvidence] = []
@@ -390,7 +390,7 @@ public struct ClaimsTable: Sendable {
     /// Fewer experts fine-tune better: reported accuracy of the fewest-expert sparse arm
     /// minus the most-expert one, regime `all`, per task and train size, with pretraining
     /// runs as replicates.
-    static func fewerExpertsClaim(_ data: ReportData, index: GroupIndex) throws -> ClaimRow {
+    static func fewerExpertsClaim(_ data: ReportData) throws -> ClaimRow {
         let claim = "Sparse models with fewer experts fine-tune better."
         let note = """
             Commonly attributed to Switch Transformers (Fedus et al., 2021), but the paper itself only notes a poorly \
