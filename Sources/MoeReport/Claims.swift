@@ -5,6 +5,16 @@ public enum Verdict: String, Sendable, CaseIterable {
     case agrees
     case disagrees
     case notEnoughData = "not enough data"
+    /// A comparison across pretrained parents with fewer than `ClaimsTable.minimumPretrainingRuns`
+    /// per arm: what it shows holds for those pretraining runs only, and decides nothing.
+    case conditional
+
+    /// The verdict in words; a conditional one names how many pretraining runs it rests on.
+    func text(pretrainingRuns: Int?) -> String {
+        guard self == .conditional else { return rawValue }
+        let n = pretrainingRuns ?? 1
+        return "conditional on " + (n == 1 ? "one pretraining run" : "\(n) pretraining runs")
+    }
 }
 
 /// The range a difference must fall in for a claim to hold, e.g. [−1, +1] points for "≈".
@@ -13,7 +23,7 @@ struct ClaimRange {
     var high: Double
 
     /// Agrees when the whole interval lies in the range, disagrees when none of it does.
-    func verdict(_ interval: WelchInterval) -> Verdict {
+    func verdict(_ interval: DifferenceInterval) -> Verdict {
         if interval.low >= low && interval.high <= high { return .agrees }
         if interval.high < low || interval.low > high { return .disagrees }
         return .notEnoughData
@@ -30,21 +40,48 @@ struct ClaimRange {
     }
 }
 
+/// What a comparison's replicates are.
+public enum ReplicationUnit: String, Sendable {
+    /// Fine-tuning runs of one pretrained parent.
+    case fineTuningSeed = "fine-tuning seed"
+    /// Pretraining runs: the fine-tuning seeds of each parent averaged first.
+    case pretrainingRun = "pretraining run"
+}
+
 /// One comparison behind a claim, in one setting (task, train size, experts).
 public struct ClaimEvidence: Sendable {
     public var setting: String
-    /// What is compared, e.g. "val acc, non-moe − all".
+    /// What is compared, e.g. "acc, non-moe − all".
     public var measure: String
+    /// Contributing fine-tuning runs on each side.
     public var seedsA: Int
     public var seedsB: Int
+    /// What the interval's n counts.
+    public var unit: ReplicationUnit = .fineTuningSeed
+    /// Distinct pretrained parents on each side.
+    public var pretrainingRunsA: Int = 0
+    public var pretrainingRunsB: Int = 0
+    public var test: DifferenceTest?
     public var delta: Double?
-    public var interval: WelchInterval?
+    public var interval: DifferenceInterval?
     public var verdict: Verdict
+    /// For a conditional comparison of one parent per arm: what its fine-tuning seeds say.
+    public var seedLevelVerdict: Verdict?
+    /// For an undecided comparison: replicates that would narrow the interval to
+    /// ± `ClaimsTable.margin` at the observed spread (nil when the spread is unknown).
+    public var seedsNeeded: SeedsNeeded?
+    /// Caveats of the groups on either side.
+    public var caveats: [Caveat] = []
     /// Why the comparison could not decide, when it could not.
     public var note: String?
     /// Run hashes of both sides, for tracing.
     public var runsA: [String]
     public var runsB: [String]
+
+    /// The fewer pretraining runs of the two arms.
+    public var pretrainingRuns: Int { min(pretrainingRunsA, pretrainingRunsB) }
+    public var verdictText: String { verdict.text(pretrainingRuns: pretrainingRuns) }
+    var isUndecided: Bool { verdict == .notEnoughData || verdict == .conditional }
 }
 
 public struct ClaimRow: Sendable {
@@ -55,22 +92,39 @@ public struct ClaimRow: Sendable {
     public var expectation: String
     public var note: String?
     public var verdict: Verdict
+    /// For a conditional verdict: the fewest pretraining runs per arm among its comparisons.
+    public var pretrainingRuns: Int?
     public var evidence: [ClaimEvidence]
     /// The evidence in one line.
     public var summary: String
+
+    public var verdictText: String { verdict.text(pretrainingRuns: pretrainingRuns) }
 }
 
 public struct ClaimsTable: Sendable {
     public var rows: [ClaimRow]
     public static let margin = 0.01
+    /// Pretraining runs each arm of a claim across pretrained parents needs to decide it.
+    public static let minimumPretrainingRuns = 3
     public static let rule = """
-        Each comparison is a difference of seed means with a 95% Welch t-interval (unequal variances, \
-        Welch–Satterthwaite degrees of freedom); accuracy differences are in percentage points (pp), with a \
-        margin m = 1 pp. A comparison agrees when its whole interval lies in the claim's range, disagrees when \
-        the interval lies entirely outside it, and otherwise has not enough data; so does a comparison with \
-        fewer than 2 completed seeds on a side or an incomplete group (missing, failed or unfinished seeds), \
-        which is never used. A claim's verdict is the majority of its deciding comparisons (a tie: not enough \
-        data); the overfitting claim needs both its small-task and large-task sides to agree.
+        Each comparison is a difference of means with a 95% t-interval; accuracy differences are in percentage \
+        points (pp), with a margin m = 1 pp. Regime comparisons (one pretrained parent) pair the runs that share \
+        parent and seed: the interval is the paired t interval on the per-seed differences (n − 1 degrees of \
+        freedom, test `paired-t`); when the seeds do not match, Welch's interval (unequal variances, \
+        Welch–Satterthwaite degrees of freedom, test `welch`). Comparisons across pretrained parents (sparse vs \
+        dense, expert counts) replicate pretraining runs: the fine-tuning seeds of each parent are averaged first, \
+        and Welch's interval compares those parent means; such a comparison decides only with at least 3 \
+        pretraining runs in each arm, and otherwise is "conditional on one pretraining run" (or on N), never \
+        agrees or disagrees. A comparison agrees when its whole interval lies in the claim's range, disagrees when \
+        the interval lies entirely outside it, and otherwise has not enough data; so does a comparison with fewer \
+        than 2 replicates on a side or an incomplete group (missing, failed or unfinished seeds), which is never \
+        used. An undecided comparison says how many seeds (pairs, or pretraining runs) per arm would make the \
+        interval's half-width at most 1 pp at the observed spread: the smallest n with t(0.975, df)·s/√n ≤ 1 pp \
+        (df = n − 1 for pairs, the Welch–Satterthwaite value at n per arm otherwise; at least 3 pretraining runs), \
+        an estimate from the runs at hand; "—" when the spread is unknown. A claim's verdict is the majority of \
+        its deciding comparisons (a tie: not enough data; none deciding but some conditional: conditional); the \
+        overfitting claim needs both its small-task and large-task sides to agree. Reported accuracy is test \
+        accuracy at the step validation selected (validation accuracy where the run has no test number there).
         """
 
     static func build(_ data: ReportData) throws -> ClaimsTable {
@@ -91,13 +145,13 @@ public struct ClaimsTable: Sendable {
             var evidence: [ClaimEvidence] = []
             for g in data.groups where g.regime == spec.regime && (g.experts ?? 0) > 1 {
                 let base = try index.allBaseline(of: g)
-                evidence.append(compare(g, base, measure: "val acc, \(spec.regime) − all", range: spec.range,
-                                        value: \.valAccAtBest, missing: "no 'all' group"))
+                evidence.append(compare(g, base, measure: "acc, \(spec.regime) − all", range: spec.range,
+                                        value: \.reportedAcc, missing: "no 'all' group"))
             }
             rows.append(row(id: spec.id, claim: spec.claim, source: "ST-MoE §4.2, Fig. 5", range: spec.range, evidence: evidence))
         }
-        rows.append(try overfitClaim(data, index: index))
-        rows.append(try fewerExpertsClaim(data, index: index))
+        rows.append(try overfitClaim(data))
+        rows.append(try fewerExpertsClaim(data))
         return ClaimsTable(rows: rows)
     }
 
@@ -107,74 +161,185 @@ public struct ClaimsTable: Sendable {
         return parts.joined(separator: " ")
     }
 
+    /// "incomplete: …" for the incomplete groups among `groups`, nil when all are complete.
+    static func incompleteNote(_ groups: [RunGroup]) -> String? {
+        let sides = groups.filter { !$0.isComplete }.map { g in
+            "\(g.regime) E=\(g.experts.map(String.init) ?? "?"): \(g.flags.joined(separator: ", "))"
+        }
+        return sides.isEmpty ? nil : "incomplete: " + sides.joined(separator: "; ")
+    }
+
+    static func caveats(_ groups: [RunGroup]) -> [Caveat] {
+        let present = Set(groups.flatMap(\.caveats))
+        return Caveat.allCases.filter(present.contains)
+    }
+
+    /// Two groups fine-tuned from the same parent: paired by seed when the seeds match.
     static func compare(_ a: RunGroup, _ b: RunGroup?, measure: String, range: ClaimRange,
-                        value: (RunFacts) -> Double?, missing: String, setting: String? = nil) -> ClaimEvidence {
-        var e = ClaimEvidence(setting: setting ?? ClaimsTable.setting(a), measure: measure, seedsA: 0, seedsB: 0,
-                              verdict: .notEnoughData, runsA: a.contributing.map(\.hash), runsB: b?.contributing.map(\.hash) ?? [])
+                        value: (RunFacts) -> Double?, missing: String) -> ClaimEvidence {
+        var e = ClaimEvidence(setting: setting(a), measure: measure, seedsA: 0, seedsB: 0, verdict: .notEnoughData,
+                              runsA: a.contributing.map(\.hash), runsB: b?.contributing.map(\.hash) ?? [])
         guard let b else {
             e.note = missing
             return e
         }
-        let va = a.values(value), vb = b.values(value)
-        e.seedsA = va.count
-        e.seedsB = vb.count
-        if let ma = SampleStats(va).mean, let mb = SampleStats(vb).mean { e.delta = ma - mb }
-        e.interval = WelchInterval(va, vb)
-        if !a.isComplete || !b.isComplete {
-            let sides = [a, b].filter { !$0.isComplete }.map { g in
-                "\(g.regime) E=\(g.experts.map(String.init) ?? "?"): \(g.flags.joined(separator: ", "))"
-            }
-            e.note = "incomplete: " + sides.joined(separator: "; ")
-            return e
+        let d = GroupDifference(a, b, value: value, margin: margin)
+        e.seedsA = a.values(value).count
+        e.seedsB = b.values(value).count
+        e.pretrainingRunsA = Set(a.contributing.compactMap(\.parent)).count
+        e.pretrainingRunsB = Set(b.contributing.compactMap(\.parent)).count
+        e.test = d.test
+        e.delta = d.delta
+        e.interval = d.interval
+        e.seedsNeeded = d.seedsNeeded
+        e.caveats = caveats([a, b])
+        if let note = incompleteNote([a, b]) {
+            e.note = note
+        } else if let interval = d.interval {
+            e.verdict = range.verdict(interval)
+        } else {
+            e.note = d.test == .pairedT ? "fewer than 2 pairs" : "fewer than 2 seeds on a side"
         }
-        guard let interval = e.interval else {
-            e.note = "fewer than 2 seeds on a side"
-            return e
-        }
-        e.verdict = range.verdict(interval)
+        if !e.isUndecided { e.seedsNeeded = nil }
         return e
     }
 
-    static func vote(_ evidence: [ClaimEvidence]) -> Verdict {
+    /// Two arms of groups fine-tuned from different pretrained parents (e.g. sparse and
+    /// dense): the replication unit is the pretraining run. The seeds of each parent are
+    /// averaged first; Welch's interval compares the parent means, and decides only with at
+    /// least `minimumPretrainingRuns` parents per arm.
+    static func compareAcrossParents(_ armA: [RunGroup], _ armB: [RunGroup], setting: String, measure: String,
+                                     range: ClaimRange, value: (RunFacts) -> Double?) -> ClaimEvidence {
+        var e = ClaimEvidence(setting: setting, measure: measure, seedsA: armA.map { $0.values(value).count }.reduce(0, +),
+                              seedsB: armB.map { $0.values(value).count }.reduce(0, +), unit: .pretrainingRun,
+                              verdict: .notEnoughData, caveats: caveats(armA + armB),
+                              runsA: armA.flatMap { $0.contributing.map(\.hash) }, runsB: armB.flatMap { $0.contributing.map(\.hash) })
+        /// The mean of `value` over each parent's fine-tuning seeds.
+        func parentMeans(_ arm: [RunGroup]) -> [Double] {
+            var byParent: [String: [Double]] = [:]
+            for run in arm.flatMap(\.contributing) {
+                guard let v = value(run), v.isFinite else { continue }
+                byParent[run.parent ?? "run \(run.hash)", default: []].append(v)
+            }
+            return byParent.keys.sorted().compactMap { SampleStats(byParent[$0]!).mean }
+        }
+        let unitsA = parentMeans(armA), unitsB = parentMeans(armB)
+        let statsA = SampleStats(unitsA), statsB = SampleStats(unitsB)
+        e.pretrainingRunsA = unitsA.count
+        e.pretrainingRunsB = unitsB.count
+        if let ma = statsA.mean, let mb = statsB.mean { e.delta = ma - mb }
+        e.test = .welch
+        e.interval = DifferenceInterval(welch: unitsA, unitsB)
+        e.seedsNeeded = SeedsNeeded(sdA: statsA.sd, sdB: statsB.sd, margin: margin, unit: .pretrainingRunsPerArm,
+                                    minimum: minimumPretrainingRuns)
+        if let note = incompleteNote(armA + armB) {
+            e.note = note
+            return e
+        }
+        guard !unitsA.isEmpty, !unitsB.isEmpty else {
+            e.note = "no completed seeds on a side"
+            return e
+        }
+        if e.pretrainingRuns >= minimumPretrainingRuns, let interval = e.interval {
+            e.verdict = range.verdict(interval)
+            if !e.isUndecided { e.seedsNeeded = nil }
+            return e
+        }
+        e.verdict = .conditional
+        var notes = ["needs \(minimumPretrainingRuns) or more pretraining runs per arm to decide"]
+        if armA.count == 1 && armB.count == 1 {
+            // One parent a side: the fine-tuning seeds say something about these two
+            // pretraining runs only.
+            let d = GroupDifference(armA[0], armB[0], value: value, margin: margin)
+            if let interval = d.interval {
+                e.seedLevelVerdict = range.verdict(interval)
+                notes.append("its fine-tuning seeds alone (\(d.test.rawValue) [\(Fmt.signedPoints(interval.low)), "
+                             + "\(Fmt.signedPoints(interval.high))] pp) say \(e.seedLevelVerdict!.rawValue)")
+            }
+        }
+        e.note = notes.joined(separator: "; ")
+        return e
+    }
+
+    /// The claim's verdict from its comparisons: the majority of the deciding ones; with
+    /// none deciding, conditional when some comparison is.
+    static func vote(_ evidence: [ClaimEvidence]) -> (verdict: Verdict, pretrainingRuns: Int?) {
         let agree = evidence.filter { $0.verdict == .agrees }.count
         let disagree = evidence.filter { $0.verdict == .disagrees }.count
-        if agree > disagree { return .agrees }
-        if disagree > agree { return .disagrees }
-        return .notEnoughData
+        if agree > disagree { return (.agrees, nil) }
+        if disagree > agree { return (.disagrees, nil) }
+        let conditional = evidence.filter { $0.verdict == .conditional }
+        if agree == 0 && !conditional.isEmpty { return (.conditional, conditional.map(\.pretrainingRuns).min()) }
+        return (.notEnoughData, nil)
     }
 
     static func row(id: String, claim: String, source: String, range: ClaimRange, evidence: [ClaimEvidence],
-                    verdict: Verdict? = nil, note: String? = nil, emptyNote: String = "no matching groups in the store") -> ClaimRow {
+                    verdict: (verdict: Verdict, pretrainingRuns: Int?)? = nil, note: String? = nil,
+                    emptyNote: String = "no matching groups in the store") -> ClaimRow {
         let v = verdict ?? vote(evidence)
-        return ClaimRow(id: id, claim: claim, source: source, expectation: range.text, note: note, verdict: v,
-                        evidence: evidence, summary: summary(evidence, emptyNote: emptyNote))
+        return ClaimRow(id: id, claim: claim, source: source, expectation: range.text, note: note, verdict: v.verdict,
+                        pretrainingRuns: v.pretrainingRuns, evidence: evidence,
+                        summary: summary(evidence, emptyNote: emptyNote))
     }
 
     static func summary(_ evidence: [ClaimEvidence], emptyNote: String) -> String {
         guard !evidence.isEmpty else { return emptyNote }
-        let counts = Verdict.allCases.compactMap { v -> String? in
-            let n = evidence.filter { $0.verdict == v }.count
-            return n > 0 ? "\(n) \(v.rawValue)" : nil
-        }.joined(separator: ", ")
+        var verdicts: [String] = []
+        for text in evidence.map(\.verdictText) where !verdicts.contains(text) { verdicts.append(text) }
+        let counts = verdicts.map { text in "\(evidence.filter { $0.verdictText == text }.count) \(text)" }
         let items = evidence.map { e -> String in
             var text = "\(e.setting): \(e.measure) "
             if let d = e.delta {
                 text += Fmt.signedPoints(d)
                 if let i = e.interval { text += " [\(Fmt.signedPoints(i.low)), \(Fmt.signedPoints(i.high))]" }
-                text += " pp (\(e.seedsA) vs \(e.seedsB) seeds)"
+                text += " pp ("
+                if e.unit == .pretrainingRun {
+                    text += "\(e.pretrainingRunsA) vs \(e.pretrainingRunsB) pretraining runs, \(e.seedsA) vs \(e.seedsB) seeds"
+                } else {
+                    text += "\(e.seedsA) vs \(e.seedsB) seeds"
+                }
+                text += e.test.map { ", \($0.rawValue))" } ?? ")"
             } else {
                 text += "n/a"
             }
-            text += " → \(e.verdict.rawValue)"
-            if let note = e.note { text += " (\(note))" }
+            text += " → \(e.verdictText)"
+            var notes = e.note.map { [$0] } ?? []
+            if e.isUndecided && e.delta != nil {
+                notes.append("to decide: " + Fmt.seedsNeeded(e.seedsNeeded))
+            }
+            if !e.caveats.isEmpty { notes.append(e.caveats.map(\.rawValue).joined(separator: ", ")) }
+            if !notes.isEmpty { text += " (\(notes.joined(separator: "; ")))" }
             return text
         }
-        return "\(counts). " + items.joined(separator: "; ")
+        return "\(counts.joined(separator: ", ")). " + items.joined(separator: "; ")
+    }
+
+    /// The arms of a comparison across pretrained parents: the groups with the same config
+    /// apart from parent, experts and top-k, by expert count. Each group is one parent.
+    static func arms(_ groups: [RunGroup]) throws -> [[Int: [RunGroup]]] {
+        var byKey: [String: [Int: [RunGroup]]] = [:]
+        var order: [String] = []
+        for g in groups {
+            guard let e = g.experts else { continue }
+            let key = try GroupIndex.architectureFreeKey(g.identity)
+            if byKey[key] == nil { order.append(key) }
+            byKey[key, default: [:]][e, default: []].append(g)
+        }
+        return order.map { byKey[$0]! }
+    }
+
+    static func armSetting(_ arm: [RunGroup], size: String? = nil) -> String {
+        let g = arm[0]
+        var parts = [g.task, "n=\(g.trainSize.map(String.init) ?? "?")"]
+        if let size { parts.append(size) }
+        if !g.variantWithoutArchitecture.isEmpty { parts.append(g.variantWithoutArchitecture) }
+        return parts.joined(separator: " ")
     }
 
     /// Sparse overfits more than dense on the smallest train size, less on the largest:
-    /// end-of-training gap (train acc − val acc), sparse − dense, regime `all`.
-    static func overfitClaim(_ data: ReportData, index: GroupIndex) throws -> ClaimRow {
+    /// end-of-training gap (train acc − val acc), sparse − dense, regime `all`, each expert
+    /// count against the dense arm, with pretraining runs as replicates.
+    static func overfitClaim(_ data: ReportData) throws -> ClaimRow {
         let claim = "A sparse model overfits more than a dense one on a small task and less on a large one (gap = train acc − val acc at the last evaluation)."
         let source = "ST-MoE §4.1, Fig. 3"
         var small: [ClaimEvidence] = [], large: [ClaimEvidence] = []
@@ -183,24 +348,37 @@ public struct ClaimsTable: Sendable {
             let candidates = data.groups.filter { $0.task == task && $0.regime == "all" && $0.trainSize != nil }
             let sizes = Set(candidates.map { $0.trainSize! }).sorted()
             guard let lo = sizes.first, let hi = sizes.last, lo != hi else { continue }
-            for g in candidates where (g.experts ?? 0) > 1 && (g.trainSize == lo || g.trainSize == hi) {
-                let dense = try index.denseBaselines(of: g)
-                let isSmall = g.trainSize == lo
+            for size in [lo, hi] {
+                let isSmall = size == lo
                 let range = isSmall ? ClaimRange(low: 0, high: .infinity) : ClaimRange(low: -.infinity, high: 0)
-                var e = compare(g, dense.count == 1 ? dense[0] : nil, measure: "end gap, sparse − dense", range: range,
-                                value: \.gapAtEnd, missing: dense.isEmpty ? "no dense group" : "several dense groups match")
-                e.setting += isSmall ? " (small)" : " (large)"
-                if isSmall { small.append(e) } else { large.append(e) }
+                for byExperts in try arms(candidates.filter { $0.trainSize == size }) {
+                    for e in byExperts.keys.sorted() where e > 1 {
+                        let sparse = byExperts[e]!
+                        var evidence: ClaimEvidence
+                        if let dense = byExperts[1] {
+                            evidence = compareAcrossParents(sparse, dense, setting: armSetting(sparse, size: "E=\(e)"),
+                                                            measure: "end gap, sparse − dense", range: range, value: \.gapAtEnd)
+                        } else {
+                            evidence = ClaimEvidence(setting: armSetting(sparse, size: "E=\(e)"), measure: "end gap, sparse − dense",
+                                                     seedsA: 0, seedsB: 0, verdict: .notEnoughData, note: "no dense group",
+                                                     runsA: sparse.flatMap { $0.contributing.map(\.hash) }, runsB: [])
+                        }
+                        evidence.setting += isSmall ? " (small)" : " (large)"
+                        if isSmall { small.append(evidence) } else { large.append(evidence) }
+                    }
+                }
             }
         }
         let smallVote = vote(small), largeVote = vote(large)
-        let verdict: Verdict
-        if smallVote == .disagrees || largeVote == .disagrees {
-            verdict = .disagrees
-        } else if smallVote == .agrees && largeVote == .agrees {
-            verdict = .agrees
+        let verdict: (verdict: Verdict, pretrainingRuns: Int?)
+        if smallVote.verdict == .disagrees || largeVote.verdict == .disagrees {
+            verdict = (.disagrees, nil)
+        } else if smallVote.verdict == .agrees && largeVote.verdict == .agrees {
+            verdict = (.agrees, nil)
+        } else if let n = [smallVote, largeVote].filter({ $0.verdict == .conditional }).compactMap({ $0.pretrainingRuns }).min() {
+            verdict = (.conditional, n)
         } else {
-            verdict = .notEnoughData
+            verdict = (.notEnoughData, nil)
         }
         return row(id: "sparse-overfits-small", claim: claim, source: source, range: ClaimRange(low: 0, high: .infinity),
                    evidence: small + large, verdict: verdict,
@@ -209,9 +387,10 @@ public struct ClaimsTable: Sendable {
         .with { $0.expectation = "small task > 0 pp, large task < 0 pp" }
     }
 
-    /// Fewer experts fine-tune better: val acc of the fewest-expert sparse group minus the
-    /// most-expert one, regime `all`, per task and train size.
-    static func fewerExpertsClaim(_ data: ReportData, index: GroupIndex) throws -> ClaimRow {
+    /// Fewer experts fine-tune better: reported accuracy of the fewest-expert sparse arm
+    /// minus the most-expert one, regime `all`, per task and train size, with pretraining
+    /// runs as replicates.
+    static func fewerExpertsClaim(_ data: ReportData) throws -> ClaimRow {
         let claim = "Sparse models with fewer experts fine-tune better."
         let note = """
             Commonly attributed to Switch Transformers (Fedus et al., 2021), but the paper itself only notes a poorly \
@@ -220,20 +399,10 @@ public struct ClaimsTable: Sendable {
             """
         let range = ClaimRange(low: 0, high: .infinity)
         var evidence: [ClaimEvidence] = []
-        var seen = Set<String>()
-        for g in data.groups where g.regime == "all" && (g.experts ?? 0) > 1 {
-            let siblings = try index.expertSiblings(of: g).filter { ($0.experts ?? 0) > 1 }
-            let key = try GroupIndex.architectureFreeKey(g.identity)
-            guard !seen.contains(key) else { continue }
-            seen.insert(key)
-            let counts = Set(siblings.compactMap(\.experts))
-            guard let fewest = counts.min(), let most = counts.max(), fewest != most else { continue }
-            let few = siblings.filter { $0.experts == fewest }, many = siblings.filter { $0.experts == most }
-            guard few.count == 1, many.count == 1 else { continue }
-            var setting = "\(g.task) n=\(g.trainSize.map(String.init) ?? "?")"
-            if !g.variant.isEmpty { setting += " \(g.variant)" }
-            evidence.append(compare(few[0], many[0], measure: "val acc, E=\(fewest) − E=\(most)", range: range,
-                                    value: \.valAccAtBest, missing: "", setting: setting))
+        for byExperts in try arms(data.groups.filter { $0.regime == "all" && ($0.experts ?? 0) > 1 }) {
+            guard let fewest = byExperts.keys.min(), let most = byExperts.keys.max(), fewest != most else { continue }
+            evidence.append(compareAcrossParents(byExperts[fewest]!, byExperts[most]!, setting: armSetting(byExperts[fewest]!),
+                                                 measure: "acc, E=\(fewest) − E=\(most)", range: range, value: \.reportedAcc))
         }
         return row(id: "fewer-experts-better", claim: claim, source: "attributed to Switch Transformers", range: range,
                    evidence: evidence, note: note, emptyNote: "needs regime-all groups with two or more sparse expert counts")

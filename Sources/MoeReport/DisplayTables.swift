@@ -31,20 +31,37 @@ struct DisplayTable {
         let baseline = t.table == .regimes ? "all" : "1 expert"
         var headers = ["task", "train", "experts", "regime"]
         if showVariant { headers.append("variant") }
-        headers += ["seeds", "val acc %", "val loss", "Δ acc vs \(baseline), pp [95% CI]", "updated", "step ms",
-                    "gap@best pp", "gap@end pp", "flags"]
-        let first = showVariant ? 5 : 4
-        let numeric = Set([1, 2] + Array(first..<(first + 8)))
-        let rows = t.rows.map { r -> [String] in
+        headers += ["seeds", "acc %", "val acc %", "val loss", "Δ acc vs \(baseline), pp [95% CI]", "test", "n for ±1 pp",
+                    "updated", "step ms", "gap@best pp", "gap@end pp", "flags"]
+        let text: Set<String> = ["task", "regime", "variant", "test", "n for ±1 pp", "flags"]
+        let numeric = Set(headers.indices.filter { !text.contains(headers[$0]) })
+        var rows: [[String]] = [], flagged = Set<Int>()
+        var lastSetting: String?
+        for r in t.rows {
+            // The reference rows of a task and train size come before its first group row.
+            let setting = "\(r.task)|\(r.trainSize ?? -1)"
+            if setting != lastSetting {
+                lastSetting = setting
+                for ref in t.references where ref.task == r.task && ref.trainSize == r.trainSize {
+                    var cells = [ref.task, Fmt.int(ref.trainSize), Fmt.dash, "baseline: \(ref.baseline.rawValue)"]
+                    if showVariant { cells.append("") }
+                    cells += [String(ref.runs.count), Fmt.percentStat(ref.acc), Fmt.percentStat(ref.valAcc)]
+                    cells += Array(repeating: Fmt.dash, count: 8)
+                    cells.append(ref.testAvailable ? "reference" : "reference; no test accuracy, validation shown")
+                    rows.append(cells)
+                }
+            }
             var cells = [r.task, Fmt.int(r.trainSize), Fmt.int(r.experts), r.regime]
             if showVariant { cells.append(r.variant) }
-            cells += [Fmt.seeds(r.seedsCompleted, r.seedsExpected, complete: r.complete), Fmt.percentStat(r.valAcc),
-                      Fmt.numberStat(r.valLoss, digits: 3), Fmt.comparison(r.comparison), Fmt.fraction(r.trainableFraction),
-                      Fmt.milliseconds(r.stepTime), Fmt.pointsStat(r.gapAtBest), Fmt.pointsStat(r.gapAtEnd),
-                      r.flags.joined(separator: "; ")]
-            return cells
+            let c = r.comparison
+            cells += [Fmt.seeds(r.seedsCompleted, r.seedsExpected, complete: r.complete), Fmt.percentStat(r.acc),
+                      Fmt.percentStat(r.valAcc), Fmt.numberStat(r.valLoss, digits: 3), Fmt.comparison(c),
+                      c.test?.rawValue ?? "", c.isBaseline ? "" : Fmt.seedsNeeded(c.seedsNeeded),
+                      Fmt.fraction(r.trainableFraction), Fmt.milliseconds(r.stepTime), Fmt.pointsStat(r.gapAtBest),
+                      Fmt.pointsStat(r.gapAtEnd), Fmt.flags(r.flags, r.caveats)]
+            if !r.complete { flagged.insert(rows.count) }
+            rows.append(cells)
         }
-        let flagged = Set(t.rows.indices.filter { !t.rows[$0].complete })
         return DisplayTable(id: t.table.rawValue, title: title, description: description, headers: headers,
                             numeric: numeric, rows: rows, flagged: flagged,
                             wrapping: Set([headers.count - 1] + (showVariant ? [4] : [])))
@@ -65,7 +82,7 @@ struct DisplayTable {
                       Fmt.int(r.minValLossStep), r.onsetStep.map(String.init) ?? "none",
                       r.seedOnsets.map { $0.onsetStep.map(String.init) ?? "none" }.joined(separator: ", "),
                       Fmt.pointsStat(r.gapAtEnd), Fmt.numberStat(r.lossGapAtEnd, digits: 3),
-                      Fmt.percentStat(r.trainAccAtEnd), r.flags.joined(separator: "; ")]
+                      Fmt.percentStat(r.trainAccAtEnd), Fmt.flags(r.flags, r.caveats)]
             return cells
         }
         return DisplayTable(id: "overfit", title: "Overfitting", description: Explain.overfit, headers: headers,
@@ -75,7 +92,7 @@ struct DisplayTable {
 
     static func claims(_ t: ClaimsTable) -> DisplayTable {
         let rows = t.rows.map { r -> [String] in
-            [r.claim + (r.note.map { " Note: " + $0 } ?? ""), r.source, r.expectation, r.verdict.rawValue, r.summary]
+            [r.claim + (r.note.map { " Note: " + $0 } ?? ""), r.source, r.expectation, r.verdictText, r.summary]
         }
         return DisplayTable(id: "claims", title: "Claims", description: Explain.claims,
                             headers: ["claim", "source", "agrees if Δ in", "verdict", "evidence"], numeric: [],

@@ -55,7 +55,7 @@ let regimeOrder = ["all", "non-moe", "moe", "attention", "ffn", "experts-only", 
 
 func regimeRank(_ regime: String) -> Int { regimeOrder.firstIndex(of: regime) ?? regimeOrder.count }
 
-/// A comparison of a row's validation accuracy against its baseline row.
+/// A comparison of a row's reported accuracy against its baseline row.
 public struct Comparison: Sendable {
     /// What the row is compared with, e.g. "all" or "1 expert".
     public var baseline: String
@@ -64,12 +64,76 @@ public struct Comparison: Sendable {
     /// The baseline row's contributing seeds (nil without a baseline).
     public var baselineSeeds: Int?
     public var baselineComplete: Bool?
-    /// Difference of means, row − baseline (validation accuracy, as a fraction).
+    /// Paired when both groups' runs pair up (same parent and seeds), else Welch; nil
+    /// without a baseline group.
+    public var test: DifferenceTest?
+    /// Difference of means, row − baseline (reported accuracy, as a fraction).
     public var delta: Double?
-    /// 95% Welch interval for the difference (nil below two seeds on either side).
-    public var interval: WelchInterval?
+    /// 95% interval for the difference (nil below two seeds, or pairs, on either side).
+    public var interval: DifferenceInterval?
+    /// Seeds (or pairs) that would narrow the interval to ± `ClaimsTable.margin` at the
+    /// observed spread; nil when the spread is unknown.
+    public var seedsNeeded: SeedsNeeded?
     /// Why there is no delta or interval, or that the baseline is incomplete.
     public var note: String?
+}
+
+/// Runs of two groups paired by the design: they fine-tune the same parent with the same
+/// seed (the groups' configs already agree on everything else but the compared key).
+enum Pairing {
+    /// The per-seed differences a − b of `value`, ordered by seed, when every contributing
+    /// run on either side has exactly one partner with the same seed and parent; nil
+    /// otherwise (different parents, unmatched or missing seeds), and then the runs are
+    /// compared as independent samples.
+    static func differences(_ a: RunGroup, _ b: RunGroup, value: (RunFacts) -> Double?) -> [Double]? {
+        func bySeed(_ g: RunGroup) -> [Int: (parent: String?, value: Double)]? {
+            var out: [Int: (parent: String?, value: Double)] = [:]
+            for run in g.contributing {
+                guard let seed = run.seed, let v = value(run), v.isFinite, out[seed] == nil else { return nil }
+                out[seed] = (run.parent, v)
+            }
+            return out
+        }
+        guard let ra = bySeed(a), let rb = bySeed(b), !ra.isEmpty, Set(ra.keys) == Set(rb.keys) else { return nil }
+        var differences: [Double] = []
+        for seed in ra.keys.sorted() {
+            let x = ra[seed]!, y = rb[seed]!
+            guard let parent = x.parent, parent == y.parent else { return nil }
+            differences.append(x.value - y.value)
+        }
+        return differences
+    }
+}
+
+/// The difference of one run value between two groups: the paired t interval on per-seed
+/// differences when the runs pair up, Welch's interval otherwise.
+struct GroupDifference {
+    var test: DifferenceTest
+    var seedsA: Int
+    var seedsB: Int
+    var delta: Double?
+    var interval: DifferenceInterval?
+    var seedsNeeded: SeedsNeeded?
+
+    init(_ a: RunGroup, _ b: RunGroup, value: (RunFacts) -> Double?, margin: Double) {
+        if let d = Pairing.differences(a, b, value: value) {
+            let stats = SampleStats(d)
+            test = .pairedT
+            seedsA = d.count
+            seedsB = d.count
+            delta = stats.mean
+            interval = DifferenceInterval(paired: d)
+            seedsNeeded = SeedsNeeded(pairedSD: stats.sd, margin: margin)
+        } else {
+            let va = SampleStats(a.values(value)), vb = SampleStats(b.values(value))
+            test = .welch
+            seedsA = va.n
+            seedsB = vb.n
+            if let ma = va.mean, let mb = vb.mean { delta = ma - mb }
+            interval = DifferenceInterval(welch: a.values(value), b.values(value))
+            seedsNeeded = SeedsNeeded(sdA: va.sd, sdB: vb.sd, margin: margin)
+        }
+    }
 }
 
 /// One seed of a row, so that every number can be traced to a run.
@@ -78,11 +142,16 @@ public struct SeedResult: Sendable {
     public var hash: String
     public var status: RunStatus
     public var bestStep: Int?
+    /// Test accuracy at the best step, else validation accuracy there (see `testAtBest`).
+    public var acc: Double?
+    /// Whether the run evaluated test at its best step.
+    public var testAtBest: Bool
     public var valAcc: Double?
     public var valLoss: Double?
     public var gapAtBest: Double?
     public var gapAtEnd: Double?
     public var stepTime: Double?
+    public var unconverged: Bool
 }
 
 /// What every report row that summarises one group of seeds has: the group's identity
@@ -96,6 +165,7 @@ public protocol SeedGroupRow {
     var seedsCompleted: Int { get }
     var seedsExpected: Int { get }
     var flags: [String] { get }
+    var caveats: [Caveat] { get }
     var complete: Bool { get }
 }
 
@@ -108,7 +178,10 @@ public struct GroupRow: SeedGroupRow, Sendable {
     public var variant: String
     public var seedsCompleted: Int
     public var seedsExpected: Int
-    /// Validation accuracy at each run's best step (highest validation accuracy).
+    /// The reported accuracy: test accuracy at each run's best step (highest validation
+    /// accuracy), validation accuracy there for runs without that test evaluation.
+    public var acc: SampleStats
+    /// Validation accuracy at each run's best step.
     public var valAcc: SampleStats
     /// Validation loss at each run's best step.
     public var valLoss: SampleStats
@@ -124,32 +197,75 @@ public struct GroupRow: SeedGroupRow, Sendable {
     public var majorityAccuracy: Double?
     public var comparison: Comparison
     public var flags: [String]
+    /// `unconverged`, `no-test-at-best`, `below-linear`.
+    public var caveats: [Caveat]
     public var complete: Bool { flags.isEmpty }
     public var seeds: [SeedResult]
+}
+
+/// A reference classifier (majority class or linear) on one task and train size, over its
+/// seeds.
+public struct ReferenceRow: Sendable {
+    public var task: String
+    public var trainSize: Int
+    public var baseline: BaselineRun.Kind
+    /// Test accuracy, validation accuracy for runs without a test number.
+    public var acc: SampleStats
+    public var valAcc: SampleStats
+    /// Whether every run has a test accuracy.
+    public var testAvailable: Bool
+    public var runs: [String]
+
+    /// The reference rows for the (task, train size) pairs of `groups`, in order of first
+    /// appearance, majority before linear; only baselines that have runs.
+    static func rows(for groups: [RunGroup], baselines: [BaselineRun]) -> [ReferenceRow] {
+        var rows: [ReferenceRow] = []
+        var seen = Set<String>()
+        for g in groups {
+            guard let size = g.trainSize, seen.insert("\(g.task)|\(size)").inserted else { continue }
+            for kind in BaselineRun.Kind.allCases {
+                let runs = baselines.filter { $0.task == g.task && $0.trainSize == size && $0.kind == kind }
+                guard !runs.isEmpty else { continue }
+                rows.append(ReferenceRow(task: g.task, trainSize: size, baseline: kind,
+                                         acc: SampleStats(runs.compactMap(\.reportedAcc)),
+                                         valAcc: SampleStats(runs.compactMap(\.valAcc)),
+                                         testAvailable: runs.allSatisfy { $0.testAcc != nil }, runs: runs.map(\.hash)))
+            }
+        }
+        return rows
+    }
 }
 
 /// The `regimes` or `experts` table.
 public struct GroupTable: Sendable {
     public var table: ReportTable
     public var rows: [GroupRow]
+    /// Majority and linear baselines for the tasks and train sizes of the rows.
+    public var references: [ReferenceRow] = []
 }
 
 enum GroupTables {
-    static func row(_ group: RunGroup, comparison: Comparison) -> GroupRow {
+    static func row(_ group: RunGroup, comparison: Comparison, references: [ReferenceRow]) -> GroupRow {
         let runs = group.contributing
         func mean(_ xs: [Double?]) -> Double? { SampleStats(xs.compactMap { $0 }).mean }
+        let acc = SampleStats(group.values(\.reportedAcc))
+        var caveats = group.caveats
+        let linear = references.first { $0.task == group.task && $0.trainSize == group.trainSize && $0.baseline == .linear }
+        if let mine = acc.mean, let reference = linear?.acc.mean, mine < reference { caveats.append(.belowLinear) }
         return GroupRow(
             task: group.task, trainSize: group.trainSize, experts: group.experts, regime: group.regime,
-            variant: group.variant, seedsCompleted: runs.count, seedsExpected: group.expectedSeeds.count,
+            variant: group.variant, seedsCompleted: runs.count, seedsExpected: group.expectedSeeds.count, acc: acc,
             valAcc: SampleStats(group.values(\.valAccAtBest)), valLoss: SampleStats(group.values(\.valLossAtBest)),
             gapAtBest: SampleStats(group.values(\.gapAtBest)), gapAtEnd: SampleStats(group.values(\.gapAtEnd)),
             bestStep: SampleStats(group.values { $0.bestStep.map(Double.init) }),
             trainableFraction: mean(runs.map(\.trainableFraction)), stepTime: mean(runs.map(\.stepTime)),
             majorityAccuracy: mean(runs.map(\.majorityAccuracy)),
-            comparison: comparison, flags: group.flags,
+            comparison: comparison, flags: group.flags, caveats: caveats,
             seeds: group.runs.map { r in
-                SeedResult(seed: r.seed, hash: r.hash, status: r.status, bestStep: r.bestStep, valAcc: r.valAccAtBest,
-                           valLoss: r.valLossAtBest, gapAtBest: r.gapAtBest, gapAtEnd: r.gapAtEnd, stepTime: r.stepTime)
+                SeedResult(seed: r.seed, hash: r.hash, status: r.status, bestStep: r.bestStep, acc: r.reportedAcc,
+                           testAtBest: r.testAccAtBest != nil, valAcc: r.valAccAtBest, valLoss: r.valLossAtBest,
+                           gapAtBest: r.gapAtBest, gapAtEnd: r.gapAtEnd, stepTime: r.stepTime,
+                           unconverged: r.hasValues && r.isUnconverged)
             })
     }
 
@@ -157,15 +273,15 @@ enum GroupTables {
         guard let baseline else {
             return Comparison(baseline: label, isBaseline: false, note: missing)
         }
-        let a = group.values(\.valAccAtBest), b = baseline.values(\.valAccAtBest)
-        var c = Comparison(baseline: label, isBaseline: false, baselineSeeds: b.count, baselineComplete: baseline.isComplete)
-        if let ma = SampleStats(a).mean, let mb = SampleStats(b).mean { c.delta = ma - mb }
-        c.interval = WelchInterval(a, b)
+        let d = GroupDifference(group, baseline, value: \.reportedAcc, margin: ClaimsTable.margin)
+        var c = Comparison(baseline: label, isBaseline: false, baselineSeeds: baseline.values(\.reportedAcc).count,
+                           baselineComplete: baseline.isComplete, test: d.test, delta: d.delta, interval: d.interval,
+                           seedsNeeded: d.seedsNeeded)
         var notes: [String] = []
         if c.delta == nil {
-            notes.append("no completed seeds on \(a.isEmpty ? "this row" : "the baseline")")
+            notes.append("no completed seeds on \(d.seedsA == 0 ? "this row" : "the baseline")")
         } else if c.interval == nil {
-            notes.append("no interval: needs 2 or more seeds on both sides")
+            notes.append("no interval: needs 2 or more \(d.test == .pairedT ? "pairs" : "seeds on both sides")")
         }
         if !baseline.isComplete { notes.append("baseline incomplete") }
         c.note = notes.isEmpty ? nil : notes.joined(separator: "; ")
@@ -180,12 +296,15 @@ enum GroupTables {
             ($0.task, $0.trainSize ?? -1, $0.experts ?? -1, $0.variant, regimeRank($0.regime), $0.regime)
                 < ($1.task, $1.trainSize ?? -1, $1.experts ?? -1, $1.variant, regimeRank($1.regime), $1.regime)
         }
+        let references = ReferenceRow.rows(for: ordered, baselines: data.baselines)
         let rows = try ordered.map { g -> GroupRow in
-            if g.regime == "all" { return row(g, comparison: Comparison(baseline: "all", isBaseline: true)) }
+            if g.regime == "all" {
+                return row(g, comparison: Comparison(baseline: "all", isBaseline: true), references: references)
+            }
             return row(g, comparison: compare(g, with: try index.allBaseline(of: g), label: "all",
-                                              missing: "no `all` group with this config"))
+                                              missing: "no `all` group with this config"), references: references)
         }
-        return GroupTable(table: .regimes, rows: rows)
+        return GroupTable(table: .regimes, rows: rows, references: references)
     }
 
     /// The same metrics by expert count, per regime; Δ against the dense (1 expert) group
@@ -196,17 +315,21 @@ enum GroupTables {
             ($0.task, $0.trainSize ?? -1, regimeRank($0.regime), $0.regime, $0.variant, $0.experts ?? -1)
                 < ($1.task, $1.trainSize ?? -1, regimeRank($1.regime), $1.regime, $1.variant, $1.experts ?? -1)
         }
+        let references = ReferenceRow.rows(for: ordered, baselines: data.baselines)
         let rows = try ordered.map { g -> GroupRow in
-            if g.experts == 1 { return row(g, comparison: Comparison(baseline: "1 expert", isBaseline: true)) }
+            if g.experts == 1 {
+                return row(g, comparison: Comparison(baseline: "1 expert", isBaseline: true), references: references)
+            }
             let dense = try index.denseBaselines(of: g)
             if dense.count > 1 {
                 return row(g, comparison: Comparison(baseline: "1 expert", isBaseline: false,
-                                                     note: "\(dense.count) dense groups match; no single baseline"))
+                                                     note: "\(dense.count) dense groups match; no single baseline"),
+                           references: references)
             }
             return row(g, comparison: compare(g, with: dense.first, label: "1 expert",
-                                              missing: "no dense group with this config"))
+                                              missing: "no dense group with this config"), references: references)
         }
-        return GroupTable(table: .experts, rows: rows)
+        return GroupTable(table: .experts, rows: rows, references: references)
     }
 }
 
@@ -246,8 +369,4 @@ struct GroupIndex {
         (byArchitectureFreeKey[try GroupIndex.architectureFreeKey(group.identity)] ?? []).filter { $0.experts == 1 }
     }
 
-    /// Groups that match `group` apart from parent, experts and top-k (itself included).
-    func expertSiblings(of group: RunGroup) throws -> [RunGroup] {
-        byArchitectureFreeKey[try GroupIndex.architectureFreeKey(group.identity)] ?? []
-    }
 }

@@ -34,6 +34,7 @@ enum HTMLRenderer {
         td.verdict-agrees { background: #e3f4e3; font-weight: 600; }
         td.verdict-disagrees { background: #fbe3e3; font-weight: 600; }
         td.verdict-not-enough-data { background: #eeeeee; font-weight: 600; }
+        td.verdict-conditional { background: #eef0fb; font-weight: 600; }
         .charts { display: flex; flex-wrap: wrap; gap: 12px; }
         .charts svg { border: 1px solid #e2e2e2; max-width: 100%; height: auto; }
         svg text { font: 12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; fill: #222; }
@@ -100,7 +101,9 @@ enum HTMLRenderer {
                 out += t.flagged.contains(i) ? "<tr class=\"flagged\">" : "<tr>"
                 for (j, cell) in row.enumerated() {
                     if j == verdictColumn {
-                        out += "<td class=\"verdict-\(cell.replacingOccurrences(of: " ", with: "-"))\">\(cell.htmlEscaped)</td>"
+                        // "conditional on one pretraining run" and "conditional on 3 …" share one class.
+                        let verdict = cell.hasPrefix(Verdict.conditional.rawValue) ? Verdict.conditional.rawValue : cell
+                        out += "<td class=\"verdict-\(verdict.replacingOccurrences(of: " ", with: "-"))\">\(cell.htmlEscaped)</td>"
                     } else {
                         let cls = t.numeric.contains(j) ? " class=\"num\"" : t.wrapping.contains(j) ? "" : " class=\"nw\""
                         out += "<td\(cls)>\(cell.htmlEscaped)</td>"
@@ -223,7 +226,5 @@ enum HTMLRenderer {
 
 extension GroupRow {
     /// The variant text without parent and top-k (which differ with the expert count).
-    var variantWithoutArchitecture: String {
-        variant.split(separator: " ").filter { !$0.hasPrefix("parent=") && !$0.hasPrefix("top_k=") }.joined(separator: " ")
-    }
+    var variantWithoutArchitecture: String { RunGroup.withoutArchitecture(variant) }
 }

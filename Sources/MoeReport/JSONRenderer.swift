@@ -3,7 +3,7 @@ import MoeJSON
 import MoeStore
 
 enum JSONRenderer {
-    static let formatVersion = 1
+    static let formatVersion = 2
 
     static func render(_ set: ReportSet) -> String {
         var tables: [(String, OrderedJSON)] = []
@@ -29,18 +29,28 @@ enum JSONRenderer {
         .object([("mean", .optional(s.mean)), ("sd", .optional(s.sd)), ("n", .int(s.n))])
     }
 
-    static func interval(_ i: WelchInterval?) -> OrderedJSON {
+    static func interval(_ i: DifferenceInterval?) -> OrderedJSON {
         guard let i else { return .null }
-        return .object([("low", .number(i.low)), ("high", .number(i.high)), ("level", .number(i.level)),
-                        ("df", .number(i.df)), ("t", .number(i.t)), ("standard_error", .number(i.standardError))])
+        return .object([("test", .string(i.test.rawValue)), ("low", .number(i.low)), ("high", .number(i.high)),
+                        ("level", .number(i.level)), ("df", .number(i.df)), ("t", .number(i.t)),
+                        ("standard_error", .number(i.standardError))])
     }
+
+    /// `{"n", "unit", "margin"}`, or null when the spread is unknown; `n` null when more
+    /// than `SeedsNeeded.limit` would be needed.
+    static func seedsNeeded(_ s: SeedsNeeded?) -> OrderedJSON {
+        guard let s else { return .null }
+        return .object([("n", .optional(s.n)), ("unit", .string(s.unit.rawValue)), ("margin", .number(s.margin))])
+    }
+
+    static func caveats(_ c: [Caveat]) -> OrderedJSON { .array(c.map { .string($0.rawValue) }) }
 
     /// The fields that name a group and say how complete it is, first in every row of the
     /// regimes, experts and overfit tables.
     static func groupFields(_ r: some SeedGroupRow) -> [(String, OrderedJSON)] {
         [("task", .string(r.task)), ("train_size", .optional(r.trainSize)), ("experts", .optional(r.experts)),
          ("regime", .string(r.regime)), ("variant", .string(r.variant)),
-         ("complete", .bool(r.complete)), ("flags", .array(r.flags.map { .string($0) })),
+         ("complete", .bool(r.complete)), ("flags", .array(r.flags.map { .string($0) })), ("caveats", caveats(r.caveats)),
          ("seeds_completed", .int(r.seedsCompleted)), ("seeds_expected", .int(r.seedsExpected))]
     }
 
@@ -48,12 +58,19 @@ enum JSONRenderer {
         .object([
             ("description", .string(t.table == .regimes ? Explain.regimes : Explain.experts)),
             ("baseline", .string(t.table == .regimes ? "regime all, same config otherwise" : "1 expert, same regime and config otherwise")),
+            ("reference_rows", .array(t.references.map { r in
+                .object([("task", .string(r.task)), ("train_size", .int(r.trainSize)), ("baseline", .string(r.baseline.rawValue)),
+                         ("acc", stats(r.acc)), ("val_acc", stats(r.valAcc)), ("test_available", .bool(r.testAvailable)),
+                         ("runs", .array(r.runs.map { .string($0) }))])
+            })),
             ("rows", .array(t.rows.map { r in
                 .object(groupFields(r) + [
-                    ("val_acc", stats(r.valAcc)), ("val_loss", stats(r.valLoss)),
-                    ("delta_val_acc", .object([
+                    ("acc", stats(r.acc)), ("val_acc", stats(r.valAcc)), ("val_loss", stats(r.valLoss)),
+                    ("delta_acc", .object([
                         ("baseline", .string(r.comparison.baseline)), ("is_baseline", .bool(r.comparison.isBaseline)),
+                        ("test", .optional(r.comparison.test?.rawValue)),
                         ("delta", .optional(r.comparison.delta)), ("ci95", interval(r.comparison.interval)),
+                        ("seeds_needed", seedsNeeded(r.comparison.seedsNeeded)),
                         ("baseline_seeds", .optional(r.comparison.baselineSeeds)),
                         ("baseline_complete", r.comparison.baselineComplete.map { .bool($0) } ?? .null),
                         ("note", .optional(r.comparison.note)),
@@ -63,9 +80,11 @@ enum JSONRenderer {
                     ("majority_acc", .optional(r.majorityAccuracy)),
                     ("runs", .array(r.seeds.map { s in
                         .object([("seed", .optional(s.seed)), ("hash", .string(s.hash)), ("status", .string(s.status.rawValue)),
-                                 ("best_step", .optional(s.bestStep)), ("val_acc", .optional(s.valAcc)),
+                                 ("best_step", .optional(s.bestStep)), ("acc", .optional(s.acc)),
+                                 ("test_at_best", .bool(s.testAtBest)), ("val_acc", .optional(s.valAcc)),
                                  ("val_loss", .optional(s.valLoss)), ("gap_at_best", .optional(s.gapAtBest)),
-                                 ("gap_at_end", .optional(s.gapAtEnd)), ("step_time_s", .optional(s.stepTime))])
+                                 ("gap_at_end", .optional(s.gapAtEnd)), ("step_time_s", .optional(s.stepTime)),
+                                 ("unconverged", .bool(s.unconverged))])
                     })),
                 ])
             })),
@@ -84,7 +103,7 @@ enum JSONRenderer {
                     ("train_acc_at_end", stats(r.trainAccAtEnd)),
                     ("runs", .array(r.seedOnsets.map { s in
                         .object([("seed", .optional(s.seed)), ("hash", .string(s.hash)), ("onset_step", .optional(s.onsetStep)),
-                                 ("best_step", .optional(s.bestStep))])
+                                 ("best_step", .optional(s.bestStep)), ("unconverged", .bool(s.unconverged))])
                     })),
                     ("curve", .object([
                         ("steps", .array(r.curve.steps.map { .int($0) })),
@@ -103,16 +122,23 @@ enum JSONRenderer {
             ("description", .string(Explain.claims)),
             ("rule", .string(ClaimsTable.rule)),
             ("margin", .number(ClaimsTable.margin)),
+            ("minimum_pretraining_runs", .int(ClaimsTable.minimumPretrainingRuns)),
             ("rows", .array(t.rows.map { r in
                 .object([
                     ("id", .string(r.id)), ("claim", .string(r.claim)), ("source", .string(r.source)),
                     ("note", .optional(r.note)), ("agrees_if", .string(r.expectation)),
-                    ("verdict", .string(r.verdict.rawValue)), ("summary", .string(r.summary)),
+                    ("verdict", .string(r.verdict.rawValue)), ("verdict_text", .string(r.verdictText)),
+                    ("pretraining_runs", .optional(r.pretrainingRuns)), ("summary", .string(r.summary)),
                     ("evidence", .array(r.evidence.map { e in
                         .object([("setting", .string(e.setting)), ("measure", .string(e.measure)),
+                                 ("unit", .string(e.unit.rawValue)), ("test", .optional(e.test?.rawValue)),
                                  ("seeds_a", .int(e.seedsA)), ("seeds_b", .int(e.seedsB)),
+                                 ("pretraining_runs_a", .int(e.pretrainingRunsA)), ("pretraining_runs_b", .int(e.pretrainingRunsB)),
                                  ("delta", .optional(e.delta)), ("ci95", interval(e.interval)),
-                                 ("verdict", .string(e.verdict.rawValue)), ("note", .optional(e.note)),
+                                 ("verdict", .string(e.verdict.rawValue)), ("verdict_text", .string(e.verdictText)),
+                                 ("seed_level_verdict", .optional(e.seedLevelVerdict?.rawValue)),
+                                 ("seeds_needed", seedsNeeded(e.seedsNeeded)), ("caveats", caveats(e.caveats)),
+                                 ("note", .optional(e.note)),
                                  ("runs_a", .array(e.runsA.map { .string($0) })),
                                  ("runs_b", .array(e.runsB.map { .string($0) }))])
                     })),
@@ -150,19 +176,29 @@ enum CSVRenderer {
     }
 
     static func group(_ t: GroupTable) -> String {
-        let header = ["table", "task", "train_size", "experts", "regime", "variant", "complete", "seeds_completed",
-                      "seeds_expected", "val_acc_mean", "val_acc_sd", "val_loss_mean", "val_loss_sd", "baseline",
-                      "delta_val_acc", "ci95_low", "ci95_high", "ci95_df", "trainable_fraction", "step_time_s",
-                      "gap_at_best_mean", "gap_at_best_sd", "gap_at_end_mean", "gap_at_end_sd", "best_step_mean",
-                      "flags", "runs"]
-        let rows = t.rows.map { r -> [String] in
-            [t.table.rawValue, r.task, num(r.trainSize), num(r.experts), r.regime, r.variant, r.complete ? "true" : "false",
-             String(r.seedsCompleted), String(r.seedsExpected), num(r.valAcc.mean), num(r.valAcc.sd),
-             num(r.valLoss.mean), num(r.valLoss.sd), r.comparison.isBaseline ? "self" : r.comparison.baseline,
-             num(r.comparison.isBaseline ? 0 : r.comparison.delta), num(r.comparison.interval?.low),
-             num(r.comparison.interval?.high), num(r.comparison.interval?.df), num(r.trainableFraction), num(r.stepTime),
-             num(r.gapAtBest.mean), num(r.gapAtBest.sd), num(r.gapAtEnd.mean), num(r.gapAtEnd.sd), num(r.bestStep.mean),
-             r.flags.joined(separator: "; "), r.seeds.map(\.hash).joined(separator: " ")]
+        let header = ["table", "row", "task", "train_size", "experts", "regime", "variant", "complete", "seeds_completed",
+                      "seeds_expected", "acc_mean", "acc_sd", "val_acc_mean", "val_acc_sd", "val_loss_mean", "val_loss_sd",
+                      "baseline", "test", "delta_acc", "ci95_low", "ci95_high", "ci95_df", "seeds_needed",
+                      "seeds_needed_unit", "trainable_fraction", "step_time_s", "gap_at_best_mean", "gap_at_best_sd",
+                      "gap_at_end_mean", "gap_at_end_sd", "best_step_mean", "flags", "caveats", "runs"]
+        var rows = t.references.map { r -> [String] in
+            var cells = [t.table.rawValue, "reference", r.task, num(r.trainSize), "", "baseline: \(r.baseline.rawValue)", "",
+                         "true", String(r.runs.count), String(r.runs.count), num(r.acc.mean), num(r.acc.sd),
+                         num(r.valAcc.mean), num(r.valAcc.sd)]
+            cells += Array(repeating: "", count: header.count - cells.count - 3)
+            return cells + [r.testAvailable ? "" : "no test accuracy", "", r.runs.joined(separator: " ")]
+        }
+        rows += t.rows.map { r -> [String] in
+            let c = r.comparison
+            return [t.table.rawValue, "group", r.task, num(r.trainSize), num(r.experts), r.regime, r.variant,
+                    r.complete ? "true" : "false", String(r.seedsCompleted), String(r.seedsExpected), num(r.acc.mean),
+                    num(r.acc.sd), num(r.valAcc.mean), num(r.valAcc.sd), num(r.valLoss.mean), num(r.valLoss.sd),
+                    c.isBaseline ? "self" : c.baseline, c.test?.rawValue ?? "", num(c.isBaseline ? 0 : c.delta),
+                    num(c.interval?.low), num(c.interval?.high), num(c.interval?.df), num(c.seedsNeeded?.n),
+                    c.seedsNeeded?.unit.rawValue ?? "", num(r.trainableFraction), num(r.stepTime), num(r.gapAtBest.mean),
+                    num(r.gapAtBest.sd), num(r.gapAtEnd.mean), num(r.gapAtEnd.sd), num(r.bestStep.mean),
+                    r.flags.joined(separator: "; "), r.caveats.map(\.rawValue).joined(separator: "; "),
+                    r.seeds.map(\.hash).joined(separator: " ")]
         }
         return lines(header, rows)
     }
@@ -171,21 +207,22 @@ enum CSVRenderer {
         let header = ["table", "task", "regime", "experts", "train_size", "variant", "complete", "seeds_completed",
                       "seeds_expected", "best_step", "min_val_loss_step", "onset_step", "onset_per_seed",
                       "gap_at_end_mean", "gap_at_end_sd", "loss_gap_at_end_mean", "loss_gap_at_end_sd",
-                      "train_acc_at_end_mean", "flags", "runs"]
+                      "train_acc_at_end_mean", "flags", "caveats", "runs"]
         let rows = t.rows.map { r -> [String] in
             ["overfit", r.task, r.regime, num(r.experts), num(r.trainSize), r.variant, r.complete ? "true" : "false",
              String(r.seedsCompleted), String(r.seedsExpected), num(r.bestStep), num(r.minValLossStep), num(r.onsetStep),
              r.seedOnsets.map { $0.onsetStep.map(String.init) ?? "none" }.joined(separator: " "),
              num(r.gapAtEnd.mean), num(r.gapAtEnd.sd), num(r.lossGapAtEnd.mean), num(r.lossGapAtEnd.sd),
-             num(r.trainAccAtEnd.mean), r.flags.joined(separator: "; "), r.seedOnsets.map(\.hash).joined(separator: " ")]
+             num(r.trainAccAtEnd.mean), r.flags.joined(separator: "; "), r.caveats.map(\.rawValue).joined(separator: "; "),
+             r.seedOnsets.map(\.hash).joined(separator: " ")]
         }
         return lines(header, rows)
     }
 
     static func claims(_ t: ClaimsTable) -> String {
-        let header = ["table", "id", "claim", "source", "agrees_if", "verdict", "evidence", "note"]
+        let header = ["table", "id", "claim", "source", "agrees_if", "verdict", "verdict_text", "evidence", "note"]
         let rows = t.rows.map { r in
-            ["claims", r.id, r.claim, r.source, r.expectation, r.verdict.rawValue, r.summary, r.note ?? ""]
+            ["claims", r.id, r.claim, r.source, r.expectation, r.verdict.rawValue, r.verdictText, r.summary, r.note ?? ""]
         }
         return lines(header, rows)
     }

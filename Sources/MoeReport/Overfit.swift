@@ -66,6 +66,7 @@ public struct SeedOnset: Sendable {
     public var hash: String
     public var onsetStep: Int?
     public var bestStep: Int?
+    public var unconverged: Bool
 }
 
 /// A row of the `overfit` table: one group (regime × experts × train size).
@@ -92,6 +93,9 @@ public struct OverfitRow: SeedGroupRow, Sendable {
     /// Seed-mean train and validation curves.
     public var curve: Curve
     public var flags: [String]
+    /// `unconverged` (any completed seed); `no-test-at-best` and `below-linear` concern the
+    /// accuracy tables and are left out here.
+    public var caveats: [Caveat]
     public var complete: Bool { flags.isEmpty }
 }
 
@@ -113,9 +117,13 @@ public struct OverfitTable: Sendable {
                 bestStep: curve.bestIndex.map { curve.steps[$0] },
                 minValLossStep: OverfitRule.minimumValidationLossStep(curve),
                 onsetStep: OverfitRule.onset(curve),
-                seedOnsets: runs.map { SeedOnset(seed: $0.seed, hash: $0.hash, onsetStep: $0.overfitOnset, bestStep: $0.bestStep) },
+                seedOnsets: runs.map {
+                    SeedOnset(seed: $0.seed, hash: $0.hash, onsetStep: $0.overfitOnset, bestStep: $0.bestStep,
+                              unconverged: $0.isUnconverged)
+                },
                 gapAtEnd: SampleStats(g.values(\.gapAtEnd)), lossGapAtEnd: SampleStats(g.values(\.lossGapAtEnd)),
-                trainAccAtEnd: SampleStats(g.values(\.trainAccAtEnd)), curve: curve, flags: g.flags)
+                trainAccAtEnd: SampleStats(g.values(\.trainAccAtEnd)), curve: curve, flags: g.flags,
+                caveats: g.caveats.filter { $0 == .unconverged })
         }
         return OverfitTable(rows: rows)
     }

@@ -11,16 +11,22 @@ public struct Curve: Equatable, Sendable {
     public var valLoss: [Double] = []
     public var trainAcc: [Double] = []
     public var valAcc: [Double] = []
+    /// Test accuracy: runs evaluate test at their last step, and newer runs also at every new
+    /// best validation accuracy; NaN elsewhere.
+    public var testAcc: [Double] = []
 
     public init() {}
 
-    public init(steps: [Int], trainLoss: [Double], valLoss: [Double], trainAcc: [Double], valAcc: [Double]) {
-        precondition([trainLoss.count, valLoss.count, trainAcc.count, valAcc.count].allSatisfy { $0 == steps.count })
+    public init(steps: [Int], trainLoss: [Double], valLoss: [Double], trainAcc: [Double], valAcc: [Double],
+                testAcc: [Double]? = nil) {
+        let testAcc = testAcc ?? Array(repeating: .nan, count: steps.count)
+        precondition([trainLoss.count, valLoss.count, trainAcc.count, valAcc.count, testAcc.count].allSatisfy { $0 == steps.count })
         self.steps = steps
         self.trainLoss = trainLoss
         self.valLoss = valLoss
         self.trainAcc = trainAcc
         self.valAcc = valAcc
+        self.testAcc = testAcc
     }
 
     public var isEmpty: Bool { steps.isEmpty }
@@ -35,6 +41,9 @@ public struct Curve: Equatable, Sendable {
         return best
     }
 
+    /// The last step with a validation accuracy.
+    public var lastValidationIndex: Int? { steps.indices.last { valAcc[$0].isFinite } }
+
     /// The last step at which both train and validation accuracy were measured.
     public var endIndex: Int? {
         steps.indices.last { trainAcc[$0].isFinite && valAcc[$0].isFinite }
@@ -47,6 +56,10 @@ public struct RunFacts: Sendable {
     public var hash: String
     public var status: RunStatus
     public var seed: Int?
+    /// The pretrained run it fine-tunes (`runs.parent_hash`).
+    public var parent: String?
+    /// The config's `steps`: how long the run was to train.
+    public var plannedSteps: Int?
     public var failureReason: String?
     public var curve = Curve()
     /// Mean of the run's `timing/step_time` points (seconds per optimizer step); completed runs only.
@@ -58,11 +71,35 @@ public struct RunFacts: Sendable {
     /// `info/majority_acc`: majority-class validation accuracy.
     public var majorityAccuracy: Double?
 
+    public init(hash: String, status: RunStatus, seed: Int?, parent: String? = nil, plannedSteps: Int? = nil,
+                curve: Curve = Curve()) {
+        self.hash = hash
+        self.status = status
+        self.seed = seed
+        self.parent = parent
+        self.plannedSteps = plannedSteps
+        self.curve = curve
+    }
+
     /// Contributes values: completed, with at least one validation accuracy.
     public var hasValues: Bool { status == .completed && curve.bestIndex != nil }
 
     public var bestStep: Int? { curve.bestIndex.map { curve.steps[$0] } }
     public var valAccAtBest: Double? { curve.bestIndex.map { curve.valAcc[$0] } }
+    /// Test accuracy at the step validation selected, when the run evaluated test there.
+    public var testAccAtBest: Double? { curve.bestIndex.map { curve.testAcc[$0] }.flatMap { $0.isFinite ? $0 : nil } }
+    /// The reported accuracy: test at the selected step, else (older runs, which evaluate
+    /// test only at their last step) validation there, with the `no-test-at-best` caveat.
+    public var reportedAcc: Double? { testAccAtBest ?? valAccAtBest }
+    public var isUnconverged: Bool { ConvergenceRule.isUnconverged(curve, plannedSteps: plannedSteps) }
+    /// `unconverged`, `no-test-at-best`: what a reader should know about its numbers.
+    public var caveats: [Caveat] {
+        guard hasValues else { return [] }
+        var caveats: [Caveat] = []
+        if isUnconverged { caveats.append(.unconverged) }
+        if testAccAtBest == nil { caveats.append(.noTestAtBest) }
+        return caveats
+    }
     public var valLossAtBest: Double? { curve.bestIndex.map { curve.valLoss[$0] } }
     /// Train accuracy − validation accuracy at the best step.
     public var gapAtBest: Double? { curve.bestIndex.map { curve.trainAcc[$0] - curve.valAcc[$0] } }
@@ -98,6 +135,17 @@ public struct RunGroup: Sendable {
 
     /// The runs that contribute values.
     public var contributing: [RunFacts] { runs.filter(\.hasValues) }
+    /// The caveats of its contributing runs (each once, in `Caveat` order).
+    public var caveats: [Caveat] {
+        let present = Set(contributing.flatMap(\.caveats))
+        return Caveat.allCases.filter(present.contains)
+    }
+    /// The variant without `parent` and `top_k`, which differ with the expert count.
+    public var variantWithoutArchitecture: String { RunGroup.withoutArchitecture(variant) }
+
+    static func withoutArchitecture(_ variant: String) -> String {
+        variant.split(separator: " ").filter { !$0.hasPrefix("parent=") && !$0.hasPrefix("top_k=") }.joined(separator: " ")
+    }
     public var isComplete: Bool { flags.isEmpty }
 
     /// Per-seed values of a run property, for the contributing runs.
@@ -112,10 +160,13 @@ public struct RunGroup: Sendable {
 /// the number of stored points.
 public struct ReportData: Sendable {
     public var groups: [RunGroup]
+    /// Reference classifier runs (majority class, linear n-gram) for the reference rows.
+    public var baselines: [BaselineRun]
     public var filterExpression: String?
 
-    public init(groups: [RunGroup], filterExpression: String?) {
+    public init(groups: [RunGroup], baselines: [BaselineRun] = [], filterExpression: String?) {
         self.groups = groups
+        self.baselines = baselines
         self.filterExpression = filterExpression
     }
 
@@ -142,9 +193,11 @@ public struct ReportData: Sendable {
         for run in try store.runs(selected) {
             guard case var .object(identity) = try JSONValue(parsing: run.configJSON) else { continue }
             let seed = identity.removeValue(forKey: "seed").flatMap(\.intValue).map(Int.init)
+            let plannedSteps = identity["steps"]?.intValue.map(Int.init)
             identity["_dataset"] = .string(run.datasetFingerprint)
             identity["_numerics"] = .int(Int64(run.numericsVersion))
-            var facts = RunFacts(hash: run.hash, status: run.status, seed: seed)
+            var facts = RunFacts(hash: run.hash, status: run.status, seed: seed, parent: run.parentHash,
+                                 plannedSteps: plannedSteps)
             facts.failureReason = run.failureReason
             facts.stepTime = stepTimes[run.hash]
             facts.trainableFraction = trainableFractions[run.hash]
@@ -155,16 +208,17 @@ public struct ReportData: Sendable {
         }
 
         // Evaluation series of the completed runs.
-        typealias Point = (trainLoss: Double, valLoss: Double, trainAcc: Double, valAcc: Double)
+        typealias Point = (trainLoss: Double, valLoss: Double, trainAcc: Double, valAcc: Double, testAcc: Double)
         var series: [String: [Int: Point]] = [:]
-        for p in try store.metricPoints(names: [MetricName.accuracy, MetricName.loss], splits: [Split.train, Split.val],
+        for p in try store.metricPoints(names: [MetricName.accuracy, MetricName.loss], splits: Split.evaluation,
                                         of: completed) {
-            var point = series[p.runHash, default: [:]][p.step] ?? (.nan, .nan, .nan, .nan)
+            var point = series[p.runHash, default: [:]][p.step] ?? (.nan, .nan, .nan, .nan, .nan)
             switch (p.name, p.split) {
             case (MetricName.loss, Split.train): point.trainLoss = p.value
             case (MetricName.loss, Split.val): point.valLoss = p.value
             case (MetricName.accuracy, Split.train): point.trainAcc = p.value
             case (MetricName.accuracy, Split.val): point.valAcc = p.value
+            case (MetricName.accuracy, Split.test): point.testAcc = p.value
             default: break
             }
             series[p.runHash, default: [:]][p.step] = point
@@ -174,7 +228,7 @@ public struct ReportData: Sendable {
             let steps = points.keys.sorted()
             let p = steps.map { points[$0]! }
             loaded[i].facts.curve = Curve(steps: steps, trainLoss: p.map(\.trainLoss), valLoss: p.map(\.valLoss),
-                                          trainAcc: p.map(\.trainAcc), valAcc: p.map(\.valAcc))
+                                          trainAcc: p.map(\.trainAcc), valAcc: p.map(\.valAcc), testAcc: p.map(\.testAcc))
         }
 
         // Seed grids of the sweeps these runs belong to.
@@ -222,7 +276,35 @@ public struct ReportData: Sendable {
             groups[g].flags = flags(for: groups[g])
         }
         assignVariants(&groups)
-        return ReportData(groups: groups, filterExpression: filter?.expression)
+        // Reference classifier runs (kind `baseline`) cannot be read yet: the schema's
+        // CHECK on `runs.kind` admits only pretrain and finetune, and `RunKind` has no
+        // `baseline` case, so `RunSelection` cannot select them. When it can, their configs
+        // and step-0 `acc` points go through `baselineRuns(configs:points:)`.
+        return ReportData(groups: groups, baselines: [], filterExpression: filter?.expression)
+    }
+
+    /// Reference classifier runs from their configs (`task`, `train_size`, `eval_examples`,
+    /// `seed`, `baseline`: `majority` or `linear`) and their `acc` points on `val` and `test`
+    /// (step 0). A config without a task, a train size or a known baseline is skipped.
+    public static func baselineRuns(configs: [(hash: String, configJSON: String)], points: [MetricPoint]) -> [BaselineRun] {
+        var accuracies: [String: (val: Double?, test: Double?)] = [:]
+        for p in points where p.name == MetricName.accuracy && p.value.isFinite {
+            var entry = accuracies[p.runHash] ?? (nil, nil)
+            if p.split == Split.val { entry.val = p.value }
+            if p.split == Split.test { entry.test = p.value }
+            accuracies[p.runHash] = entry
+        }
+        return configs.compactMap { run in
+            guard let config = try? JSONValue(parsing: run.configJSON), let task = config["task"]?.stringValue,
+                  let trainSize = config["train_size"]?.intValue.map(Int.init),
+                  let kind = config["baseline"]?.stringValue.flatMap(BaselineRun.Kind.init(rawValue:))
+            else { return nil }
+            let acc = accuracies[run.hash]
+            return BaselineRun(hash: run.hash, task: task, trainSize: trainSize, kind: kind,
+                               seed: config["seed"]?.intValue.map(Int.init),
+                               evalExamples: config["eval_examples"]?.intValue.map(Int.init),
+                               valAcc: acc?.val, testAcc: acc?.test)
+        }
     }
 
     /// The seed values of a sweep's grid, from its spec JSON (`{"grid": [{"key": "seed",
@@ -314,4 +396,67 @@ public struct ReportData: Sendable {
             }.joined(separator: " ")
         }
     }
+}
+
+/// What a reader should know about a number beyond its spread. Caveats do not make a group
+/// incomplete; they are listed with its flags.
+public enum Caveat: String, Sendable, CaseIterable {
+    /// Validation accuracy was still improving at the end (`ConvergenceRule`).
+    case unconverged
+    /// No test evaluation at the selected step: the reported accuracy is validation accuracy.
+    case noTestAtBest = "no-test-at-best"
+    /// The reported accuracy is below the linear baseline's on the same task and train size.
+    case belowLinear = "below-linear"
+}
+
+/// When a run counts as still improving at its last evaluation.
+public enum ConvergenceRule {
+    /// The share of the training steps, at the end, in which a best step counts as late.
+    public static let lateFraction = 0.1
+
+    public static let text = """
+        Unconverged: a run whose best validation step (highest validation accuracy, earliest on ties) is its last \
+        evaluation with a validation accuracy, or lies after 90% of its training steps (best step > 0.9 × S, S the \
+        config's `steps`, or the last evaluation step when that is larger or absent). A group is flagged when any of \
+        its completed seeds is.
+        """
+
+    public static func isUnconverged(_ curve: Curve, plannedSteps: Int?) -> Bool {
+        guard let best = curve.bestIndex, let last = curve.lastValidationIndex else { return false }
+        if best == last { return true }
+        let total = Double(max(plannedSteps ?? 0, curve.steps[last]))
+        return Double(curve.steps[best]) > (1 - lateFraction) * total
+    }
+}
+
+/// A reference classifier run: the majority class or a linear n-gram classifier trained on
+/// the same train subset and evaluated on the same examples as the fine-tuning runs.
+public struct BaselineRun: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case majority, linear
+    }
+
+    public var hash: String
+    public var task: String
+    public var trainSize: Int
+    public var kind: Kind
+    public var seed: Int?
+    public var evalExamples: Int?
+    public var valAcc: Double?
+    public var testAcc: Double?
+
+    public init(hash: String, task: String, trainSize: Int, kind: Kind, seed: Int? = nil, evalExamples: Int? = nil,
+                valAcc: Double?, testAcc: Double?) {
+        self.hash = hash
+        self.task = task
+        self.trainSize = trainSize
+        self.kind = kind
+        self.seed = seed
+        self.evalExamples = evalExamples
+        self.valAcc = valAcc
+        self.testAcc = testAcc
+    }
+
+    /// Test accuracy, else validation accuracy (as for fine-tuning runs).
+    public var reportedAcc: Double? { testAcc ?? valAcc }
 }

@@ -31,35 +31,64 @@ public struct SampleStats: Equatable, Sendable {
     var varianceOfMean: Double? { sd.map { $0 * $0 / Double(n) } }
 }
 
-/// A two-sided confidence interval for a difference of means, from Welch's t-test:
-/// unequal variances, Welch–Satterthwaite degrees of freedom.
-public struct WelchInterval: Equatable, Sendable {
-    /// mean(a) − mean(b)
+/// Which test an interval for a difference comes from.
+public enum DifferenceTest: String, Sendable, CaseIterable {
+    /// t interval on per-seed differences of paired runs (same parent, seed and config
+    /// apart from the compared key), n − 1 degrees of freedom.
+    case pairedT = "paired-t"
+    /// Welch's interval for two independent samples: unequal variances,
+    /// Welch–Satterthwaite degrees of freedom.
+    case welch
+}
+
+/// A two-sided confidence interval for a difference of means: Welch's for independent
+/// samples, or the paired t interval on per-seed differences.
+public struct DifferenceInterval: Equatable, Sendable {
+    public let test: DifferenceTest
+    /// mean(a) − mean(b); for a paired interval, the mean of the differences (the same number).
     public let delta: Double
     public let low: Double
     public let high: Double
-    /// Welch–Satterthwaite degrees of freedom (nA + nB − 2 when both samples have zero spread).
+    /// Welch–Satterthwaite degrees of freedom (nA + nB − 2 when both samples have zero
+    /// spread), or n − 1 pairs.
     public let df: Double
-    /// Standard error of the difference, sqrt(sA²/nA + sB²/nB).
+    /// Standard error of the difference: sqrt(sA²/nA + sB²/nB), or s_d/√n for pairs.
     public let standardError: Double
     /// The Student t quantile used for the half-width.
     public let t: Double
     public let level: Double
 
-    /// The interval for mean(a) − mean(b), or nil when either side has fewer than two finite
-    /// values (no spread can be estimated from one seed).
-    public init?(_ a: [Double], _ b: [Double], level: Double = 0.95) {
+    public var halfWidth: Double { t * standardError }
+
+    /// Welch's interval for mean(a) − mean(b), or nil when either side has fewer than two
+    /// finite values (no spread can be estimated from one seed).
+    public init?(welch a: [Double], _ b: [Double], level: Double = 0.95) {
         let sa = SampleStats(a), sb = SampleStats(b)
         guard let ma = sa.mean, let mb = sb.mean, let va = sa.varianceOfMean, let vb = sb.varianceOfMean else { return nil }
-        delta = ma - mb
         let se2 = va + vb
-        standardError = se2.squareRoot()
+        let df: Double
         if se2 > 0 {
             // Welch–Satterthwaite: (va + vb)² / (va²/(nA−1) + vb²/(nB−1)).
             df = se2 * se2 / (va * va / Double(sa.n - 1) + vb * vb / Double(sb.n - 1))
         } else {
             df = Double(sa.n + sb.n - 2)
         }
+        self.init(test: .welch, delta: ma - mb, standardError: se2.squareRoot(), df: df, level: level)
+    }
+
+    /// The paired t interval for the mean of `differences` (one per pair, a − b):
+    /// d̄ ± t(0.5 + level/2, n − 1)·s_d/√n; nil below two finite differences.
+    public init?(paired differences: [Double], level: Double = 0.95) {
+        let s = SampleStats(differences)
+        guard let mean = s.mean, let v = s.varianceOfMean else { return nil }
+        self.init(test: .pairedT, delta: mean, standardError: v.squareRoot(), df: Double(s.n - 1), level: level)
+    }
+
+    private init(test: DifferenceTest, delta: Double, standardError: Double, df: Double, level: Double) {
+        self.test = test
+        self.delta = delta
+        self.standardError = standardError
+        self.df = df
         self.level = level
         t = StudentT.quantile(0.5 + level / 2, df: df)
         low = delta - t * standardError
@@ -67,6 +96,86 @@ public struct WelchInterval: Equatable, Sendable {
     }
 
     public func contains(_ x: Double) -> Bool { low <= x && x <= high }
+}
+
+/// How many replicates would make a 95% interval's half-width at most `margin` at the
+/// observed spread: the smallest n with t(0.975, df(n))·s/√n ≤ margin.
+/// The spread comes from the runs at hand, so n is an estimate.
+public struct SeedsNeeded: Equatable, Sendable {
+    /// What n counts: pairs, seeds per arm, pretraining runs per arm.
+    public enum Unit: String, Sendable {
+        case pairs
+        case seedsPerArm = "seeds per arm"
+        case pretrainingRunsPerArm = "pretraining runs per arm"
+    }
+
+    /// The search stops here; a larger need is reported as "more than `limit`".
+    public static let limit = 10_000
+
+    /// nil when no n up to `limit` suffices.
+    public let n: Int?
+    public let unit: Unit
+    public let margin: Double
+
+    /// Paired differences with sample sd `sd`: df = n − 1, s = sd. nil when `sd` is nil
+    /// (fewer than two pairs). At least 2 (an interval needs two).
+    public init?(pairedSD sd: Double?, margin: Double, minimum: Int = 2) {
+        guard let sd else { return nil }
+        self.init(unit: .pairs, margin: margin, minimum: minimum) { n in
+            (sd * sd / Double(n), Double(n - 1))
+        }
+    }
+
+    /// Two independent arms of n each with sample sds `sdA`, `sdB`: the standard error of
+    /// the difference is sqrt((sA² + sB²)/n) and df the Welch–Satterthwaite value at equal
+    /// n, (sA² + sB²)²(n − 1)/(sA⁴ + sB⁴) (2n − 2 when both spreads are 0). nil when
+    /// either sd is nil.
+    public init?(sdA: Double?, sdB: Double?, margin: Double, unit: Unit = .seedsPerArm, minimum: Int = 2) {
+        guard let sdA, let sdB else { return nil }
+        let va = sdA * sdA, vb = sdB * sdB
+        self.init(unit: unit, margin: margin, minimum: minimum) { n in
+            let m = Double(n - 1)
+            let df = va + vb > 0 ? (va + vb) * (va + vb) * m / (va * va + vb * vb) : 2 * m
+            return ((va + vb) / Double(n), df)
+        }
+    }
+
+    /// `varianceAndDF(n)`: the squared standard error and the degrees of freedom with n replicates.
+    private init(unit: Unit, margin: Double, minimum: Int, _ varianceAndDF: (Int) -> (Double, Double)) {
+        self.unit = unit
+        self.margin = margin
+        func enough(_ n: Int) -> Bool {
+            let (variance, df) = varianceAndDF(n)
+            return StudentT.quantile(0.975, df: df) * variance.squareRoot() <= margin
+        }
+        // The half-width falls as n grows (t and 1/√n both do), so the smallest n is found
+        // by doubling past it and bisecting back: the same n as counting up, in O(log n) steps.
+        var low = max(2, minimum)
+        guard !enough(low) else {
+            n = low
+            return
+        }
+        var high = low
+        while !enough(high) {
+            guard high < SeedsNeeded.limit else {
+                n = nil
+                return
+            }
+            low = high
+            high = min(2 * high, SeedsNeeded.limit)
+        }
+        // enough(high), not enough(low)
+        while high - low > 1 {
+            let mid = (low + high) / 2
+            if enough(mid) { high = mid } else { low = mid }
+        }
+        n = high
+    }
+
+    /// "12 pairs", "more than 10000 seeds per arm".
+    public var text: String {
+        (n.map(String.init) ?? "more than \(SeedsNeeded.limit)") + " " + unit.rawValue
+    }
 }
 
 /// Student's t distribution, for the interval half-widths.

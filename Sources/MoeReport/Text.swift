@@ -44,6 +44,14 @@ enum Fmt {
         "\(completed)/\(max(expected, completed))" + (complete ? "" : " ⚠")
     }
 
+    /// "12 pairs", or "—" when the spread is unknown (fewer than two replicates).
+    static func seedsNeeded(_ s: SeedsNeeded?) -> String { s?.text ?? "—" }
+
+    /// Flags, then caveats.
+    static func flags(_ flags: [String], _ caveats: [Caveat]) -> String {
+        (flags + caveats.map(\.rawValue)).joined(separator: "; ")
+    }
+
     static func comparison(_ c: Comparison) -> String {
         if c.isBaseline { return "baseline" }
         guard let d = c.delta else { return dash + (c.note.map { " (\($0))" } ?? "") }
@@ -67,35 +75,51 @@ enum Fmt {
 
 /// Text of the tables' explanations, shared by every format.
 enum Explain {
+    /// How the reported accuracy, the Δ intervals, the seed estimates, the caveats and the
+    /// reference rows work: the part the regimes and experts descriptions share.
+    static let accuracyAndDelta = """
+        Reported accuracy (acc) is each run's test accuracy at the step its validation accuracy selected (the \
+        highest validation accuracy, earliest on ties); validation accuracy and loss at that step are shown too. A \
+        run that has no test evaluation at that step (older runs evaluate test only at their last step) reports its \
+        validation accuracy instead, and its group is flagged no-test-at-best. Values are summarised over the \
+        completed seeds as mean ± sample standard deviation (n − 1). Δ is the difference of mean reported accuracy \
+        against the baseline group, in percentage points, with a 95% interval; the test column says which: paired-t \
+        when both groups fine-tune the same parent with the same seeds (the t interval on the per-seed differences, \
+        n − 1 degrees of freedom), welch otherwise (unequal variances, Welch–Satterthwaite degrees of freedom). \
+        Pairing removes what the seeds share, so it narrows the interval only as far as paired runs are positively \
+        correlated. "n for ±1 pp": the seeds per arm (pairs for paired-t) that would make the interval's \
+        half-width at most 1 pp at the observed spread, the smallest n with t(0.975, df)·s/√n ≤ 1 pp (an estimate \
+        from the runs at hand; "—" when the spread is unknown). \(ConvergenceRule.text) Reference rows (regime \
+        "baseline: majority" / "baseline: linear"): the majority class and a linear n-gram classifier on the same \
+        task and train subset, test accuracy (validation where a baseline run has no test number); a group whose \
+        mean reported accuracy is below the linear baseline's is flagged below-linear. Rows marked ⚠ are incomplete \
+        (a seed missing, failed or unfinished): their numbers cover only the completed seeds counted in the seeds \
+        column, and the claims table does not use them.
+        """
+
     static let regimes = """
         One row per fine-tuning group (runs with the same config except the seed), grouped by task, train-subset \
-        size and expert count. Validation accuracy and loss are taken at each run's best step (its highest \
-        validation accuracy, earliest on ties) and summarised over the completed seeds as mean ± sample standard \
-        deviation (n − 1). Δ is the difference of mean validation accuracy against regime `all` with the same \
-        config otherwise, in percentage points, with a 95% Welch t-interval (unequal variances, Welch–Satterthwaite \
-        degrees of freedom). Updated: share of parameters the regime trains. Step: mean training-step time. Gap: \
-        train accuracy − validation accuracy (points), at the best step and at the last evaluation. Rows marked ⚠ \
-        are incomplete (a seed missing, failed or unfinished): their numbers cover only the completed seeds \
-        counted in the seeds column, and the claims table does not use them.
+        size and expert count; Δ is against regime `all` with the same config otherwise. Updated: share of \
+        parameters the regime trains. Step: mean training-step time. Gap: train accuracy − validation accuracy \
+        (points), at the best step and at the last evaluation. \(accuracyAndDelta)
         """
 
     static let experts = """
-        The same metrics by expert count (1 = dense baseline), per task, train-subset size and regime. Δ is the \
-        difference of mean validation accuracy against the dense group with the same regime and config otherwise \
-        (its pretrained parent and top-k differ), in percentage points, with a 95% Welch t-interval. Rows marked ⚠ \
-        are incomplete and their numbers cover only the completed seeds.
+        The same metrics by expert count (1 = dense baseline), per task, train-subset size and regime; Δ is \
+        against the dense group with the same regime and config otherwise (its pretrained parent and top-k differ, \
+        so the runs never pair and the interval is Welch's). \(accuracyAndDelta)
         """
 
     static let overfit = """
         One row per regime × expert count × train-subset size, from the seed-mean curves of the completed runs. \
         Best step: highest mean validation accuracy. Min-loss step: lowest mean validation loss. End gap: train \
         accuracy − validation accuracy at the last evaluation (points, mean ± sd over seeds); loss gap: validation \
-        loss − train loss there.
+        loss − train loss there. \(ConvergenceRule.text)
         """
 
     static let claims = """
         Each fine-tuning finding of ST-MoE (Zoph et al., 2022), and one commonly attributed to Switch Transformers, \
-        checked against this store.
+        checked against this store. Unconverged and no-test-at-best groups are named in the evidence.
         """
 }
 

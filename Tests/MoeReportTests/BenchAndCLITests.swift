@@ -87,7 +87,7 @@ final class ReportCLITests: XCTestCase {
 
         let csv = try run(["report", "--store", scratch.path, "--table", "regimes,claims", "--format", "csv", "--where", "regime=moe or regime=all"])
         XCTAssertEqual(csv.status, 0, csv.stderr)
-        XCTAssertTrue(csv.stdout.hasPrefix("table,task,train_size"), csv.stdout)
+        XCTAssertTrue(csv.stdout.hasPrefix("table,row,task,train_size"), csv.stdout)
         XCTAssertTrue(csv.stdout.contains("\ntable,id,claim"), csv.stdout)
 
         let json = try run(["report", "--store", scratch.path, "--table", "overfit", "--format", "json"])

@@ -2,13 +2,14 @@ import MoeReport
 import MoeStore
 import XCTest
 
-/// A store built so that each claim's verdict is known: tight seeds (spread 0.001) make
-/// the 95% intervals narrow (half-width ≈ 0.23 pp with 3 seeds a side).
+/// A store built so that each claim's verdict is known: regimes share parent and seeds with
+/// `all` and move together, so the paired intervals have (nearly) no width.
 /// Large task (4096): 8 experts `all` 0.800/0.801/0.802; `non-moe` +0.2 pp (≈ → agrees);
 /// `ffn` +0.3 pp (≥ −1 pp → agrees); `attention` +5 pp (not slightly below → disagrees);
 /// `moe` −10 pp (well below → agrees). Dense and sparse `all` at 256 and 4096 train
 /// examples: end gaps sparse 0.30 vs dense 0.10 on the small task (more overfitting →
-/// agrees), 0.02 vs 0.05 on the large one (less → agrees). 4 experts beat 16 by 2 pp.
+/// agrees), 0.02 vs 0.05 on the large one (less → agrees). 4 experts beat 16 by 2 pp. The
+/// last two compare pretrained parents with one pretraining run per arm: conditional on it.
 final class ClaimsTests: XCTestCase {
     var scratch: ScratchStore!
     var parents: [Int: String] = [:]
@@ -50,26 +51,37 @@ final class ClaimsTests: XCTestCase {
         XCTAssertEqual(c["ffn-vs-all"]?.verdict, .agrees)
         XCTAssertEqual(c["attention-vs-all"]?.verdict, .disagrees)
         XCTAssertEqual(c["moe-vs-all"]?.verdict, .agrees)
-        XCTAssertEqual(c["sparse-overfits-small"]?.verdict, .agrees)
-        XCTAssertEqual(c["fewer-experts-better"]?.verdict, .agrees)
+        XCTAssertEqual(c["sparse-overfits-small"]?.verdict, .conditional)
+        XCTAssertEqual(c["sparse-overfits-small"]?.verdictText, "conditional on one pretraining run")
+        XCTAssertEqual(c["fewer-experts-better"]?.verdict, .conditional)
 
         let nonMoe = try XCTUnwrap(c["non-moe-vs-all"]?.evidence.first)
         assertClose(nonMoe.delta, 0.002, accuracy: 1e-12)
         XCTAssertEqual(nonMoe.seedsA, 3)
         XCTAssertEqual(nonMoe.seedsB, 3)
-        let half = 2.7764451051977934 * (2 * 0.000001 / 3).squareRoot()
-        XCTAssertEqual(try XCTUnwrap(nonMoe.interval).high, 0.002 + half, accuracy: 1e-9)
+        XCTAssertEqual(nonMoe.test, .pairedT)
+        XCTAssertEqual(nonMoe.unit, .fineTuningSeed)
+        XCTAssertEqual(try XCTUnwrap(nonMoe.interval).high, 0.002, accuracy: 1e-9)
+        XCTAssertNil(nonMoe.seedsNeeded, "a decided comparison needs no more seeds")
         XCTAssertTrue(c["non-moe-vs-all"]!.summary.contains("+0.2 ["), c["non-moe-vs-all"]!.summary)
 
         let overfit = try XCTUnwrap(c["sparse-overfits-small"])
         let small = try XCTUnwrap(overfit.evidence.first { $0.setting.hasSuffix("(small)") })
         assertClose(small.delta, 0.20, accuracy: 1e-9)
+        XCTAssertEqual(small.unit, .pretrainingRun)
+        XCTAssertEqual(small.pretrainingRunsA, 1)
+        XCTAssertEqual(small.seedsA, 3)
+        XCTAssertNil(small.interval, "one pretraining run a side: no spread between pretraining runs")
+        XCTAssertEqual(small.seedLevelVerdict, .agrees, "the fine-tuning seeds of this one parent agree")
+        XCTAssertNil(small.seedsNeeded, "the spread between pretraining runs is unknown")
+        XCTAssertTrue(overfit.summary.contains("to decide: —"), overfit.summary)
         XCTAssertEqual(overfit.evidence.filter { $0.setting.hasSuffix("(large)") }.count, 3, "4, 8 and 16 experts vs dense")
 
         let fewer = try XCTUnwrap(c["fewer-experts-better"])
         XCTAssertEqual(fewer.evidence.count, 1)
         assertClose(fewer.evidence[0].delta, 0.02, accuracy: 1e-9)
-        XCTAssertEqual(fewer.evidence[0].measure, "val acc, E=4 − E=16")
+        XCTAssertEqual(fewer.evidence[0].measure, "acc, E=4 − E=16")
+        XCTAssertEqual(fewer.evidence[0].verdict, .conditional)
     }
 
     func testFewerExpertsClaimSaysWhatSwitchTransformersActuallyReports() throws {

@@ -39,10 +39,13 @@ final class ScratchStore {
     }
 
     /// Inserts a fine-tuning run, writes its curves and timing, and leaves it in `status`.
+    /// Test accuracy is written where `curve.testAcc` is finite, and equals the validation
+    /// accuracy at every evaluation when the curve has no test values at all.
     @discardableResult
     func finetune(parent: String, regime: String, experts: Int, seed: Int, trainSize: Int = 256,
                   task: String = "wn-supersense", lr: Double = 1e-3, curve: Curve, stepTimes: [Double] = [0.1],
                   trainableFraction: Double = 1, status: RunStatus = .completed, extra: [String: JSONValue] = [:]) throws -> String {
+        let testAcc = curve.testAcc.contains(where: \.isFinite) ? curve.testAcc : curve.valAcc
         var config = ScratchStore.config(parent: parent, regime: regime, experts: experts, seed: seed, trainSize: trainSize,
                                          task: task, lr: lr)
         for (k, v) in extra { config[k] = v }
@@ -63,7 +66,8 @@ final class ScratchStore {
             try writer.add(step: step, split: "val", name: "loss", value: curve.valLoss[i])
             try writer.add(step: step, split: "train", name: "acc", value: curve.trainAcc[i])
             try writer.add(step: step, split: "val", name: "acc", value: curve.valAcc[i])
-            try writer.add(step: step, split: "test", name: "acc", value: 0.99)
+            if testAcc[i].isFinite { try writer.add(step: step, split: "test", name: "acc", value: testAcc[i]) }
+            try writer.add(step: step, split: "test", name: "loss", value: 9)  // not read by reports
         }
         try writer.flush()
         switch status {

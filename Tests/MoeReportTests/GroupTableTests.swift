@@ -76,15 +76,21 @@ final class GroupTableTests: XCTestCase {
         assertClose(all.trainableFraction, 1)
         assertClose(all.valLoss.mean, 1.2, accuracy: 1e-12)
 
-        // Equal spreads (0.02) and sizes (3): Welch df is exactly 4.
+        // Same parent and seeds 0–2 on both sides: paired. Every per-seed difference is
+        // 0.01, so the paired interval has (nearly) no width and 2 degrees of freedom, where
+        // Welch on the same numbers (equal spreads 0.02, 3 a side) would have df 4 and a
+        // half-width of t(0.975, 4)·sqrt(2·0.0004/3) ≈ 4.5 pp.
         let nonMoe = try row(rows, regime: "non-moe")
         assertClose(nonMoe.valAcc.mean, 0.63)
+        assertClose(nonMoe.acc.mean, 0.63, "the fixture's test accuracy equals validation accuracy")
         assertClose(nonMoe.comparison.delta, 0.01, accuracy: 1e-12)
+        XCTAssertEqual(nonMoe.comparison.test, .pairedT)
         let interval = try XCTUnwrap(nonMoe.comparison.interval)
-        let halfWidth = 2.7764451051977934 * (2 * 0.0004 / 3).squareRoot()
-        XCTAssertEqual(interval.df, 4, accuracy: 1e-9)
-        XCTAssertEqual(interval.low, 0.01 - halfWidth, accuracy: 1e-9)
-        XCTAssertEqual(interval.high, 0.01 + halfWidth, accuracy: 1e-9)
+        XCTAssertEqual(interval.test, .pairedT)
+        XCTAssertEqual(interval.df, 2)
+        XCTAssertEqual(interval.low, 0.01, accuracy: 1e-9)
+        XCTAssertEqual(interval.high, 0.01, accuracy: 1e-9)
+        XCTAssertEqual(nonMoe.comparison.seedsNeeded?.n, 2, "no spread in the differences: the minimum")
         assertClose(nonMoe.trainableFraction, 0.4)
         assertClose(nonMoe.gapAtBest.mean, 0.05, accuracy: 1e-12)
         XCTAssertTrue(nonMoe.complete)
@@ -98,6 +104,7 @@ final class GroupTableTests: XCTestCase {
         XCTAssertEqual(moe.seedsExpected, 3)
         assertClose(moe.valAcc.mean, 0.42)
         assertClose(moe.comparison.delta, -0.20, accuracy: 1e-12)
+        XCTAssertEqual(moe.comparison.test, .welch, "seed 2 has no moe partner")
         // var(moe)/2 = 0.0008/2, var(all)/3 = 0.0004/3; Welch–Satterthwaite df from those.
         let va = 0.0008 / 2, vb = 0.0004 / 3
         let df = (va + vb) * (va + vb) / (va * va / 1 + vb * vb / 2)
@@ -144,6 +151,7 @@ final class GroupTableTests: XCTestCase {
         assertClose(sparse.comparison.delta, 0.10, accuracy: 1e-12)
         XCTAssertEqual(sparse.comparison.baseline, "1 expert")
         XCTAssertEqual(try XCTUnwrap(sparse.comparison.interval).df, 4, accuracy: 1e-9)
+        XCTAssertEqual(sparse.comparison.test, .welch, "different parents never pair")
         let slow = try row(rows, regime: "all", experts: 8, lr: "0.0005")
         XCTAssertNil(slow.comparison.delta)
         XCTAssertNotNil(slow.comparison.note)

@@ -59,13 +59,18 @@ final class RenderTests: XCTestCase {
     func testMarkdownShowsMeansIntervalsAndFlags() throws {
         let md = try render([.regimes], .md)
         XCTAssertTrue(md.hasPrefix("## Regimes\n"), md)
-        XCTAssertTrue(md.contains("| task | train | experts | regime | seeds | val acc % |"), md)
-        XCTAssertTrue(md.contains("| wn-supersense | 256 | 8 | all | 3/3 | 61.0 ± 1.0 |"), md)
+        XCTAssertTrue(md.contains("| task | train | experts | regime | seeds | acc % | val acc % | val loss |"), md)
+        XCTAssertTrue(md.contains("| wn-supersense | 256 | 8 | all | 3/3 | 61.0 ± 1.0 | 61.0 ± 1.0 |"), md)
         XCTAssertTrue(md.contains("baseline"), md)
         XCTAssertTrue(md.contains("| +1.0 ["), md)  // non-moe − all
+        XCTAssertTrue(md.contains("| paired-t |"), md)  // same parent, same seeds
         XCTAssertTrue(md.contains("2/3 ⚠"), md)  // the dense group misses seed 2
         XCTAssertTrue(md.contains("seed 2 missing"), md)
         XCTAssertTrue(md.contains("Welch"), md)
+        // Sparse vs dense fine-tune different parents: never paired.
+        let experts = try render([.experts], .md)
+        XCTAssertTrue(experts.contains("| welch |"), experts)
+        XCTAssertFalse(experts.contains("| paired-t |"), experts)
     }
 
     func testCSVHasOneHeaderAndRectangularRows() throws {
@@ -78,24 +83,35 @@ final class RenderTests: XCTestCase {
             XCTAssertGreaterThan(lines.count, 1)
             for line in lines { XCTAssertEqual(csvFields(line).count, width, String(line)) }
         }
-        XCTAssertTrue(blocks[0].hasPrefix("table,task,train_size,experts,regime,"))
+        XCTAssertTrue(blocks[0].hasPrefix("table,row,task,train_size,experts,regime,"))
         let regimesHeader = csvFields(blocks[0].split(separator: "\n")[0])
-        let allRow = blocks[0].split(separator: "\n").map(csvFields).first { $0[1] == "wn-supersense" && $0[2] == "256" && $0[3] == "8" && $0[4] == "all" }!
-        XCTAssertEqual(Double(allRow[regimesHeader.firstIndex(of: "val_acc_mean")!])!, 0.61, accuracy: 1e-9)
+        let column = { (name: String) in regimesHeader.firstIndex(of: name)! }
+        let csvRows = blocks[0].split(separator: "\n").map(csvFields)
+        let allRow = csvRows.first { $0[2] == "wn-supersense" && $0[3] == "256" && $0[4] == "8" && $0[5] == "all" }!
+        XCTAssertEqual(Double(allRow[column("acc_mean")])!, 0.61, accuracy: 1e-9)
+        XCTAssertEqual(Double(allRow[column("val_acc_mean")])!, 0.61, accuracy: 1e-9)
+        let nonMoe = csvRows.first { $0[3] == "256" && $0[5] == "non-moe" }!
+        XCTAssertEqual(nonMoe[column("test")], "paired-t")
+        XCTAssertEqual(nonMoe[column("seeds_needed_unit")], "pairs")
     }
 
     func testJSONParsesAndCarriesTheRunHashes() throws {
         let text = try render([.regimes, .overfit, .claims], .json, filter: try WhereFilter("train_size=256"))
         let doc = try JSONValue(parsing: text)
-        XCTAssertEqual(doc["format_version"], 1)
+        XCTAssertEqual(doc["format_version"], 2)
         XCTAssertEqual(doc["where"], "train_size=256")
         let rows = try XCTUnwrap(doc["tables"]?["regimes"]?["rows"]?.arrayValue)
         XCTAssertEqual(rows.count, 4)
         XCTAssertTrue(rows.allSatisfy { $0["train_size"] == 256 })
         let nonMoe = try XCTUnwrap(rows.first { $0["regime"] == "non-moe" })
         XCTAssertEqual(nonMoe["val_acc"]?["mean"]?.doubleValue ?? 0, 0.62, accuracy: 1e-9)
-        XCTAssertEqual(nonMoe["delta_val_acc"]?["delta"]?.doubleValue ?? 0, 0.01, accuracy: 1e-9)
-        XCTAssertEqual(nonMoe["delta_val_acc"]?["ci95"]?["df"]?.doubleValue ?? 0, 4, accuracy: 1e-6)
+        XCTAssertEqual(nonMoe["acc"]?["mean"]?.doubleValue ?? 0, 0.62, accuracy: 1e-9)
+        XCTAssertEqual(nonMoe["delta_acc"]?["delta"]?.doubleValue ?? 0, 0.01, accuracy: 1e-9)
+        XCTAssertEqual(nonMoe["delta_acc"]?["test"], "paired-t")
+        XCTAssertEqual(nonMoe["delta_acc"]?["ci95"]?["test"], "paired-t")
+        XCTAssertEqual(nonMoe["delta_acc"]?["ci95"]?["df"]?.doubleValue ?? 0, 2, accuracy: 1e-12, "3 pairs")
+        XCTAssertEqual(nonMoe["caveats"], [])
+        XCTAssertEqual(doc["tables"]?["regimes"]?["reference_rows"], [], "no baseline runs in this store")
         let runs = try XCTUnwrap(nonMoe["runs"]?.arrayValue)
         XCTAssertEqual(runs.count, 3)
         XCTAssertTrue(runs.allSatisfy { ($0["hash"]?.stringValue?.count ?? 0) == 64 })

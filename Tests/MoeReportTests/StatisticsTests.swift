@@ -32,7 +32,8 @@ final class StatisticsTests: XCTestCase {
     /// Welch interval for unequal variances and sizes; reference from scipy:
     /// df = 3.234718826405868, t = 3.055712710425896, interval [-5.542327954923024, 2.5423279549230244].
     func testWelchIntervalMatchesReference() throws {
-        let w = try XCTUnwrap(WelchInterval([1, 2, 3, 4], [2, 4, 6]))
+        let w = try XCTUnwrap(DifferenceInterval(welch: [1, 2, 3, 4], [2, 4, 6]))
+        XCTAssertEqual(w.test, .welch)
         XCTAssertEqual(w.delta, -1.5, accuracy: 1e-12)
         XCTAssertEqual(w.df, 3.234718826405868, accuracy: 1e-9)
         XCTAssertEqual(w.t, 3.055712710425896, accuracy: 1e-8)
@@ -42,10 +43,10 @@ final class StatisticsTests: XCTestCase {
     }
 
     func testWelchNeedsTwoValuesPerSideAndHandlesZeroSpread() throws {
-        XCTAssertNil(WelchInterval([0.5], [0.4, 0.6]))
-        XCTAssertNil(WelchInterval([0.5, 0.6], [0.4]))
+        XCTAssertNil(DifferenceInterval(welch: [0.5], [0.4, 0.6]))
+        XCTAssertNil(DifferenceInterval(welch: [0.5, 0.6], [0.4]))
         // Exactly representable values, so that both spreads are exactly 0.
-        let flat = try XCTUnwrap(WelchInterval([0.5, 0.5], [0.25, 0.25, 0.25]))
+        let flat = try XCTUnwrap(DifferenceInterval(welch: [0.5, 0.5], [0.25, 0.25, 0.25]))
         XCTAssertEqual(flat.delta, 0.25)
         XCTAssertEqual(flat.low, flat.delta, accuracy: 1e-12)
         XCTAssertEqual(flat.high, flat.delta, accuracy: 1e-12)
