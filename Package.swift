@@ -62,7 +62,7 @@ let package = Package(
         .testTarget(name: "MoeStoreTests", dependencies: ["MoeJSON", "MoeStore", "MoeTestSupport"]),
         .testTarget(name: "MoeCheckpointTests", dependencies: ["MoeCheckpoint", "MoeTestSupport"]),
         .testTarget(name: "MoeReportTests", dependencies: ["MoeJSON", "MoeReport", "MoeStore", "MoeTestSupport"]),
-        .testTarget(name: "MoeExperimentTests", dependencies: ["MoeJSON", "MoeExperiment", "MoeTestSupport"]),
+        .testTarget(name: "MoeExperimentTests", dependencies: ["MoeErrors", "MoeJSON", "MoeExperiment", "MoeTestSupport"]),
         .testTarget(name: "MoeCLITests", dependencies: ["MoeTestSupport"]),
         .testTarget(name: "MoeFaultTests", dependencies: ["MoeTestSupport"]),
     ],

@@ -86,7 +86,7 @@ struct GlobalOptions: ParsableArguments {
         let executor = try Executor(store: store, threads: threads)
         executor.gitCommit = GitInfo.commit()
         executor.progress = ProgressPrinter.shared.report
-        Signals.install(executor.stop)
+        executor.stop = Signals.install(executor.stop)
         return executor
     }
 }
@@ -114,10 +114,16 @@ enum GitInfo {
 /// files are removed, and the process exits 128 + the signal (see `Interrupted`).
 enum Signals {
     nonisolated(unsafe) static var flag: StopFlag?
-    static func install(_ stop: StopFlag) {
+
+    /// Routes SIGINT and SIGTERM to `stop` (or to the flag already installed) and returns
+    /// the flag in use, so work planned before an executor exists stops on the same flag.
+    @discardableResult
+    static func install(_ stop: StopFlag = StopFlag()) -> StopFlag {
+        if let flag { return flag }
         flag = stop
         signal(SIGINT) { Signals.flag?.raise(signal: $0) }
         signal(SIGTERM) { Signals.flag?.raise(signal: $0) }
+        return stop
     }
 }
 

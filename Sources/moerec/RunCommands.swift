@@ -213,11 +213,14 @@ struct StudyRunner {
     let tags: [String]
 
     func run(dryRun: Bool = false) throws {
+        // Planning a large grid takes seconds: a signal stops it between cells.
+        let stop = Signals.install()
         let cells = try study.cells()
         // Check every cell before anything trains: a sweep with no valid cell is bad input.
         var invalid: [String: String] = [:]
         var checkedParents: [RunConfig] = []
         for cell in cells {
+            try stop.check()
             do { try Executor.precheck(cell.config, parent: cell.parent, explicit: cell.explicit) } catch {
                 invalid[cell.label] = "\(error)"
             }
@@ -234,6 +237,7 @@ struct StudyRunner {
             let data = DataProvider()
             var plans: [(String?, PlannedRun)] = []
             for cell in cells {
+                try stop.check()
                 if let reason = invalid[cell.label] {
                     FileHandle.standardError.write(Data("invalid [\(cell.label)]: \(reason)\n".utf8))
                     continue
