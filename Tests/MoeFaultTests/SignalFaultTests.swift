@@ -32,6 +32,15 @@ final class SignalFaultTests: FaultTestCase {
         return (outcome, stopped)
     }
 
+    /// The signals every long command handles, with the exit code each gives.
+    static let signals: [(Int32, Int32, String)] = [(SIGINT, 130, "SIGINT"), (SIGTERM, 143, "SIGTERM")]
+
+    /// A clean exit with `code` (not death by the signal), within about a second.
+    func expectStopped(_ check: CaseCheck, _ out: Outcome, after seconds: Double, code: Int32, _ name: String) {
+        check.expect(!out.signaled && out.status == code, "\(out.exitDescription), expected exit \(code): \(out.headline)")
+        check.expect(seconds < 3, "took \(String(format: "%.1f", seconds)) s to stop after \(name)")
+    }
+
     func freshStore(_ label: String) -> (dir: URL, db: String) {
         let dir = FaultFixtures.directory(label)
         return (dir, dir.appendingPathComponent("moerec.sqlite").path)
@@ -39,7 +48,7 @@ final class SignalFaultTests: FaultTestCase {
 
     func testRunStopsOnSIGINTAndSIGTERM() throws {
         _ = try SQL.requireBinary()
-        for (signal, code, name) in [(SIGINT, Int32(130), "SIGINT"), (SIGTERM, Int32(143), "SIGTERM")] {
+        for (signal, code, name) in Self.signals {
             runCase(.killResume, "run: \(name) stops training, exit \(code), run interrupted and resumable") { check in
                 let (dir, db) = freshStore("sig-run")
                 let config = try FaultFixtures.pretrainConfig(in: dir, steps: 4000)
@@ -48,8 +57,7 @@ final class SignalFaultTests: FaultTestCase {
                     FileManager.default.fileExists(atPath: db) && (try? StoreState.hashes(db, status: "running").count) == 1
                 }
                 guard let stopped else { return check.fail("the run never reached running: \(out)") }
-                check.expect(!out.signaled && out.status == code, "\(out.exitDescription), expected exit \(code): \(out.headline)")
-                check.expect(stopped < 3, "took \(String(format: "%.1f", stopped)) s to stop after \(name)")
+                expectStopped(check, out, after: stopped, code: code, name)
                 check.expect(out.stdout.contains("interrupted"), "stdout does not say interrupted: \(out.stdout.prefix(200))")
                 let hashes = try StoreState.hashes(db, status: "interrupted")
                 check.expect(hashes.count == 1, "interrupted runs: \(hashes.count)")
@@ -60,7 +68,7 @@ final class SignalFaultTests: FaultTestCase {
 
     func testReproduceStopsAndRemovesItsScratch() throws {
         _ = try SQL.requireBinary()
-        for (signal, code, name) in [(SIGINT, Int32(130), "SIGINT"), (SIGTERM, Int32(143), "SIGTERM")] {
+        for (signal, code, name) in Self.signals {
             runCase(.killResume, "reproduce: \(name) stops it, exit \(code), scratch directory removed") { check in
                 let (dir, db) = freshStore("sig-repro")
                 let config = try FaultFixtures.pretrainConfig(in: dir, steps: 2000)
@@ -79,8 +87,7 @@ final class SignalFaultTests: FaultTestCase {
                     return FileManager.default.fileExists(atPath: path) && (try? StoreState.hashes(path, status: "running").count) == 1
                 }
                 guard let stopped else { return check.fail("the re-execution never started: \(out)") }
-                check.expect(!out.signaled && out.status == code, "\(out.exitDescription), expected exit \(code): \(out.headline)")
-                check.expect(stopped < 3, "took \(String(format: "%.1f", stopped)) s to stop after \(name)")
+                expectStopped(check, out, after: stopped, code: code, name)
                 check.expect(!out.stdout.contains("bit-identical"), "reported a result although interrupted: \(out.stdout.prefix(200))")
                 let left = scratchFiles().filter { $0.hasPrefix("moerec-reproduce-") }
                 check.expect(left.isEmpty, "scratch left behind: \(left)")
@@ -92,7 +99,7 @@ final class SignalFaultTests: FaultTestCase {
     /// A grid large enough that planning takes seconds; SIGTERM lands while it plans.
     func testSweepInterruptedWhilePlanningRegistersNothing() throws {
         _ = try SQL.requireBinary()
-        for (signal, code, name) in [(SIGINT, Int32(130), "SIGINT"), (SIGTERM, Int32(143), "SIGTERM")] {
+        for (signal, code, name) in Self.signals {
             runCase(.killResume, "sweep: \(name) while planning 20000 cells leaves no queued cell and no sweep") { check in
                 let (dir, db) = freshStore("sig-sweep")
                 let config = try FaultFixtures.pretrainConfig(in: dir, steps: 10)
@@ -105,8 +112,7 @@ final class SignalFaultTests: FaultTestCase {
                     return opened.map { Date().timeIntervalSince($0) > 0.5 } ?? false
                 }
                 guard let stopped else { return check.fail("the sweep ended before the signal: \(out)") }
-                check.expect(!out.signaled && out.status == code, "\(out.exitDescription), expected exit \(code): \(out.headline)")
-                check.expect(stopped < 3, "took \(String(format: "%.1f", stopped)) s to stop after \(name)")
+                expectStopped(check, out, after: stopped, code: code, name)
                 if out.stderr.contains("cells registered") {
                     check.note("the signal landed after registration; nothing to check about half-registered cells")
                 } else {
