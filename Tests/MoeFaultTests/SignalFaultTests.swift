@@ -46,79 +46,82 @@ final class SignalFaultTests: FaultTestCase {
         return (dir, dir.appendingPathComponent("moerec.sqlite").path)
     }
 
-    func testRunStopsOnSIGINTAndSIGTERM() throws {
+    /// One case per signal, each on a fresh store (directory, database path).
+    func forEachSignal(_ label: String, _ title: (_ name: String, _ code: Int32) -> String,
+                       _ body: (CaseCheck, _ signal: Int32, _ code: Int32, _ name: String, URL, String) throws -> Void) throws {
         _ = try SQL.requireBinary()
         for (signal, code, name) in Self.signals {
-            runCase(.killResume, "run: \(name) stops training, exit \(code), run interrupted and resumable") { check in
-                let (dir, db) = freshStore("sig-run")
-                let config = try FaultFixtures.pretrainConfig(in: dir, steps: 4000)
-                let (out, stopped) = try interrupt(["run", config.path, "--store", db, "--set", "checkpoint_interval=50"],
-                                                   signal: signal) {
-                    FileManager.default.fileExists(atPath: db) && (try? StoreState.hashes(db, status: "running").count) == 1
-                }
-                guard let stopped else { return check.fail("the run never reached running: \(out)") }
-                expectStopped(check, out, after: stopped, code: code, name)
-                check.expect(out.stdout.contains("interrupted"), "stdout does not say interrupted: \(out.stdout.prefix(200))")
-                let hashes = try StoreState.hashes(db, status: "interrupted")
-                check.expect(hashes.count == 1, "interrupted runs: \(hashes.count)")
-                check.note("stopped \(String(format: "%.2f", stopped)) s after \(name)")
+            runCase(.killResume, title(name, code)) { check in
+                let (dir, db) = freshStore(label)
+                try body(check, signal, code, name, dir, db)
             }
         }
     }
 
-    func testReproduceStopsAndRemovesItsScratch() throws {
-        _ = try SQL.requireBinary()
-        for (signal, code, name) in Self.signals {
-            runCase(.killResume, "reproduce: \(name) stops it, exit \(code), scratch directory removed") { check in
-                let (dir, db) = freshStore("sig-repro")
-                let config = try FaultFixtures.pretrainConfig(in: dir, steps: 2000)
-                let first = try Moerec.run(["run", config.path, "--store", db, "--set", "checkpoint_interval=2000",
-                                            "--set", "eval_interval=1000"])
-                guard first.status == 0, let hash = FaultFixtures.firstHash(first.stdout) else { return check.fail("setup run: \(first)") }
-                let tmp = dir.appendingPathComponent("tmp")
-                try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-                let scratchFiles = { (try? FileManager.default.contentsOfDirectory(atPath: tmp.path)) ?? [] }
-                let before = try StoreState.runs(db, hashes: [hash])
-                let (out, stopped) = try interrupt(["reproduce", String(hash.prefix(12)), "--store", db], signal: signal,
-                                                   environment: ["TMPDIR": tmp.path]) {
-                    // The re-execution is under way once its scratch store holds the run as running.
-                    guard let scratch = scratchFiles().first(where: { $0.hasPrefix("moerec-reproduce-") }) else { return false }
-                    let path = tmp.appendingPathComponent(scratch).appendingPathComponent("moerec.sqlite").path
-                    return FileManager.default.fileExists(atPath: path) && (try? StoreState.hashes(path, status: "running").count) == 1
-                }
-                guard let stopped else { return check.fail("the re-execution never started: \(out)") }
-                expectStopped(check, out, after: stopped, code: code, name)
-                check.expect(!out.stdout.contains("bit-identical"), "reported a result although interrupted: \(out.stdout.prefix(200))")
-                let left = scratchFiles().filter { $0.hasPrefix("moerec-reproduce-") }
-                check.expect(left.isEmpty, "scratch left behind: \(left)")
-                check.expect(try StoreState.runs(db, hashes: [hash]) == before, "the reproduced run changed")
+    func testRunStopsOnSIGINTAndSIGTERM() throws {
+        try forEachSignal("sig-run", { "run: \($0) stops training, exit \($1), run interrupted and resumable" }) {
+            check, signal, code, name, dir, db in
+            let config = try FaultFixtures.pretrainConfig(in: dir, steps: 4000)
+            let (out, stopped) = try interrupt(["run", config.path, "--store", db, "--set", "checkpoint_interval=50"],
+                                               signal: signal) {
+                FileManager.default.fileExists(atPath: db) && (try? StoreState.hashes(db, status: "running").count) == 1
             }
+            guard let stopped else { return check.fail("the run never reached running: \(out)") }
+            expectStopped(check, out, after: stopped, code: code, name)
+            check.expect(out.stdout.contains("interrupted"), "stdout does not say interrupted: \(out.stdout.prefix(200))")
+            let hashes = try StoreState.hashes(db, status: "interrupted")
+            check.expect(hashes.count == 1, "interrupted runs: \(hashes.count)")
+            check.note("stopped \(String(format: "%.2f", stopped)) s after \(name)")
+        }
+    }
+
+    func testReproduceStopsAndRemovesItsScratch() throws {
+        try forEachSignal("sig-repro", { "reproduce: \($0) stops it, exit \($1), scratch directory removed" }) {
+            check, signal, code, name, dir, db in
+            let config = try FaultFixtures.pretrainConfig(in: dir, steps: 2000)
+            let first = try Moerec.run(["run", config.path, "--store", db, "--set", "checkpoint_interval=2000",
+                                        "--set", "eval_interval=1000"])
+            guard first.status == 0, let hash = FaultFixtures.firstHash(first.stdout) else { return check.fail("setup run: \(first)") }
+            let tmp = dir.appendingPathComponent("tmp")
+            try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+            let scratchFiles = { (try? FileManager.default.contentsOfDirectory(atPath: tmp.path)) ?? [] }
+            let before = try StoreState.runs(db, hashes: [hash])
+            let (out, stopped) = try interrupt(["reproduce", String(hash.prefix(12)), "--store", db], signal: signal,
+                                               environment: ["TMPDIR": tmp.path]) {
+                // The re-execution is under way once its scratch store holds the run as running.
+                guard let scratch = scratchFiles().first(where: { $0.hasPrefix("moerec-reproduce-") }) else { return false }
+                let path = tmp.appendingPathComponent(scratch).appendingPathComponent("moerec.sqlite").path
+                return FileManager.default.fileExists(atPath: path) && (try? StoreState.hashes(path, status: "running").count) == 1
+            }
+            guard let stopped else { return check.fail("the re-execution never started: \(out)") }
+            expectStopped(check, out, after: stopped, code: code, name)
+            check.expect(!out.stdout.contains("bit-identical"), "reported a result although interrupted: \(out.stdout.prefix(200))")
+            let left = scratchFiles().filter { $0.hasPrefix("moerec-reproduce-") }
+            check.expect(left.isEmpty, "scratch left behind: \(left)")
+            check.expect(try StoreState.runs(db, hashes: [hash]) == before, "the reproduced run changed")
         }
     }
 
     /// A grid large enough that planning takes seconds; SIGTERM lands while it plans.
     func testSweepInterruptedWhilePlanningRegistersNothing() throws {
-        _ = try SQL.requireBinary()
-        for (signal, code, name) in Self.signals {
-            runCase(.killResume, "sweep: \(name) while planning 20000 cells leaves no queued cell and no sweep") { check in
-                let (dir, db) = freshStore("sig-sweep")
-                let config = try FaultFixtures.pretrainConfig(in: dir, steps: 10)
-                let seeds = (0..<5000).map(String.init).joined(separator: ",")
-                let args = ["sweep", config.path, "--grid", "seed=\(seeds)", "--grid", "lr=0.001,0.002,0.003,0.004", "--store", db]
-                var opened: Date?
-                let (out, stopped) = try interrupt(args, signal: signal) {
-                    // Planning starts once the store is open; land the signal inside it.
-                    if opened == nil, FileManager.default.fileExists(atPath: db) { opened = Date() }
-                    return opened.map { Date().timeIntervalSince($0) > 0.5 } ?? false
-                }
-                guard let stopped else { return check.fail("the sweep ended before the signal: \(out)") }
-                expectStopped(check, out, after: stopped, code: code, name)
-                if out.stderr.contains("cells registered") {
-                    check.note("the signal landed after registration; nothing to check about half-registered cells")
-                } else {
-                    check.expect(try SQL.int(db, "SELECT count(*) FROM runs WHERE status = 'queued'") == 0, "queued runs were left behind")
-                    check.expect(try SQL.int(db, "SELECT count(*) FROM sweeps") == 0, "a sweep row was left behind")
-                }
+        try forEachSignal("sig-sweep", { name, _ in "sweep: \(name) while planning 20000 cells leaves no queued cell and no sweep" }) {
+            check, signal, code, name, dir, db in
+            let config = try FaultFixtures.pretrainConfig(in: dir, steps: 10)
+            let seeds = (0..<5000).map(String.init).joined(separator: ",")
+            let args = ["sweep", config.path, "--grid", "seed=\(seeds)", "--grid", "lr=0.001,0.002,0.003,0.004", "--store", db]
+            var opened: Date?
+            let (out, stopped) = try interrupt(args, signal: signal) {
+                // Planning starts once the store is open; land the signal inside it.
+                if opened == nil, FileManager.default.fileExists(atPath: db) { opened = Date() }
+                return opened.map { Date().timeIntervalSince($0) > 0.5 } ?? false
+            }
+            guard let stopped else { return check.fail("the sweep ended before the signal: \(out)") }
+            expectStopped(check, out, after: stopped, code: code, name)
+            if out.stderr.contains("cells registered") {
+                check.note("the signal landed after registration; nothing to check about half-registered cells")
+            } else {
+                check.expect(try SQL.int(db, "SELECT count(*) FROM runs WHERE status = 'queued'") == 0, "queued runs were left behind")
+                check.expect(try SQL.int(db, "SELECT count(*) FROM sweeps") == 0, "a sweep row was left behind")
             }
         }
     }
