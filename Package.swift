@@ -20,35 +20,39 @@ let package = Package(
         .systemLibrary(name: "CZlib"),
         .systemLibrary(name: "CSQLite"),
 
-        // MARK: JSON (below every Swift module: value, canonical writer, parser, printers)
-        .target(name: "MoeJSON"),
+        // MARK: Errors (below every Swift module: the exit meaning each library error carries)
+        .target(name: "MoeErrors"),
+
+        // MARK: JSON (value, canonical writer, parser, printers)
+        .target(name: "MoeJSON", dependencies: ["MoeErrors"]),
 
         // MARK: Numerics
-        .target(name: "MoeKernels", dependencies: ["COpenBLAS", "CKernels"]),
-        .target(name: "MoeModel", dependencies: ["MoeKernels", "CKernels"]),
+        .target(name: "MoeKernels", dependencies: ["MoeErrors", "COpenBLAS", "CKernels"]),
+        .target(name: "MoeModel", dependencies: ["MoeErrors", "MoeKernels", "CKernels"]),
 
         // MARK: Metric and split names (shared by the writers and readers of metrics)
         .target(name: "MoeMetricNames"),
 
         // MARK: Data and training
-        .target(name: "MoeData", dependencies: ["MoeJSON", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "MoeTrain", dependencies: ["MoeModel", "MoeData", "MoeMetricNames", "CKernels"]),
+        .target(name: "MoeData", dependencies: ["MoeErrors", "MoeJSON", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "MoeTrain", dependencies: ["MoeErrors", "MoeModel", "MoeData", "MoeMetricNames", "CKernels"]),
 
         // MARK: Store, checkpoints, reports
-        .target(name: "MoeStore", dependencies: ["MoeJSON", "CSQLite", "MoeMetricNames", .product(name: "Crypto", package: "swift-crypto")],
+        .target(name: "MoeStore", dependencies: ["MoeErrors", "MoeJSON", "CSQLite", "MoeMetricNames",
+                                                 .product(name: "Crypto", package: "swift-crypto")],
                 resources: []),
-        .target(name: "MoeCheckpoint", dependencies: ["MoeJSON", "CZlib", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "MoeReport", dependencies: ["MoeJSON", "MoeStore", "MoeMetricNames"]),
+        .target(name: "MoeCheckpoint", dependencies: ["MoeErrors", "MoeJSON", "CZlib", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "MoeReport", dependencies: ["MoeErrors", "MoeJSON", "MoeStore", "MoeMetricNames"]),
 
         // MARK: Experiments (config resolution, run execution, reproduce, diff)
         .target(name: "MoeExperiment", dependencies: [
-            "MoeJSON", "MoeTrain", "MoeData", "MoeStore", "MoeCheckpoint", "MoeMetricNames",
+            "MoeErrors", "MoeJSON", "MoeTrain", "MoeData", "MoeStore", "MoeCheckpoint", "MoeMetricNames",
             .product(name: "Yams", package: "Yams"),
         ]),
 
         // MARK: Executable
         .executableTarget(name: "moerec", dependencies: [
-            "MoeJSON", "MoeKernels", "MoeModel", "MoeData", "MoeTrain", "MoeStore", "MoeCheckpoint", "MoeReport", "MoeExperiment",
+            "MoeErrors", "MoeJSON", "MoeKernels", "MoeModel", "MoeData", "MoeTrain", "MoeStore", "MoeCheckpoint", "MoeReport", "MoeExperiment",
             "MoeMetricNames",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -63,7 +67,7 @@ let package = Package(
         .testTarget(name: "MoeStoreTests", dependencies: ["MoeJSON", "MoeStore", "MoeMetricNames", "MoeTestSupport"]),
         .testTarget(name: "MoeCheckpointTests", dependencies: ["MoeCheckpoint", "MoeTestSupport"]),
         .testTarget(name: "MoeReportTests", dependencies: ["MoeJSON", "MoeReport", "MoeStore", "MoeMetricNames", "MoeTestSupport"]),
-        .testTarget(name: "MoeExperimentTests", dependencies: ["MoeJSON", "MoeExperiment", "MoeTestSupport"]),
+        .testTarget(name: "MoeExperimentTests", dependencies: ["MoeErrors", "MoeJSON", "MoeExperiment", "MoeTestSupport"]),
         .testTarget(name: "MoeCLITests", dependencies: ["MoeTestSupport"]),
         .testTarget(name: "MoeFaultTests", dependencies: ["MoeTestSupport"]),
     ],

@@ -1,4 +1,5 @@
 import Foundation
+import MoeErrors
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -48,7 +49,7 @@ public enum ObservedSize: Equatable, Hashable, Sendable, CustomStringConvertible
 /// integrity cases (missing, corrupt, size mismatch, hash mismatch) are kept apart because
 /// they call for different responses: a missing object points at an incomplete copy or
 /// merge of the store, the others at damaged bytes.
-public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible, LocalizedError {
+public enum CheckpointError: MoeError, Equatable, Sendable, LocalizedError {
     /// No file exists for the object.
     case objectMissing(sha256: String, path: String, context: ObjectContext)
     /// The file is not a complete, valid zlib stream (truncated, bad data, bad checksum,
@@ -92,6 +93,10 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     }
 
     public var errorDescription: String? { description }
+
+    /// Damaged or missing objects are what `verify` and `reproduce` exist to find: a check
+    /// that failed, never the user's input.
+    public var exitMeaning: ExitMeaning { .checkFailed }
 }
 
 /// One integrity problem found by `ObjectStore.verify`. The kind mirrors the integrity

@@ -39,7 +39,8 @@ public struct ClassificationTask: Sendable {
     /// Builds a task from splits given in their final order. Every label must index
     /// `classes`, and class names must be distinct.
     public init(name: String, classes: [String], train: [Example], validation: [Example], test: [Example]) throws {
-        guard Set(classes).count == classes.count else {
+        // Distinct as bytes: two spellings of "é" are two classes (see `JSONL.loadTask`).
+        guard Set(classes.map { Array($0.utf8) }).count == classes.count else {
             throw DataError.invalidArgument("task \(name): class names must be distinct")
         }
         for (split, examples) in [(DataSplit.train, train), (.validation, validation), (.test, test)] {

@@ -1,4 +1,5 @@
 import Foundation
+import MoeErrors
 
 /// The three fixed splits of every data set.
 public enum DataSplit: String, CaseIterable, Sendable, Codable, Hashable {
@@ -45,7 +46,7 @@ public enum LineProblem: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// Errors of the data layer. Every description names the file (and line where there is one).
-public enum DataError: Error, Equatable, Sendable, CustomStringConvertible, LocalizedError {
+public enum DataError: MoeError, Equatable, Sendable, LocalizedError {
     /// The WordNet directory or one of its data files is missing.
     case wordNetNotInstalled(path: String)
     case unreadable(path: String, reason: String)
@@ -92,4 +93,7 @@ public enum DataError: Error, Equatable, Sendable, CustomStringConvertible, Loca
     }
 
     public var errorDescription: String? { description }
+
+    /// Every data error is about a file, name or size the user chose.
+    public var exitMeaning: ExitMeaning { .badInput }
 }

@@ -32,7 +32,10 @@ public enum JSONL {
     /// A classification task; train, validation and test must each get at least one record.
     public static func loadTask(url: URL, name: String,
                                 maxLineBytes: Int = defaultMaxLineBytes) throws -> ClassificationTask {
-        enum Label: Hashable { case string(String), integer(Int) }
+        // String labels are kept as their UTF-8 bytes: Swift's String equality is canonical
+        // equivalence, which would merge "é" (U+00E9) and "e\u{301}" into one class although
+        // the file spells two labels (and the fingerprint hashes bytes).
+        enum Label: Hashable { case string([UInt8]), integer(Int) }
         var rows: [(key: String, text: String, label: Label)] = []
         var labelKind: String? = nil
         try forEachRecord(url: url, maxLineBytes: maxLineBytes) { fields, line, fail in
@@ -41,7 +44,7 @@ public enum JSONL {
             let kind: String
             switch fields["label"] {
             case nil: throw fail(.missingField("label"))
-            case .string(let s)?: label = .string(s); kind = "a string"
+            case .string(let s)?: label = .string(Array(s.utf8)); kind = "a string"
             case .int(let n)?: label = .integer(Int(n)); kind = "an integer"
             case _?: throw fail(.wrongType(field: "label", expected: "a string or an integer"))
             }
@@ -53,13 +56,13 @@ public enum JSONL {
         let ordered: [Label] = distinct.sorted {
             switch ($0, $1) {
             case let (.integer(a), .integer(b)): return a < b
-            case let (.string(a), .string(b)): return a.utf8.lexicographicallyPrecedes(b.utf8)
+            case let (.string(a), .string(b)): return a.lexicographicallyPrecedes(b)
             default: return false
             }
         }
         let classes = ordered.map { label -> String in
             switch label {
-            case .string(let s): return s
+            case .string(let bytes): return String(decoding: bytes, as: UTF8.self)
             case .integer(let n): return String(n)
             }
         }

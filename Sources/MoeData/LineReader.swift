@@ -19,18 +19,7 @@ struct LineReader {
     init(url: URL, maxLineBytes: Int) throws {
         path = url.path
         self.maxLineBytes = maxLineBytes
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw DataError.unreadable(path: path, reason: "no such file")
-        }
-        guard !isDirectory.boolValue else {
-            throw DataError.unreadable(path: path, reason: "is a directory")
-        }
-        do {
-            handle = try FileHandle(forReadingFrom: url)
-        } catch {
-            throw DataError.unreadable(path: path, reason: "\(error.localizedDescription)")
-        }
+        handle = try RegularFile.openForReading(path)
     }
 
     /// The next line without its terminating newline, or nil at the end of the file.

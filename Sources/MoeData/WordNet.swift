@@ -94,12 +94,7 @@ public enum WordNet {
             guard FileManager.default.fileExists(atPath: url.path) else {
                 throw DataError.wordNetNotInstalled(path: url.path)
             }
-            let data: Data
-            do {
-                data = try Data(contentsOf: url)
-            } catch {
-                throw DataError.unreadable(path: url.path, reason: error.localizedDescription)
-            }
+            let data = try RegularFile.read(url.path, limit: 1 << 30)
             let bytes = [UInt8](data)
             try bytes.withUnsafeBufferPointer { buffer in
                 try parseDataFile(buffer, path: url.path, allowedPOS: file.pos,

@@ -1,13 +1,16 @@
 import Foundation
+import MoeData
+import MoeErrors
 import MoeJSON
 import MoeStore
 import MoeTrain
 import Yams
 
 /// Bad user input: the message names the key, value or file. The CLI maps it to exit 2.
-public struct InputError: Error, CustomStringConvertible, Equatable {
+public struct InputError: MoeError, Equatable {
     public let description: String
     public init(_ description: String) { self.description = description }
+    public var exitMeaning: ExitMeaning { .badInput }
 }
 
 /// Turns presets, config files (JSON or YAML) and `--set key=value` overrides into one
@@ -16,12 +19,18 @@ public struct InputError: Error, CustomStringConvertible, Equatable {
 /// anything runs.
 public enum ConfigResolver {
     /// Every key with its default, late keys included (see `RunConfig.lateKeys`).
-    public static func defaults() -> [String: JSONValue] {
+    public static func defaults() -> [String: JSONValue] { defaultValues }
+
+    /// Computed once: every config of a sweep is resolved against them.
+    private static let defaultValues: [String: JSONValue] = {
         guard case var .object(o)? = try? JSONValue(encodable: RunConfig()) else { return [:] }
         // Optional keys are left out by the encoder when nil; they are still valid keys.
         o["parent"] = o["parent"] ?? .null
         return o
-    }
+    }()
+
+    /// The late keys at their declared defaults (see `value(of:)`).
+    private static let lateDefaults = defaultValues.filter { RunConfig.lateKeys.contains($0.key) }
 
     /// The type of each key, from the declaration (`RunConfig.schema`).
     static let types: [String: ConfigType] = Dictionary(uniqueKeysWithValues: RunConfig.schema.map { ($0.key, $0.type) })
@@ -55,7 +64,7 @@ public enum ConfigResolver {
     /// declared defaults; any other missing key is an error.
     public static func decode(_ object: [String: JSONValue]) throws -> RunConfig {
         var complete = object
-        for (key, value) in defaults() where RunConfig.lateKeys.contains(key) && complete[key] == nil {
+        for (key, value) in lateDefaults where complete[key] == nil {
             complete[key] = value
         }
         let text = try JSONValue.object(complete).canonicalString
@@ -73,7 +82,7 @@ public enum ConfigResolver {
     /// from before the key existed; so every stored run keeps its hash. A change that
     /// alters results at unchanged config bumps `Executor.numericsVersion` instead.
     public static func value(of config: RunConfig) throws -> JSONValue {
-        try canonical(JSONValue(encodable: config), lateDefaults: defaults().filter { RunConfig.lateKeys.contains($0.key) })
+        try canonical(JSONValue(encodable: config), lateDefaults: lateDefaults)
     }
 
     /// `value` without the late keys that sit at their introduction defaults.
@@ -86,10 +95,10 @@ public enum ConfigResolver {
     // MARK: Files
 
     public static func load(file: String) throws -> [String: JSONValue] {
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw InputError("\(file): cannot read config file")
+        let data: Data
+        do { data = try RegularFile.read(file, limit: 1 << 20) } catch let DataError.unreadable(_, reason) {
+            throw InputError("\(file): cannot read config file: \(reason)")
         }
-        guard data.count <= 1_048_576 else { throw InputError("\(file): config file larger than 1 MiB") }
         guard let text = String(data: data, encoding: .utf8) else { throw InputError("\(file): not valid UTF-8") }
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         let value: JSONValue

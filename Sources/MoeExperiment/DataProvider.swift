@@ -16,6 +16,9 @@ public final class DataProvider {
     }
 
     private var corpora: [String: PretrainCorpus] = [:]
+    /// Fine-tuning data by what selects it (task, train size, evaluation examples, context):
+    /// the cells of a sweep that differ in other keys share one subset and fingerprint.
+    private var subsets: [String: Prepared] = [:]
     private var tasks: [String: ClassificationTask] = [:]
     private var synsets: [Synset]?
     public let wordNetDirectory: URL
@@ -35,6 +38,8 @@ public final class DataProvider {
 
     public func prepare(_ config: RunConfig) throws -> Prepared {
         if config.isFinetune {
+            let key = "\(config.task)\u{0}\(config.trainSize)\u{0}\(config.evalExamples)\u{0}\(config.context)"
+            if let prepared = subsets[key] { return prepared }
             let task = try loadTask(config.task)
             guard config.trainSize <= task.train.count else {
                 throw InputError("train_size=\(config.trainSize): task \(config.task) has only \(task.train.count) training examples")
@@ -47,9 +52,11 @@ public final class DataProvider {
             let majority = task.majorityClass
             let val = subset.validation
             let majorityAccuracy = val.isEmpty ? nil : Double(val.filter { $0.label == majority }.count) / Double(val.count)
-            return Prepared(data: .classification(classes: task.classes.count, train: encode(subset.train),
-                                                  validation: encode(subset.validation), test: encode(subset.test)),
-                            fingerprint: subset.fingerprint, classes: task.classes, majorityAccuracy: majorityAccuracy)
+            let prepared = Prepared(data: .classification(classes: task.classes.count, train: encode(subset.train),
+                                                          validation: encode(subset.validation), test: encode(subset.test)),
+                                    fingerprint: subset.fingerprint, classes: task.classes, majorityAccuracy: majorityAccuracy)
+            subsets[key] = prepared
+            return prepared
         }
         let corpus = try loadCorpus(config.corpus)
         return Prepared(data: .corpus(train: corpus.train, validation: corpus.validation),

@@ -1,5 +1,6 @@
 import Foundation
 import MoeCheckpoint
+import MoeErrors
 import MoeJSON
 import MoeKernels
 import MoeMetricNames
@@ -30,12 +31,32 @@ public struct RunResult {
     public let resumedFrom: Int?
 }
 
-/// Flags set from signal handlers; the step loop polls them between steps.
+/// Set from signal handlers (a plain store of the signal's number, safe there); the step
+/// loop and the planners poll it between steps and cells.
 public final class StopFlag: @unchecked Sendable {
     private var raised: Int32 = 0
     public init() {}
-    public func raise() { raised = 1 }
+    /// Records the first signal that asked to stop (SIGINT, SIGTERM, …).
+    public func raise(signal: Int32) { if raised == 0 { raised = signal } }
     public var isRaised: Bool { raised != 0 }
+    /// The signal that stopped the work, nil while none has arrived.
+    public var signal: Int32? { raised == 0 ? nil : raised }
+
+    /// Throws `Interrupted` once a signal has arrived.
+    public func check() throws {
+        if let signal { throw Interrupted(signal: signal) }
+    }
+}
+
+/// Work stopped by a signal: the process exits 128 + the signal (130 SIGINT, 143 SIGTERM).
+/// Runs it stopped are marked interrupted and resume from their last checkpoint.
+public struct Interrupted: MoeError {
+    public let signal: Int32
+    public init(signal: Int32) { self.signal = signal }
+    public var exitMeaning: ExitMeaning { .interrupted(signal: signal) }
+    public var description: String {
+        "interrupted by \(signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "signal \(signal)"); run the same command again to resume"
+    }
 }
 
 /// Executes runs against one store: cache hits, fresh runs, fine-tuning from a parent's
@@ -195,26 +216,37 @@ public final class Executor {
 
     // MARK: Execution
 
+    /// The store row of a planned run (queued), for registering many at once.
+    public static func newRun(_ plan: PlannedRun) throws -> NewRun {
+        let run = try NewRun(kind: plan.config.isFinetune ? .finetune : .pretrain, config: plan.value,
+                             parentHash: plan.config.parent, datasetFingerprint: plan.prepared.fingerprint,
+                             numericsVersion: Executor.numericsVersion)
+        precondition(run.hash == plan.hash, "store and planner disagree on the run hash")
+        return run
+    }
+
     /// Records the run as queued (if it is new) without training it.
     @discardableResult
     public func register(_ plan: PlannedRun) throws -> RunRecord {
-        let (record, _) = try store.insertRunIfAbsent(kind: plan.config.isFinetune ? .finetune : .pretrain, config: plan.value,
-                                                      parentHash: plan.config.parent,
-                                                      datasetFingerprint: plan.prepared.fingerprint,
-                                                      numericsVersion: Executor.numericsVersion)
-        precondition(record.hash == plan.hash, "store and planner disagree on the run hash")
-        return record
+        let run = try Executor.newRun(plan)
+        return try store.insertRunIfAbsent(kind: run.kind, config: plan.value, parentHash: run.parentHash,
+                                           datasetFingerprint: run.datasetFingerprint, numericsVersion: run.numericsVersion).record
     }
 
+    /// Trains the run (or resumes it) unless it is completed, or failed in training: a
+    /// diverging run fails again the same way, so its failure is the result. A run that
+    /// failed outside the step loop (recorded without a step: the objects directory could
+    /// not be written, a checkpoint could not be read) is tried again.
     public func execute(_ plan: PlannedRun) throws -> RunResult {
-        let config = plan.config
         let record = try register(plan)
         switch record.status {
         case .completed:
             return RunResult(hash: plan.hash, outcome: .cacheHit, resumedFrom: nil)
         case .failed:
-            return RunResult(hash: plan.hash, outcome: .failed(step: record.failureStep ?? 0, reason: record.failureReason ?? "failed"),
-                             resumedFrom: nil)
+            if let step = record.failureStep {
+                return RunResult(hash: plan.hash, outcome: .failed(step: step, reason: record.failureReason ?? "failed"),
+                                 resumedFrom: nil)
+            }
         default:
             break
         }
@@ -231,6 +263,20 @@ public final class Executor {
             throw error
         }
         defer { lease.release() }
+        do {
+            return try train(plan, record: record)
+        } catch {
+            // The run started and cannot go on: it is failed with the reason now, not left
+            // running for the next store open to call interrupted. (If the store itself
+            // cannot be written, that is what the error says and the row stays as it is.)
+            try? store.markFailed(hash: plan.hash, reason: "\(error)", step: nil)
+            throw error
+        }
+    }
+
+    /// The part of `execute` that runs under the run's lease.
+    private func train(_ plan: PlannedRun, record: RunRecord) throws -> RunResult {
+        let config = plan.config
         let started = Date()
         let sink = try StoreSink(store: store, runHash: plan.hash)
         let trainer = try Trainer(config: config, data: plan.prepared.data, sink: sink)

@@ -1,5 +1,6 @@
 import Foundation
 import MoeCheckpoint
+import MoeErrors
 import MoeJSON
 import MoeKernels
 import MoeMetricNames
@@ -30,6 +31,9 @@ public final class Reproducer {
     let store: Store
     let objects: ObjectStore
     let data: DataProvider
+    /// Raised by a signal: the re-execution stops after its current step, the scratch
+    /// store is removed, and `reproduce` throws `Interrupted`.
+    public let stop = StopFlag()
 
     public init(store: Store, data: DataProvider = DataProvider()) {
         self.store = store
@@ -54,15 +58,19 @@ public final class Reproducer {
         let runThreads = threads ?? record.environment.threads ?? 1
         let executor = try Executor(store: scratchStore, threads: runThreads, data: data)
         executor.log = log
+        executor.stop = stop
         // Ancestors come from this store (verified on the way), not re-trained.
         if let parent = record.parentHash { try importRun(parent, into: scratchStore, executor: executor) }
+        try stop.check()
         let config = try ConfigResolver.decode(try JSONValue(parsing: record.configJSON).objectValue ?? [:])
         let plan = try executor.plan(config)
         guard plan.hash == hash else {
             throw CheckFailed("re-planning the stored config gives hash \(plan.hash.prefix(12)), not \(hash.prefix(12)): the data (fingerprint \(plan.prepared.fingerprint.prefix(12)) vs stored \(record.datasetFingerprint.prefix(12))) or the numerics version changed")
         }
         log("re-executing \(hash.prefix(12)) with \(runThreads) thread(s) in \(scratch.path)")
+        try stop.check()
         let result = try executor.execute(plan)
+        try stop.check()
         guard result.outcome == .completed else { throw CheckFailed("re-execution ended \(result.outcome)") }
 
         let stored = try store.allMetrics(runHash: hash).filter { $0.split != Split.timing }
@@ -152,7 +160,8 @@ public final class Reproducer {
 }
 
 /// A check that did not pass; the CLI exits 1 with this message.
-public struct CheckFailed: Error, CustomStringConvertible {
+public struct CheckFailed: MoeError {
     public let description: String
     public init(_ description: String) { self.description = description }
+    public var exitMeaning: ExitMeaning { .checkFailed }
 }

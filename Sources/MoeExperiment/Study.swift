@@ -47,6 +47,14 @@ public struct Study {
         for (key, values) in grid {
             combos = combos.flatMap { prefix in values.map { prefix + [(key, $0)] } }
         }
+        // Most cells share their parent: each distinct parent object is resolved once.
+        var parents: [(object: [String: JSONValue], config: RunConfig)] = []
+        func resolvedParent(_ object: [String: JSONValue]) throws -> RunConfig {
+            if let known = parents.first(where: { $0.object == object }) { return known.config }
+            let config = try ConfigResolver.resolve(preset: object).config
+            parents.append((object, config))
+            return config
+        }
         return try combos.map { overrides in
             var cellBase = base
             var parentObject = parent
@@ -66,7 +74,7 @@ public struct Study {
                 parentObject?["top_k"] = 1
             }
             let (config, explicit) = try ConfigResolver.resolve(preset: cellBase)
-            let parentConfig = try parentObject.map { try ConfigResolver.resolve(preset: $0).config }
+            let parentConfig = try parentObject.map(resolvedParent)
             return Cell(overrides: overrides, parent: parentConfig, config: config, explicit: explicit)
         }
     }

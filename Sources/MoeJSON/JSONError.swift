@@ -1,8 +1,9 @@
 import Foundation
+import MoeErrors
 
 /// Every failure of reading or writing JSON. Positions are 1-based; a line ends at LF and a
 /// column counts bytes from the start of its line.
-public enum JSONError: Error, Equatable, Sendable, CustomStringConvertible, LocalizedError {
+public enum JSONError: MoeError, Equatable, Sendable, LocalizedError {
     /// Text that is not JSON (or nests deeper than allowed); the position is where parsing
     /// stopped.
     case syntax(reason: String, line: Int, column: Int)
@@ -28,4 +29,11 @@ public enum JSONError: Error, Equatable, Sendable, CustomStringConvertible, Loca
     }
 
     public var errorDescription: String? { description }
+
+    /// Text that is not JSON, or a number JSON cannot carry, came from the user; a value
+    /// that cannot be encoded at all is a defect of moerec.
+    public var exitMeaning: ExitMeaning {
+        if case .unencodableValue = self { return .checkFailed }
+        return .badInput
+    }
 }

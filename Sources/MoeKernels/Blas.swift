@@ -1,11 +1,14 @@
 import CKernels
 import COpenBLAS
+import MoeErrors
 
 /// The OpenBLAS library as moerec loads it: at run time, after choosing the kernel
 /// core from the CPU's features (see moe_blas.c for why it cannot be linked normally).
 public enum Blas {
-    public struct LoadError: Error, CustomStringConvertible {
+    /// OpenBLAS is missing or unusable on this machine: not the user's input.
+    public struct LoadError: MoeError {
         public let description: String
+        public var exitMeaning: ExitMeaning { .checkFailed }
     }
 
     /// Loads OpenBLAS once; every entry point below calls it, so callers never need to.

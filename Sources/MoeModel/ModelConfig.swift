@@ -1,3 +1,5 @@
+import MoeErrors
+
 /// A config value drawn from a fixed set of names (`norm`, `regime`, `schedule`, …).
 /// Decoding rejects any other string; the config resolver lists `choices` in its message.
 public protocol ConfigChoice: Codable, Sendable {
@@ -77,8 +79,9 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public func isSparse(layer: Int) -> Bool { experts > 1 && (layer + 1) % moeEvery == 0 }
     public var sparseLayers: [Int] { (0..<layers).filter(isSparse) }
 
-    public enum Invalid: Error, CustomStringConvertible {
+    public enum Invalid: MoeError {
         case value(key: String, value: String, reason: String)
+        public var exitMeaning: ExitMeaning { .badInput }
         public var description: String {
             switch self {
             case let .value(key, value, reason): return "\(key)=\(value): \(reason)"

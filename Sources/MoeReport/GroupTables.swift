@@ -1,4 +1,5 @@
 import Foundation
+import MoeErrors
 import MoeJSON
 import MoeStore
 
@@ -33,13 +34,17 @@ public enum ReportFormat: String, CaseIterable, Sendable {
     public var fileExtension: String { rawValue }
 }
 
-public enum ReportError: Error, Equatable, CustomStringConvertible {
+public enum ReportError: MoeError, Equatable {
     case unknownTable(String)
     case unknownFormat(String)
     case noTables
+    /// `--out` names something that is not a directory, or a place that cannot be written.
+    case cannotWrite(path: String, reason: String)
 
     public var description: String {
         switch self {
+        case let .cannotWrite(path, reason):
+            return "cannot write the report to '\(path)': \(reason) (give --out a writable directory)"
         case let .unknownTable(name):
             return "unknown report table '\(name)' (valid: \(ReportTable.allCases.map(\.rawValue).joined(separator: ", ")))"
         case let .unknownFormat(name):
@@ -48,6 +53,8 @@ public enum ReportError: Error, Equatable, CustomStringConvertible {
             return "no report table selected"
         }
     }
+
+    public var exitMeaning: ExitMeaning { .badInput }
 }
 
 /// The order regimes are listed in: ST-MoE's five, then moerec's extra ones.

@@ -67,12 +67,20 @@ public enum Reports {
     /// one `report.html` page holding all of them, creating `directory` if needed. Returns
     /// the paths written. Each file is written to a temporary name and renamed into place.
     @discardableResult
+    /// A path that is not a directory, or that cannot be created or written, gives
+    /// `ReportError.cannotWrite` naming it.
     public static func write(_ set: ReportSet, to directory: String) throws -> [String] {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw ReportError.cannotWrite(path: directory, reason: "it exists and is not a directory")
+        }
+        try writing(directory) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
         var written: [String] = []
         func put(_ text: String, _ name: String) throws {
             let path = (directory as NSString).appendingPathComponent(name)
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            try writing(path) { try text.write(toFile: path, atomically: true, encoding: .utf8) }
             written.append(path)
         }
         for table in set.tables {
@@ -83,5 +91,21 @@ public enum Reports {
         }
         try put(render(set, format: .html), "report.html")
         return written
+    }
+
+    /// Runs a file-system call, turning Foundation's error into one that names `path` and
+    /// says why in the system's words (permission denied, read-only file system, …).
+    private static func writing(_ path: String, _ body: () throws -> Void) throws {
+        do { try body() } catch let error as CocoaError {
+            let reason: String
+            switch error.code {
+            case .fileNoSuchFile, .fileWriteInvalidFileName: reason = "no such directory"
+            case .fileWriteNoPermission: reason = "permission denied"
+            case .fileWriteVolumeReadOnly: reason = "read-only file system"
+            case .fileWriteOutOfSpace: reason = "no space left on the device"
+            default: reason = error.localizedDescription
+            }
+            throw ReportError.cannotWrite(path: path, reason: reason)
+        }
     }
 }

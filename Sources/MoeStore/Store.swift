@@ -127,8 +127,12 @@ public final class Store: @unchecked Sendable {
     private static func checkExistingFile(_ path: String) throws {
         var info = stat()
         guard stat(path, &info) == 0 else { return }  // does not exist yet
-        if (info.st_mode & S_IFMT) == S_IFDIR {
-            throw StoreError.cannotOpen(path: path, reason: "it is a directory")
+        // Checked before SQLite sees the path: it would open a device or FIFO (and create
+        // `<path>-journal` beside it).
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw StoreError.cannotOpen(path: path, reason: "it is a directory")
+        default: throw StoreError.cannotOpen(path: path, reason: "it is not a regular file (a device, FIFO or socket)")
         }
         guard info.st_size > 0 else { return }  // an empty file is an empty database
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -256,33 +260,25 @@ public final class Store: @unchecked Sendable {
     public func insertRunIfAbsent(kind: RunKind, config: JSONValue, parentHash: String?, datasetFingerprint: String,
                                   numericsVersion: Int, status: RunStatus = .queued) throws -> (record: RunRecord, inserted: Bool)
     {
-        guard status == .queued || status == .running else {
-            throw StoreError.invalidArgument("a new run starts queued or running, not \(status.rawValue)")
-        }
-        guard case .object = config else { throw StoreError.invalidArgument("a run config must be a JSON object") }
-        guard numericsVersion >= 0 else { throw StoreError.invalidArgument("numerics version \(numericsVersion) is negative") }
-        guard !datasetFingerprint.isEmpty else { throw StoreError.invalidArgument("the dataset fingerprint is empty") }
-        if let parentHash { try Store.validateHash(parentHash) }
-        let hash = try RunIdentity.hash(config: config, parent: parentHash, datasetFingerprint: datasetFingerprint,
-                                        numerics: numericsVersion)
-        let configJSON = try config.canonicalString
+        let run = try NewRun(kind: kind, config: config, parentHash: parentHash, datasetFingerprint: datasetFingerprint,
+                             numericsVersion: numericsVersion, status: status)
+        return try withDB { db in try db.write { try insertIfAbsent(run, db) } }
+    }
 
-        return try withDB { db in
-            try db.write {
-                if let existing = try fetchRun(db, hash: hash) { return (existing, false) }
-                if let parentHash, try fetchRun(db, hash: parentHash) == nil {
-                    throw StoreError.unknownParent(parentHash)
-                }
-                let startedAt = status == .running ? Store.now : "NULL"
-                try db.query("""
-                    INSERT INTO runs (hash, parent_hash, kind, status, config_json, dataset_fingerprint, numerics_version, started_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, \(startedAt))
-                    """,
-                    [.text(hash), parentHash.map { .text($0) } ?? .null, .text(kind.rawValue), .text(status.rawValue),
-                     .text(configJSON), .text(datasetFingerprint), .int(Int64(numericsVersion))])
-                return (try fetchRun(db, hash: hash)!, true)
-            }
+    /// Inserts `run` inside an open write transaction unless its hash is stored.
+    func insertIfAbsent(_ run: NewRun, _ db: Connection) throws -> (record: RunRecord, inserted: Bool) {
+        if let existing = try fetchRun(db, hash: run.hash) { return (existing, false) }
+        if let parentHash = run.parentHash, try fetchRun(db, hash: parentHash) == nil {
+            throw StoreError.unknownParent(parentHash)
         }
+        let startedAt = run.status == .running ? Store.now : "NULL"
+        try db.query("""
+            INSERT INTO runs (hash, parent_hash, kind, status, config_json, dataset_fingerprint, numerics_version, started_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, \(startedAt))
+            """,
+            [.text(run.hash), run.parentHash.map { .text($0) } ?? .null, .text(run.kind.rawValue), .text(run.status.rawValue),
+             .text(run.configJSON), .text(run.datasetFingerprint), .int(Int64(run.numericsVersion))])
+        return (try fetchRun(db, hash: run.hash)!, true)
     }
 
     /// The run with this full hash, or nil.

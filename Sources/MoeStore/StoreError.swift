@@ -1,8 +1,10 @@
 import Foundation
+import MoeErrors
+import MoeJSON
 
 /// Every failure the store reports. Each case carries the value that was wrong (a path, a
 /// hash, a token) so the CLI can print `description` as is and choose an exit code.
-public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible, LocalizedError {
+public enum StoreError: MoeError, Equatable, Sendable, LocalizedError {
     // MARK: Opening the store file
     /// The file or its directory could not be opened or created.
     case cannotOpen(path: String, reason: String)
@@ -61,6 +63,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible, Loc
     case invalidWhere(expression: String, token: String, reason: String)
     /// A config key that is not `^[A-Za-z_][A-Za-z0-9_]*$`.
     case invalidConfigKey(String)
+    /// A tag outside `Store.tagLength` characters or holding a control character.
+    case invalidTag(String, reason: String)
     /// An argument outside what the store accepts (empty name, negative step, ...).
     case invalidArgument(String)
     /// `query` accepts only a single read-only statement.
@@ -122,6 +126,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible, Loc
             return "invalid --where expression '\(expression)' at '\(token)': \(reason)"
         case let .invalidConfigKey(key):
             return "'\(key)' is not a valid config key (letters, digits and _, not starting with a digit)"
+        case let .invalidTag(tag, reason):
+            return "tag \(JSONString.quoted(tag)): \(reason)"
         case let .invalidArgument(reason):
             return reason
         case let .notReadOnlyQuery(sql):
@@ -134,4 +140,16 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible, Loc
     }
 
     public var errorDescription: String? { description }
+
+    /// Errors caused by what the user typed or pointed at (a hash, a filter, a tag, a path
+    /// that is not a store) are bad input; the store's own state or the system failing is not.
+    public var exitMeaning: ExitMeaning {
+        switch self {
+        case .invalidHash, .invalidHashPrefix, .ambiguousHashPrefix, .unknownRun, .invalidWhere, .invalidConfigKey,
+             .invalidTag, .notADatabase, .notAStore, .cannotOpen:
+            return .badInput
+        default:
+            return .checkFailed
+        }
+    }
 }

@@ -1,8 +1,64 @@
 import Foundation
 import MoeJSON
 
+/// A run to record, checked and hashed (`RunIdentity.hash`) before any transaction opens.
+public struct NewRun: Sendable {
+    public let kind: RunKind
+    public let parentHash: String?
+    public let datasetFingerprint: String
+    public let numericsVersion: Int
+    public let status: RunStatus
+    public let hash: String
+    let configJSON: String
+
+    /// `status` must be `.queued` or `.running`; the config a JSON object.
+    public init(kind: RunKind, config: JSONValue, parentHash: String?, datasetFingerprint: String, numericsVersion: Int,
+                status: RunStatus = .queued) throws {
+        guard status == .queued || status == .running else {
+            throw StoreError.invalidArgument("a new run starts queued or running, not \(status.rawValue)")
+        }
+        guard case .object = config else { throw StoreError.invalidArgument("a run config must be a JSON object") }
+        guard numericsVersion >= 0 else { throw StoreError.invalidArgument("numerics version \(numericsVersion) is negative") }
+        guard !datasetFingerprint.isEmpty else { throw StoreError.invalidArgument("the dataset fingerprint is empty") }
+        if let parentHash { try Store.validateHash(parentHash) }
+        self.kind = kind
+        self.parentHash = parentHash
+        self.datasetFingerprint = datasetFingerprint
+        self.numericsVersion = numericsVersion
+        self.status = status
+        hash = try RunIdentity.hash(config: config, parent: parentHash, datasetFingerprint: datasetFingerprint,
+                                    numerics: numericsVersion)
+        configJSON = try config.canonicalString
+    }
+}
+
 extension Store {
     // MARK: - Sweeps
+
+    /// Creates a sweep and records, in one transaction, its runs (those not yet stored are
+    /// queued), their membership in order and each run's tags: an interrupted or failed
+    /// registration leaves no sweep and no queued run behind. Returns the sweep's id.
+    @discardableResult
+    public func registerSweep(name: String, specJSON: String, runs: [(run: NewRun, tags: [String])]) throws -> Int64 {
+        guard !name.isEmpty else { throw StoreError.invalidArgument("a sweep needs a name") }
+        _ = try JSONValue(parsing: specJSON)
+        for tag in Set(runs.flatMap(\.tags)) { try Store.validateTag(tag) }
+        return try withDB { db in
+            try db.write {
+                try db.query("INSERT INTO sweeps (name, spec_json) VALUES (?, ?)", [.text(name), .text(specJSON)])
+                let sweepId = db.lastInsertRowID
+                for (run, tags) in runs {
+                    let (record, _) = try insertIfAbsent(run, db)
+                    try db.query("INSERT INTO sweep_members (sweep_id, run_hash) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                 [.int(sweepId), .text(run.hash)])
+                    for tag in tags {
+                        try db.query("INSERT INTO tags (run_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING", [.int(record.id), .text(tag)])
+                    }
+                }
+                return sweepId
+            }
+        }
+    }
 
     /// Records a sweep (its name and grid spec as JSON) and returns its id.
     public func createSweep(name: String, specJSON: String) throws -> Int64 {
@@ -57,9 +113,25 @@ extension Store {
     // MARK: - Tags
 
     /// Tags a run (1 to 200 characters); tagging it again is a no-op.
+    /// How long a tag may be, in Unicode scalars (the schema allows 200; 128 leaves room).
+    public static let tagLength = 1...128
+
+    /// Refuses an empty or over-long tag, or one holding a control character (a newline or
+    /// escape would break `runs` listings and terminals), naming the tag.
+    public static func validateTag(_ tag: String) throws {
+        let length = tag.unicodeScalars.count
+        guard tagLength.contains(length) else {
+            throw StoreError.invalidTag(tag, reason: length == 0 ? "a tag cannot be empty"
+                                        : "\(length) characters; a tag has \(tagLength.lowerBound) to \(tagLength.upperBound)")
+        }
+        if let control = tag.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) {
+            throw StoreError.invalidTag(tag, reason: "holds the control character U+\(String(format: "%04X", control.value))")
+        }
+    }
+
     public func addTag(runHash: String, tag: String) throws {
         try Store.validateHash(runHash)
-        guard (1...200).contains(tag.count) else { throw StoreError.invalidArgument("tag '\(tag)' must be 1 to 200 characters") }
+        try Store.validateTag(tag)
         try withDB { db in
             try db.write {
                 let (runId, _) = try runIdAndStatus(db, hash: runHash)

@@ -20,18 +20,42 @@ import MoeJSON
 /// whose config lacks it (or has null). `status` and `kind` values must be valid, so a
 /// typo is an error rather than an empty listing.
 ///
+/// With `configKeys` (the run config's keys and their types, which the store does not
+/// know; the CLI passes them), a key that is neither a run column nor a config key is an
+/// error, and so is a value of the wrong type: `seed=1.5`, `lr=fast`, `regime=5`. A bare
+/// word compared with a text key is text (`task=5` means the task named 5). A list key
+/// (`groups`) compared with `=` / `!=` means "holds" / "does not hold" the name.
+///
+/// At most `maxComparisons` comparisons: SQLite refuses expression trees deeper than
+/// 1000, and no hand-written filter comes near.
+///
 /// Examples: `regime=non-moe and experts>=4`, `status=completed and (seed=0 or seed=1)`,
 /// `tag=paper`, `task~super`.
 public struct WhereFilter: Equatable, Sendable {
+    /// The type of a config key's value, as `--where` checks it.
+    public enum KeyType: Equatable, Sendable {
+        case int, float, string, optionalString
+        /// One of a fixed set of names (any text compares; it is a string key).
+        case choice([String])
+        /// A list of names from a fixed set.
+        case choices([String])
+    }
+
+    /// The most comparisons one expression may hold.
+    public static let maxComparisons = 200
+    /// The run columns `--where` knows besides config keys.
+    public static let columnKeys = ["status", "kind", "hash", "parent", "tag", "sweep"]
+
     public let expression: String
     /// An SQL boolean expression over `runs r` with `?` placeholders.
     public let sql: String
     /// The values for the placeholders, in order.
     public let parameters: [JSONValue]
 
-    public init(_ expression: String) throws {
+    /// `configKeys` nil accepts any identifier as a config key, untyped.
+    public init(_ expression: String, configKeys: [String: KeyType]? = nil) throws {
         self.expression = expression
-        var parser = WhereParser(expression: expression)
+        var parser = WhereParser(expression: expression, configKeys: configKeys)
         let (sql, params) = try parser.parse()
         self.sql = sql
         self.parameters = params
@@ -74,12 +98,17 @@ private enum WhereToken: Equatable {
 
 private struct WhereParser {
     let expression: String
+    let configKeys: [String: WhereFilter.KeyType]?
     var tokens: [WhereToken] = []
     var pos = 0
     var params: [JSONValue] = []
     var depth = 0
+    var comparisons = 0
 
-    init(expression: String) { self.expression = expression }
+    init(expression: String, configKeys: [String: WhereFilter.KeyType]?) {
+        self.expression = expression
+        self.configKeys = configKeys
+    }
 
     func fail(_ token: String, _ reason: String) -> StoreError {
         .invalidWhere(expression: expression, token: token, reason: reason)
@@ -198,6 +227,10 @@ private struct WhereParser {
     }
 
     mutating func parseComparison() throws -> String {
+        comparisons += 1
+        guard comparisons <= WhereFilter.maxComparisons else {
+            throw fail(tokens[pos].text, "more than \(WhereFilter.maxComparisons) comparisons; narrow the filter (e.g. sweep=ID or tag=NAME)")
+        }
         guard case let .word(key) = tokens[pos] else {
             throw fail(tokens[pos].text, "expected a key (status, kind, hash, parent, tag, sweep or a config key)")
         }
@@ -297,6 +330,18 @@ private struct WhereParser {
             }
 
         default:
+            var value = value
+            if let configKeys {
+                guard let type = configKeys[key] else {
+                    throw fail(key, "unknown key (valid: \((WhereFilter.columnKeys + configKeys.keys.sorted()).joined(separator: ", ")))")
+                }
+                if value != .null, op != "~" {
+                    value = try typed(value, raw: raw, valueText: valueText, key: key, type: type)
+                }
+                if case .choices = type, value != .null {
+                    return try listCondition(key: key, op: op, value: value, raw: raw)
+                }
+            }
             // The JSON path is bound too; the key has been checked to be an identifier.
             let field = "json_extract(r.config_json, \(bind(.string("$." + key))))"
             if value == .null {
@@ -317,6 +362,36 @@ private struct WhereParser {
             default:
                 throw fail(op, "unknown operator")
             }
+        }
+    }
+
+    /// `value` checked against the key's declared type; a bare word for a text key is text.
+    func typed(_ value: JSONValue, raw: String, valueText: String, key: String, type: WhereFilter.KeyType) throws -> JSONValue {
+        switch (type, value) {
+        case (.int, .int), (.float, .int), (.float, .double):
+            return value
+        case (.int, _):
+            throw fail(valueText, "\(key) is an integer")
+        case (.float, _):
+            throw fail(valueText, "\(key) is a number")
+        case (.string, .string), (.optionalString, .string), (.choice, .string), (.choices, .string):
+            return value
+        case (.string, _), (.optionalString, _), (.choice, _), (.choices, _):
+            // A bare word that parsed as a number or boolean is still a name here.
+            return .string(raw)
+        }
+    }
+
+    /// `groups=attn`: the run's list holds `attn` (`!=`: it does not); `~` matches the list's text.
+    mutating func listCondition(key: String, op: String, value: JSONValue, raw: String) throws -> String {
+        switch op {
+        case "=", "!=":
+            let member = "EXISTS (SELECT 1 FROM json_each(r.config_json, \(bind(.string("$." + key)))) WHERE value = \(bind(value)))"
+            return op == "=" ? member : "NOT " + member
+        case "~":
+            return "instr(CAST(json_extract(r.config_json, \(bind(.string("$." + key)))) AS TEXT), \(bind(.string(raw)))) > 0"
+        default:
+            throw fail(op, "\(key) is a list; it compares only with = (holds), != or ~")
         }
     }
 }

@@ -1,3 +1,4 @@
+import MoeErrors
 import MoeModel
 
 /// The fine-tuning regimes as sets of parameter groups (the head is always added). The
@@ -25,8 +26,9 @@ public enum Regime: String, CaseIterable, ConfigChoice, Equatable {
         }
     }
 
-    public struct Invalid: Error, CustomStringConvertible {
+    public struct Invalid: MoeError {
         public let description: String
+        public var exitMeaning: ExitMeaning { .badInput }
     }
 
     /// The trainable groups, head included: the named set, or `custom` for `custom`.

@@ -1,4 +1,5 @@
 import Foundation
+import MoeErrors
 import MoeKernels
 import MoeMetricNames
 import MoeModel
@@ -300,6 +301,7 @@ public final class Trainer {
 }
 
 /// Data a trainer cannot start from (an empty split, a corpus shorter than one window).
-public struct TrainerSetupError: Error, CustomStringConvertible {
+public struct TrainerSetupError: MoeError {
     public let description: String
+    public var exitMeaning: ExitMeaning { .badInput }
 }

@@ -24,7 +24,7 @@ struct Runs: ParsableCommand {
 
     func run() throws {
         let store = try global.openStore()
-        let filter = try whereExpression.map { try WhereFilter($0) }
+        let filter = try whereExpression.map { try WhereFilter(runs: $0) }
         let runs = try store.listRuns(filter: filter, keyFields: ["regime", "experts", "seed", "task", "train_size"])
         let header = ["hash", "kind", "regime", "experts", "seed", "task", "train_size", "status", "best_val_acc", "steps", "wall_s"]
         func cells(_ r: RunSummary, full: Bool) -> [String] {
@@ -164,7 +164,9 @@ struct Reproduce: ParsableCommand {
         let store = try global.openStore()
         let full = try store.resolve(prefix: hash)
         let explicitThreads = CommandLine.arguments.contains("--threads") ? global.threads : nil
-        let report = try Reproducer(store: store).reproduce(hash: full, threads: explicitThreads) {
+        let reproducer = Reproducer(store: store)
+        Signals.install(reproducer.stop)
+        let report = try reproducer.reproduce(hash: full, threads: explicitThreads) {
             FileHandle.standardError.write(Data(($0 + "\n").utf8))
         }
         if format == "json" {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoeData
+import MoeErrors
 import MoeExperiment
 import MoeJSON
 import MoeStore
@@ -24,37 +25,32 @@ struct Moerec: ParsableCommand {
         subcommands: [RunCommand.self, Sweep.self, Runs.self, Show.self, Diff.self, Reproduce.self, Verify.self,
                       Report.self, Bench.self])
 
-    /// Parses and runs, mapping errors to the documented exit codes: usage and input
-    /// errors 2, failed checks and runtime failures 1.
+    /// ArgumentParser's own messages start with this prefix, as moerec's do.
+    static var _errorPrefix: String { "error: " }
+
+    /// Parses and runs, then maps an error to the documented exit codes — the one place
+    /// that does. moerec's errors carry their meaning (`MoeError`); ArgumentParser's are
+    /// read through its public API (a usage mistake is bad input); anything else is 1.
     static func main() {
         do {
             var command = try parseAsRoot()
             try command.run()
         } catch {
-            let code = exitCode(for: error)
-            if code == .success {
-                print(fullMessage(for: error))
-                Foundation.exit(0)
+            let (status, message) = outcome(of: error)
+            if status == 0 {
+                print(message)
+            } else if !message.isEmpty {
+                FileHandle.standardError.write(Data((message.hasSuffix("\n") ? message : message + "\n").utf8))
             }
-            if let exit = error as? ExitCode { Foundation.exit(exit.rawValue) }
-            let message = (error is ValidationError || error is CleanExit || "\(type(of: error))".contains("ParserError")
-                           || "\(type(of: error))".contains("CommandError")) ? fullMessage(for: error) : "\(error)"
-            FileHandle.standardError.write(Data(("error: " + message.replacingOccurrences(of: "Error: ", with: "") + "\n").utf8))
-            Foundation.exit(isInputError(error) || code.rawValue == 64 ? 2 : 1)
+            Foundation.exit(status)
         }
     }
 
-    static func isInputError(_ error: Error) -> Bool {
-        if error is InputError || error is ValidationError || error is DataError { return true }
-        if let store = error as? StoreError { return store.isInputError }
-        if let json = error as? JSONError {
-            // Text that is not JSON, or a number JSON cannot carry, came from the user; a value
-            // that cannot be encoded at all is a defect of moerec.
-            if case .unencodableValue = json { return false }
-            return true
-        }
-        let name = "\(type(of: error))"
-        return name.contains("ParserError") || name.contains("CommandError")
+    /// The exit status and the whole message (empty for a bare `ExitCode`) for `error`.
+    static func outcome(of error: Error) -> (status: Int32, message: String) {
+        if let error = error as? MoeError { return (error.exitMeaning.exitCode, _errorPrefix + error.description) }
+        let code = exitCode(for: error)
+        return (code == .validationFailure ? ExitMeaning.badInput.exitCode : code.rawValue, fullMessage(for: error))
     }
 }
 
@@ -90,7 +86,7 @@ struct GlobalOptions: ParsableArguments {
         let executor = try Executor(store: store, threads: threads)
         executor.gitCommit = GitInfo.commit()
         executor.progress = ProgressPrinter.shared.report
-        Signals.install(executor.stop)
+        executor.stop = Signals.install(executor.stop)
         return executor
     }
 }
@@ -113,14 +109,21 @@ enum GitInfo {
     }
 }
 
-/// SIGINT/SIGTERM stop training after the current step; the run is marked interrupted
-/// and resumes from its last checkpoint.
+/// SIGINT/SIGTERM stop training after the current step (and planning after the current
+/// cell); the run is marked interrupted and resumes from its last checkpoint, scratch
+/// files are removed, and the process exits 128 + the signal (see `Interrupted`).
 enum Signals {
     nonisolated(unsafe) static var flag: StopFlag?
-    static func install(_ stop: StopFlag) {
+
+    /// Routes SIGINT and SIGTERM to `stop` (or to the flag already installed) and returns
+    /// the flag in use, so work planned before an executor exists stops on the same flag.
+    @discardableResult
+    static func install(_ stop: StopFlag = StopFlag()) -> StopFlag {
+        if let flag { return flag }
         flag = stop
-        signal(SIGINT) { _ in Signals.flag?.raise() }
-        signal(SIGTERM) { _ in Signals.flag?.raise() }
+        signal(SIGINT) { Signals.flag?.raise(signal: $0) }
+        signal(SIGTERM) { Signals.flag?.raise(signal: $0) }
+        return stop
     }
 }
 

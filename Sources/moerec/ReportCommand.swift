@@ -56,6 +56,7 @@ struct Report: ParsableCommand {
             case let .unknownTable(name): throw ValidationError("--table \(name): \(error)")
             case let .unknownFormat(name): throw ValidationError("--format \(name): \(error)")
             case .noTables: throw ValidationError("--table: no table given")
+            case .cannotWrite: throw error
             }
         }
         if let out, out.isEmpty { throw ValidationError("--out: empty directory name") }
@@ -63,7 +64,7 @@ struct Report: ParsableCommand {
 
     func run() throws {
         let store = try global.openStore()
-        let filter = try whereExpression.map { try WhereFilter($0) }
+        let filter = try whereExpression.map { try WhereFilter(runs: $0) }
         let set = try Reports.build(store: store, tables: try tables, filter: filter)
         if let out {
             let written = try Reports.write(set, to: out)

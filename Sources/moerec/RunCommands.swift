@@ -46,6 +46,10 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("--preset \(preset): unknown preset (valid: \(Presets.names.joined(separator: ", ")))")
         }
         guard jobs >= 1 && jobs <= 16 else { throw ValidationError("--jobs \(jobs): must be in 1...16") }
+        // Before anything trains: a tag refused after the run would leave it untagged.
+        for t in tag {
+            do { try Store.validateTag(t) } catch { throw ValidationError("--tag: \(error)") }
+        }
     }
 
     func run() throws {
@@ -70,7 +74,7 @@ struct RunCommand: ParsableCommand {
         for t in tag { try store.addTag(runHash: plan.hash, tag: t) }
         try RunSummaryPrinter.print(result: result, store: store, majority: plan.prepared.majorityAccuracy)
         if case .failed = result.outcome { throw ExitCode(1) }
-        if case .interrupted = result.outcome { throw ExitCode(130) }
+        if case .interrupted = result.outcome { throw Interrupted(signal: executor.stop.signal ?? SIGINT) }
     }
 }
 
@@ -82,7 +86,7 @@ enum ParentWatch {
         let parent = getppid()
         Thread.detachNewThread {
             while getppid() == parent { sleep(1) }
-            Signals.flag?.raise()
+            Signals.flag?.raise(signal: SIGTERM)
         }
     }
 }
@@ -210,14 +214,21 @@ struct StudyRunner {
     let tags: [String]
 
     func run(dryRun: Bool = false) throws {
+        // Planning a large grid takes seconds: a signal stops it between cells.
+        let stop = Signals.install()
         let cells = try study.cells()
         // Check every cell before anything trains: a sweep with no valid cell is bad input.
         var invalid: [String: String] = [:]
+        var checkedParents: [RunConfig] = []
         for cell in cells {
+            try stop.check()
             do { try Executor.precheck(cell.config, parent: cell.parent, explicit: cell.explicit) } catch {
                 invalid[cell.label] = "\(error)"
             }
-            if let parent = cell.parent { try Executor.precheck(parent, parent: nil) }
+            if let parent = cell.parent, !checkedParents.contains(parent) {
+                try Executor.precheck(parent, parent: nil)
+                checkedParents.append(parent)
+            }
         }
         if invalid.count == cells.count, let first = cells.first.flatMap({ invalid[$0.label] }) {
             throw InputError("no valid cell in the sweep (all \(cells.count) rejected); first: \(first)")
@@ -227,6 +238,7 @@ struct StudyRunner {
             let data = DataProvider()
             var plans: [(String?, PlannedRun)] = []
             for cell in cells {
+                try stop.check()
                 if let reason = invalid[cell.label] {
                     FileHandle.standardError.write(Data("invalid [\(cell.label)]: \(reason)\n".utf8))
                     continue
@@ -240,12 +252,16 @@ struct StudyRunner {
         }
         let store = try global.openStore()
         let executor = try global.executor(store: store, processes: jobs)
-        let sweepId = try store.createSweep(name: study.name, specJSON: try JSONValue.object([
-            "name": .string(study.name), "grid": .array(study.grid.map { .object(["key": .string($0.key), "values": .array($0.values)]) }),
-        ]).canonicalString)
-        FileHandle.standardError.write(Data("study \(study.name): \(cells.count) cells, sweep id \(sweepId)\n".utf8))
+        FileHandle.standardError.write(Data("study \(study.name): \(cells.count) cells\n".utf8))
         var pending: [(label: String, plan: PlannedRun)] = []
+        // The sweep's runs in order (each parent before its first cell), registered at once.
+        var members: [(run: NewRun, tags: [String])] = [], memberHashes = Set<String>()
+        func addMember(_ plan: PlannedRun, tags: [String]) throws {
+            if memberHashes.insert(plan.hash).inserted { members.append((try Executor.newRun(plan), tags)) }
+        }
         var skipped = 0, failed = 0
+        // Cells share a few parents: each is planned and trained once.
+        var parents: [(config: RunConfig, plan: PlannedRun)] = []
         // Parents train alone, before the cells: give them the cores the cells will share.
         executor.setThreads(global.threads * jobs)
         for cell in cells {
@@ -258,33 +274,42 @@ struct StudyRunner {
             var explicit = cell.explicit
             do {
                 if let parentConfig = cell.parent {
-                    let parentPlan = try executor.plan(parentConfig)
-                    let result = try executor.execute(parentPlan)
-                    try store.addSweepMember(sweepId: sweepId, runHash: parentPlan.hash)
-                    if result.outcome != .completed && result.outcome != .cacheHit {
-                        throw CheckFailed("parent pretraining \(parentPlan.hash.prefix(12)) ended \(result.outcome)")
+                    let parentPlan: PlannedRun
+                    if let known = parents.first(where: { $0.config == parentConfig }) {
+                        parentPlan = known.plan
+                    } else {
+                        parentPlan = try executor.plan(parentConfig)
+                        let result = try executor.execute(parentPlan)
+                        try executor.stop.check()
+                        if result.outcome != .completed && result.outcome != .cacheHit {
+                            throw CheckFailed("parent pretraining \(parentPlan.hash.prefix(12)) ended \(result.outcome)")
+                        }
+                        parents.append((parentConfig, parentPlan))
                     }
+                    try addMember(parentPlan, tags: [])
                     config.parent = parentPlan.hash
                     explicit.insert("parent")
                 }
                 let plan = try executor.plan(config, explicit: explicit)
-                try executor.register(plan)
-                try store.addSweepMember(sweepId: sweepId, runHash: plan.hash)
-                for t in tags { try store.addTag(runHash: plan.hash, tag: t) }
+                try addMember(plan, tags: tags)
                 pending.append((cell.label, plan))
             } catch let error as InputError {
                 skipped += 1
                 FileHandle.standardError.write(Data("skipped [\(cell.label)]: \(error)\n".utf8))
             }
-            if executor.stop.isRaised { throw ExitCode(130) }
+            try executor.stop.check()
         }
+        let sweepId = try store.registerSweep(name: study.name, specJSON: try JSONValue.object([
+            "name": .string(study.name), "grid": .array(study.grid.map { .object(["key": .string($0.key), "values": .array($0.values)]) }),
+        ]).canonicalString, runs: members)
+        FileHandle.standardError.write(Data("study \(study.name): \(pending.count) cells registered, sweep id \(sweepId)\n".utf8))
         executor.setThreads(global.threads)
         if jobs <= 1 {
             for (i, cell) in pending.enumerated() {
                 FileHandle.standardError.write(Data("[\(i + 1)/\(pending.count)] \(cell.label) \(cell.plan.hash.prefix(12))\n".utf8))
                 let result = try executor.execute(cell.plan)
                 if case .failed = result.outcome { failed += 1 }
-                if executor.stop.isRaised { throw StudyRunner.interrupted }
+                try executor.stop.check()
             }
         } else {
             failed = try ChildRunner(global: global, jobs: jobs).run(pending.map { ($0.label, $0.plan) })
@@ -292,14 +317,9 @@ struct StudyRunner {
         FileHandle.standardError.write(Data("study \(study.name): \(pending.count) cells run or cached, \(skipped) skipped, \(failed) failed\n".utf8))
         for table in study.tables {
             print(try ReportCommand.render(store: store, table: table, format: "md",
-                                           filter: try WhereFilter("sweep=\(sweepId)")))
+                                           filter: try WhereFilter(runs: "sweep=\(sweepId)")))
         }
         if failed > 0 { throw ExitCode(1) }
-    }
-
-    static var interrupted: ExitCode {
-        FileHandle.standardError.write(Data("interrupted; run the same command again to resume (completed cells are kept)\n".utf8))
-        return ExitCode(130)
     }
 }
 
@@ -343,10 +363,11 @@ struct ChildRunner {
                 running.append((process, label))
                 next += 1
             }
-            if Signals.flag?.isRaised == true {
-                for (p, _) in running { p.interrupt() }
+            if let signal = Signals.flag?.signal {
+                // Each cell gets the signal the sweep got, marks its run interrupted and exits.
+                for (p, _) in running { kill(p.processIdentifier, signal) }
                 for (p, _) in running { p.waitUntilExit() }
-                throw StudyRunner.interrupted
+                throw Interrupted(signal: signal)
             }
             usleep(200_000)
         }

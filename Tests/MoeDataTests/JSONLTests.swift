@@ -164,6 +164,49 @@ final class JSONLTests: XCTestCase {
                        .unreadable(path: dir.path, reason: "is a directory"))
     }
 
+    /// "é" as one scalar and as e + combining acute are equal Swift Strings but different
+    /// bytes: two labels in the file, so two classes, ordered by their bytes.
+    func testLabelsThatDifferAsBytesStayDistinctClasses() throws {
+        let dir = try makeTemporaryDirectory(self)
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        XCTAssertEqual(composed, decomposed, "the premise: Swift compares them as equal")
+        var lines: [String] = []
+        for i in 0..<60 {
+            let label = [composed, decomposed, "caf\u{E9}s"][i % 3]
+            lines.append(#"{"text": "row \#(i)", "label": "\#(label)"}"#)
+        }
+        let url = dir.appendingPathComponent("accents.jsonl")
+        try (lines.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
+        let task = try JSONL.loadTask(url: url, name: "accents")
+        XCTAssertEqual(task.classes.map { Array($0.utf8) }, [Array(decomposed.utf8), Array(composed.utf8), Array("caf\u{E9}s".utf8)])
+        let all = task.train + task.validation + task.test
+        XCTAssertEqual(Set(all.map(\.label)), [0, 1, 2])
+        for example in all {
+            let row = Int(example.text.dropFirst(4))!
+            XCTAssertEqual(example.label, [1, 0, 2][row % 3], example.text)
+        }
+
+        // Two labels only, one spelling each: a two-class task, not "one class".
+        let pair = dir.appendingPathComponent("pair.jsonl")
+        try ((0..<40).map { #"{"text": "r\#($0)", "label": "\#($0 % 2 == 0 ? composed : decomposed)"}"# }
+             .joined(separator: "\n") + "\n").write(to: pair, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try JSONL.loadTask(url: pair, name: "pair").classes.count, 2)
+    }
+
+    func testDataFilesThatAreNotRegularFilesAreRefusedWithoutBlocking() throws {
+        let dir = try makeTemporaryDirectory(self)
+        let fifo = dir.appendingPathComponent("pipe.jsonl")
+        XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+        let started = Date()
+        XCTAssertThrowsError(try JSONL.loadTask(url: fifo, name: "pipe")) { error in
+            XCTAssertEqual(error as? DataError, .unreadable(path: fifo.path, reason: "is a FIFO (named pipe), not a regular file"))
+        }
+        XCTAssertThrowsError(try JSONL.loadCorpus(url: URL(fileURLWithPath: "/dev/zero"))) { error in
+            XCTAssertEqual(error as? DataError, .unreadable(path: "/dev/zero", reason: "is a character device, not a regular file"))
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+    }
+
     func testOverlongLineIsRejectedQuickly() throws {
         // A 100 MB line without a newline, made sparse so the test writes almost nothing.
         let url = try write(goodLines(2) + #"{"text": ""#)

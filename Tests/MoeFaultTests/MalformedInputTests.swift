@@ -297,6 +297,77 @@ final class MalformedInputTests: FaultTestCase {
         try? FileManager.default.removeItem(atPath: hugeTask)
     }
 
+    // MARK: Exit 2 for every kind of bad input
+
+    /// Inputs that used to exit 1 (or 0 with an empty listing) although the user typed them:
+    /// over-large and loose `--where` filters, bad tags, report destinations that cannot be
+    /// written, data paths that are not regular files.
+    func testBadInputExitsTwo() throws {
+        try prepareStore()
+        let cfg = try FaultFixtures.pretrainConfig(in: dir, name: "exit2.json", steps: 10).path
+        let ft = try FaultFixtures.finetuneConfig(in: dir, parent: parent, name: "exit2-ft.json", steps: 10).path
+        func terms(_ n: Int, _ term: (Int) -> String, _ join: String) -> String { (0..<n).map(term).joined(separator: join) }
+        let nested = String(repeating: "(", count: 60) + terms(300, { "seed=\($0)" }, " or ") + String(repeating: ")", count: 60)
+        let fifo = dir.appendingPathComponent("pipe.jsonl").path
+        mkfifo(fifo, 0o600)
+        let configFifo = dir.appendingPathComponent("pipe.yaml").path
+        mkfifo(configFifo, 0o600)
+        let outFile = try file("report-target.txt", "not a directory\n")
+        var cases: [InputCase] = [
+            .init(name: "where: 1000 terms joined by or", args: ["runs", "--where", terms(1000, { "seed=\($0)" }, " or ")],
+                  expect: ["invalid --where", "comparisons"]),
+            .init(name: "where: 1000 terms joined by and", args: ["runs", "--where", terms(1000, { "experts>=\($0)" }, " and ")],
+                  expect: ["invalid --where", "comparisons"]),
+            .init(name: "where: 1000 tag terms", args: ["runs", "--where", terms(1000, { "tag=t\($0)" }, " or ")],
+                  expect: ["invalid --where", "comparisons"]),
+            .init(name: "where: 300 terms inside 60 parentheses", args: ["runs", "--where", nested], expect: ["invalid --where", "comparisons"]),
+            .init(name: "report --where with 1000 terms", args: ["report", "--where", terms(1000, { "seed=\($0)" }, " or ")],
+                  expect: ["invalid --where", "comparisons"]),
+            .init(name: "where: unknown key", args: ["runs", "--where", "stepz=10"], expect: ["stepz", "unknown key"]),
+            .init(name: "where: unknown key in an or", args: ["runs", "--where", "seed=0 or regimes=all"], expect: ["regimes", "unknown key"]),
+            .init(name: "where: key in the wrong case", args: ["runs", "--where", "Seed=0"], expect: ["Seed", "unknown key"]),
+            .init(name: "report --where unknown key", args: ["report", "--where", "tsk=wn-pos"], expect: ["tsk", "unknown key"]),
+            .init(name: "where: integer key given a fraction", args: ["runs", "--where", "seed=1.5"], expect: ["1.5", "seed is an integer"]),
+            .init(name: "where: integer key given a quoted string", args: ["runs", "--where", "experts='4'"], expect: ["experts is an integer"]),
+            .init(name: "where: integer key given a word", args: ["runs", "--where", "steps>=many"], expect: ["many", "steps is an integer"]),
+            .init(name: "where: number key given a word", args: ["runs", "--where", "lr<fast"], expect: ["fast", "lr is a number"]),
+            .init(name: "where: number key given a boolean", args: ["runs", "--where", "dropout=true"], expect: ["dropout is a number"]),
+            .init(name: "where: list key compared with <", args: ["runs", "--where", "groups<attn"], expect: ["groups", "list"]),
+            .init(name: "run --tag empty", args: ["run", cfg, "--tag", ""], expect: ["--tag", "empty"]),
+            .init(name: "run --tag of 129 characters", args: ["run", cfg, "--tag", String(repeating: "t", count: 129)],
+                  expect: ["--tag", "129 characters"]),
+            .init(name: "run --tag with a newline", args: ["run", cfg, "--tag", "paper\nfinal"], expect: ["--tag", "control character"]),
+            .init(name: "run --tag with an escape", args: ["run", cfg, "--tag", "a\u{1B}[31m"], expect: ["--tag", "control character"]),
+            .init(name: "run --preset with an empty --tag", args: ["run", "--preset", "quick", "--tag", ""], expect: ["--tag"]),
+            .init(name: "report --out onto an existing file", args: ["report", "--out", outFile], expect: [outFile, "not a directory"]),
+            .init(name: "report --out below a file", args: ["report", "--out", outFile + "/reports"], expect: [outFile + "/reports"]),
+            .init(name: "report --out in /proc", args: ["report", "--out", "/proc/moerec-reports"], expect: ["/proc/moerec-reports"]),
+            .init(name: "corpus is a FIFO", args: ["run", cfg, "--set", "corpus=\(fifo)"], expect: [fifo, "FIFO"], maxSeconds: 10, timeout: 30),
+            .init(name: "task is a FIFO", args: ["run", ft, "--set", "task=\(fifo)"], expect: [fifo, "FIFO"], maxSeconds: 10, timeout: 30),
+            .init(name: "corpus is a character device", args: ["run", cfg, "--set", "corpus=/dev/zero"], expect: ["/dev/zero", "not a regular file"],
+                  maxSeconds: 10, timeout: 30),
+            .init(name: "config file is a FIFO", args: ["run", configFifo], expect: [configFifo, "FIFO"], maxSeconds: 10, timeout: 30),
+        ]
+        if FaultSuite.full {
+            cases.append(.init(name: "full: where with 100000 terms", args: ["runs", "--where", terms(100_000, { "seed=\($0)" }, " or ")],
+                               expect: ["comparisons"]))
+        }
+        runInputCases(cases)
+        // The largest filter allowed still runs (SQLite's expression depth is not reached).
+        for (shape, join) in [("or", " or "), ("and", " and ")] {
+            runCase(.malformedInput, "where: 200 comparisons joined by \(shape) run") { check in
+                let out = try Moerec.runLimited(["runs", "--where", terms(200, { $0 % 2 == 0 ? "tag!=t\($0)" : "seed!=\($0 + 1000)" }, join),
+                                                 "--format", "csv", "--store", db])
+                check.expect(out.status == 0, "\(out)")
+            }
+        }
+        runCase(.malformedInput, "where: typed values of known keys still match") { check in
+            let out = try Moerec.runLimited(["runs", "--where", "seed=1 and kind=pretrain and lr>0 and groups!=attn", "--format", "csv",
+                                             "--store", db])
+            check.expect(out.status == 0 && out.stdout.contains(parent), "expected the base pretraining run: \(out) \(out.stdout)")
+        }
+    }
+
     // MARK: Hash prefixes and --where
 
     func testHashPrefixesAndWhereInjection() throws {

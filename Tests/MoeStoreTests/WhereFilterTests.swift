@@ -102,4 +102,79 @@ final class WhereFilterTests: XCTestCase {
         XCTAssertEqual(try count(store, "SELECT count(*) FROM runs"), 5, "runs table intact")
         XCTAssertEqual(try store.allRuns(filter: try WhereFilter("regime=all")).map(\.hash), [parent.hash, h("all")])
     }
+
+    /// The config keys the CLI passes in (a few, with the types `RunConfig.schema` gives them).
+    static let keys: [String: WhereFilter.KeyType] = [
+        "seed": .int, "experts": .int, "lr": .float, "dropout": .float, "task": .string,
+        "regime": .choice(["all", "non-moe", "moe", "attention", "ffn"]), "groups": .choices(["attn", "ffn", "router", "experts"]),
+    ]
+
+    func testKnownKeysAndTypesAreEnforcedByName() {
+        let refused: [(String, String, String)] = [
+            ("stepz=1", "stepz", "unknown key"),
+            ("seed=0 or Seed=1", "Seed", "unknown key"),
+            ("(regime=all and regimes=moe)", "regimes", "unknown key"),
+            ("seed=1.5", "1.5", "seed is an integer"),
+            ("seed='3'", "'3'", "seed is an integer"),
+            ("experts>=true", "true", "experts is an integer"),
+            ("lr<fast", "fast", "lr is a number"),
+            ("dropout='0.1'", "'0.1'", "dropout is a number"),
+            ("groups<attn", "<", "list"),
+        ]
+        for (expression, token, reason) in refused {
+            XCTAssertThrowsError(try WhereFilter(expression, configKeys: Self.keys), expression) { error in
+                guard case let .invalidWhere(_, t, r)? = error as? StoreError else { return XCTFail("\(expression): \(error)") }
+                XCTAssertEqual(t, token, expression)
+                XCTAssertTrue(r.contains(reason), "\(expression): \(r)")
+                XCTAssertEqual((error as? StoreError)?.exitMeaning.exitCode, 2)
+            }
+        }
+        // Run columns, null and text keys given bare numbers stay valid.
+        for expression in ["status=completed and kind=finetune", "tag=paper or sweep=3", "hash=abc", "parent=null", "seed=null",
+                           "lr<1 and lr>=1e-4 and experts=8", "task=5", "regime=\"x' OR '1'='1\"", "task~sup", "groups~att"] {
+            XCTAssertNoThrow(try WhereFilter(expression, configKeys: Self.keys), expression)
+        }
+        XCTAssertEqual(try WhereFilter("task=5", configKeys: Self.keys).parameters, ["$.task", "5"], "a bare word is text for a text key")
+    }
+
+    func testExpressionSizeIsBoundedAndTheBoundRuns() throws {
+        let dir = TemporaryDirectory()
+        let store = try Store(path: dir.file("moerec.sqlite"))
+        _ = try store.insertRun(kind: .pretrain, config: sampleConfig(), parentHash: nil, datasetFingerprint: fingerprint, numericsVersion: 1)
+        let n = WhereFilter.maxComparisons
+        let shapes: [(String, (Int) -> String)] = [
+            (" or ", { "seed=\($0)" }), (" and ", { "seed!=\($0 + 1)" }), (" or ", { "tag=t\($0)" }),
+            (" and ", { "sweep!=\($0)" }), (" or ", { "groups=g\($0)" }), (" and ", { "lr>=0.000\($0 % 10)1" }),
+        ]
+        for (join, term) in shapes {
+            let largest = (0..<n).map(term).joined(separator: join)
+            XCTAssertNoThrow(try store.listRuns(filter: try WhereFilter(largest, configKeys: Self.keys)), String(largest.prefix(40)))
+            let nested = String(repeating: "(", count: 64) + largest + String(repeating: ")", count: 64)
+            XCTAssertNoThrow(try store.listRuns(filter: try WhereFilter(nested, configKeys: Self.keys)), String(nested.prefix(80)))
+            for size in [n + 1, 1000, 20_000] {
+                let tooLarge = (0..<size).map(term).joined(separator: join)
+                XCTAssertThrowsError(try WhereFilter(tooLarge), "\(size) terms") { error in
+                    guard case let .invalidWhere(_, _, reason)? = error as? StoreError else { return XCTFail("\(error)") }
+                    XCTAssertTrue(reason.contains("more than \(n) comparisons"), reason)
+                }
+            }
+        }
+    }
+
+    func testListKeysCompareByMembership() throws {
+        let dir = TemporaryDirectory()
+        let store = try Store(path: dir.file("moerec.sqlite"))
+        let parent = try store.insertRun(kind: .pretrain, config: sampleConfig(), parentHash: nil, datasetFingerprint: fingerprint,
+                                         numericsVersion: 1)
+        var config = sampleConfig(regime: "custom")
+        if case var .object(o) = config { o["groups"] = ["attn", "ffn"]; config = .object(o) }
+        let custom = try store.insertRun(kind: .finetune, config: config, parentHash: parent.hash, datasetFingerprint: fingerprint,
+                                         numericsVersion: 1)
+        func hashes(_ expression: String) throws -> Set<String> {
+            Set(try store.listRuns(filter: try WhereFilter(expression, configKeys: Self.keys)).map(\.hash))
+        }
+        XCTAssertEqual(try hashes("groups=ffn"), [custom.hash])
+        XCTAssertEqual(try hashes("groups=router"), [])
+        XCTAssertEqual(try hashes("groups!=attn"), [parent.hash])
+    }
 }
