@@ -69,6 +69,13 @@ public enum Migrations {
         return applied
     }
 
+    /// For a read-only open: the store has a ledger (else it is not a moerec store) and no
+    /// migration this build does not know.
+    static func checkReadable(_ db: Connection, path: String) throws {
+        guard let recorded = try db.read({ try appliedVersions(db) }) else { throw StoreError.notAStore(path: path) }
+        try checkKnown(recorded, db: db)
+    }
+
     /// version → name from the ledger, or nil when the store has no ledger yet.
     private static func appliedVersions(_ db: Connection) throws -> [Int: String]? {
         let exists = try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")

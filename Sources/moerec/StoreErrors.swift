@@ -5,7 +5,7 @@ extension StoreError {
     var isInputError: Bool {
         switch self {
         case .invalidHash, .invalidHashPrefix, .ambiguousHashPrefix, .unknownRun, .invalidWhere, .invalidConfigKey,
-             .notADatabase, .notAStore, .cannotOpen:
+             .notADatabase, .notFound, .notAStore, .cannotOpen:
             return true
         default:
             return false
