@@ -22,11 +22,13 @@ struct Moerec: ParsableCommand {
         """,
         version: Executor.version,
         subcommands: [RunCommand.self, Sweep.self, Runs.self, Show.self, Diff.self, Reproduce.self, Verify.self,
-                      Report.self, Bench.self])
+                      Report.self, Backup.self, Bench.self])
 
     /// Parses and runs, mapping errors to the documented exit codes: usage and input
     /// errors 2, failed checks and runtime failures 1.
     static func main() {
+        // `exit` runs no deinitialisers: close the stores (checkpointing their logs) here.
+        atexit { Store.closeAll() }
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -73,21 +75,26 @@ struct GlobalOptions: ParsableArguments {
         if let store, store.isEmpty { throw ValidationError("--store: empty path") }
     }
 
+    /// The store for a command that writes, created when missing.
     func openStore() throws -> Store { try Store(path: storePath) }
 
-    /// The store when its file exists; nil stands for an empty store that is not created.
+    /// The store for a command that only reads: it must exist, and nothing is written.
+    func readStore() throws -> Store { try Store(path: storePath, mode: .readOnly) }
+
+    /// The store, read-only, when its file exists; nil stands for an empty store that is
+    /// not created.
     func existingStore() throws -> Store? {
-        FileManager.default.fileExists(atPath: storePath) ? try Store(path: storePath) : nil
+        FileManager.default.fileExists(atPath: storePath) ? try readStore() : nil
     }
 
     /// `processes`: how many processes will run `threads` workers each (a sweep's --jobs).
-    func executor(store: Store, processes: Int = 1) throws -> Executor {
+    func executor(store: Store, processes: Int = 1, data: DataProvider = DataProvider()) throws -> Executor {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         if threads * processes > cores {
             let asked = processes > 1 ? "--jobs \(processes) × --threads \(threads)" : "--threads \(threads)"
             FileHandle.standardError.write(Data("note: \(asked) is more than the \(cores) available cores: slower, same results\n".utf8))
         }
-        let executor = try Executor(store: store, threads: threads)
+        let executor = try Executor(store: store, threads: threads, data: data)
         executor.gitCommit = GitInfo.commit()
         executor.progress = ProgressPrinter.shared.report
         Signals.install(executor.stop)
