@@ -128,18 +128,25 @@ public final class Store: @unchecked Sendable {
             throw StoreError.cannotOpen(path: path, reason: String(cString: strerror(code)))
         }
         try checkExistingFile(path)
-        guard (info.st_mode & S_IFMT) == S_IFREG, info.st_size > 0 else { throw StoreError.notAStore(path: path) }
-        let db: Connection
-        do {
-            db = try readableConnection(path, busyTimeout: busyTimeout, access: .readOnly)
-        } catch StoreError.readOnly(_), StoreError.cannotOpen(_, _) {
-            // A WAL reader needs the -shm file; where it cannot be created (a read-only
-            // filesystem or directory) nobody can be writing either, so SQLite may read the
-            // file as immutable, without -shm or locks.
-            db = try readableConnection(path, busyTimeout: busyTimeout, access: .immutable)
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw StoreError.notAStore(path: path) }
+        // A store another process is creating has no tables for a moment (it migrates right
+        // after creating the file): wait a little for its schema before calling it foreign.
+        let deadline = Date().addingTimeInterval(min(2, busyTimeout))
+        while true {
+            let db: Connection
+            do {
+                db = try readableConnection(path, busyTimeout: busyTimeout, access: .readOnly)
+            } catch StoreError.readOnly(_), StoreError.cannotOpen(_, _) {
+                // A WAL reader needs the -shm file; where it cannot be created (a read-only
+                // filesystem or directory) nobody can be writing either, so SQLite may read
+                // the file as immutable, without -shm or locks.
+                db = try readableConnection(path, busyTimeout: busyTimeout, access: .immutable)
+            }
+            if try Migrations.checkReadable(db, path: path) { return db }
+            db.close()
+            guard Date() < deadline else { throw StoreError.notAStore(path: path) }
+            usleep(20_000)
         }
-        try Migrations.checkReadable(db, path: path)
-        return db
     }
 
     /// A connection that has read the schema (SQLite opens files lazily: the first read is
