@@ -60,14 +60,17 @@ public func writeCheckpoint(
         try list.map { tensor in
             let ref = try objects.put(tensor.values)
             if ref.isNew { newBlobs.append(ref) }
-            return TensorEntry(name: tensor.name, shape: tensor.shape, group: tensor.group,
-                               sha256: ref.sha256, rawSize: ref.rawSize, storedSize: ref.storedSize)
+            var entry = TensorEntry(name: tensor.name, shape: tensor.shape, group: tensor.group,
+                                    sha256: ref.sha256, rawSize: ref.rawSize, storedSize: ref.storedSize)
+            entry.digest = entry.bindingDigest
+            return entry
         }
     }
-    let manifest = CheckpointManifest(
+    var manifest = CheckpointManifest(
         runHash: runHash, step: step,
         tensors: try store(tensors), optimizer: try store(optimizer),
         optimizerStep: optimizerStep, state: state, configJSON: configJSON)
+    manifest.recordedParameterDigest = manifest.parameterDigest
     return (manifest, newBlobs)
 }
 
@@ -93,6 +96,11 @@ public func readCheckpoint(
     into destination: (TensorEntry) throws -> UnsafeMutableBufferPointer<Float>?
 ) throws -> CheckpointLoad {
     try manifest.validate()
+    // Never load a tensor from an object the manifest no longer binds to it.
+    if let (tensor, problem) = manifest.bindingProblems.first {
+        throw CheckpointError.invalidManifest("checkpoint of run \(manifest.runHash) step \(manifest.step)"
+                                              + (tensor.map { ", tensor \($0)" } ?? "") + ": " + problem)
+    }
     var load = CheckpointLoad()
     for entry in manifest.tensors + manifest.optimizer {
         guard let buffer = try destination(entry) else {

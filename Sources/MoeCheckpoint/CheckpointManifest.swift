@@ -15,9 +15,13 @@ public struct TensorEntry: Codable, Equatable, Hashable, Sendable {
     public var sha256: String
     public var rawSize: Int
     public var storedSize: Int
+    /// `bindingDigest` as the entry was written (nil in checkpoints written before it
+    /// existed). The object hash alone says the bytes are intact, not that they are this
+    /// tensor's: two same-size tensors with their objects swapped pass every object check.
+    public var digest: String?
 
     public init(name: String, shape: [Int], dtype: String = "f32", group: String,
-                sha256: String, rawSize: Int, storedSize: Int) {
+                sha256: String, rawSize: Int, storedSize: Int, digest: String? = nil) {
         self.name = name
         self.shape = shape
         self.dtype = dtype
@@ -25,13 +29,27 @@ public struct TensorEntry: Codable, Equatable, Hashable, Sendable {
         self.sha256 = sha256
         self.rawSize = rawSize
         self.storedSize = storedSize
+        self.digest = digest
     }
 
     /// Number of elements the shape describes.
     public var elementCount: Int { shape.reduce(1, *) }
 
+    /// SHA-256 (lowercase hex) binding the object to the tensor it holds, over
+    /// `name NUL dtype NUL shape (comma-separated) NUL raw_size NUL sha256`.
+    public var bindingDigest: String {
+        var hasher = SHA256()
+        let text = [name, dtype, shape.map(String.init).joined(separator: ","), String(rawSize), sha256].joined(separator: "\0")
+        hasher.update(data: Array(text.utf8))
+        return lowercaseHex(hasher.finalize())
+    }
+
+    /// False when the entry carries a digest its fields no longer hash to (an edited or
+    /// swapped entry); entries without one cannot tell.
+    public var matchesDigest: Bool { digest.map { $0 == bindingDigest } ?? true }
+
     enum CodingKeys: String, CodingKey {
-        case name, shape, dtype, group, sha256
+        case name, shape, dtype, group, sha256, digest
         case rawSize = "raw_size"
         case storedSize = "stored_size"
     }
@@ -59,6 +77,9 @@ public struct CheckpointManifest: Codable, Equatable, Sendable {
     public var state: [String: String]
     /// The resolved config, as the run hash saw it.
     public var configJSON: String
+    /// `parameterDigest` when the checkpoint was written (nil before it was recorded), so
+    /// that a reader can tell whether the entries still describe what was saved.
+    public var recordedParameterDigest: String?
 
     public init(formatVersion: Int = CheckpointManifest.currentFormatVersion, runHash: String, step: Int,
                 tensors: [TensorEntry], optimizer: [TensorEntry], optimizerStep: Int,
@@ -80,6 +101,7 @@ public struct CheckpointManifest: Codable, Equatable, Sendable {
         case optimizerStep = "optimizer_step"
         case state
         case configJSON = "config_json"
+        case recordedParameterDigest = "parameter_digest"
     }
 
     // MARK: JSON
@@ -157,6 +179,19 @@ public struct CheckpointManifest: Codable, Equatable, Sendable {
             hasher.update(data: [0x0a])
         }
         return lowercaseHex(hasher.finalize())
+    }
+
+    /// What no longer agrees with what was written: each entry whose fields do not hash to
+    /// its digest (by tensor name), and the parameter digest. Empty for an intact manifest
+    /// and for one written before digests were recorded.
+    public var bindingProblems: [(tensor: String?, problem: String)] {
+        var problems: [(String?, String)] = (tensors + optimizer).filter { !$0.matchesDigest }.map {
+            ($0.name, "the entry (shape \($0.shape), \($0.rawSize) bytes, object \($0.sha256)) does not hash to the digest written with it: the entry was edited or its object swapped with another tensor's")
+        }
+        if let recorded = recordedParameterDigest, recorded != parameterDigest {
+            problems.append((nil, "the parameter entries hash to \(parameterDigest), not to the parameter digest \(recorded) written with the checkpoint"))
+        }
+        return problems
     }
 
     /// Every object the checkpoint refers to (parameters and optimizer state), for

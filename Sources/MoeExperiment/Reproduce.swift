@@ -23,6 +23,9 @@ public struct ReproduceReport {
     public let pointsCompared: Int
     /// field → (stored, current) for environment fields that differ.
     public let environmentDiff: [(field: String, stored: String, current: String)]
+    /// Recorded facts the re-execution does not confirm (step count, dataset fingerprint)
+    /// and the stored run's inconsistencies (`StoreConsistency`); any makes it not identical.
+    public let recordMismatches: [String]
 }
 
 /// Re-executes a completed run into a scratch store and compares it, point by point
@@ -94,10 +97,27 @@ public final class Reproducer {
         compare("cpu_model", record.environment.cpuModel, current.cpuModel)
         compare("host", record.environment.host, current.host)
         let match = storedDigest != nil && storedDigest == newDigest && corrupt.isEmpty
-        return ReproduceReport(hash: hash, identical: divergence == nil && match, firstDivergence: divergence,
+        // The run hash covers the fingerprint as the run was planned, so an edited
+        // fingerprint column re-plans to the same hash: compare it with the data itself.
+        var mismatches: [String] = []
+        if record.datasetFingerprint != plan.prepared.fingerprint {
+            mismatches.append("dataset_fingerprint: stored \(record.datasetFingerprint), the data hashes to \(plan.prepared.fingerprint)")
+        }
+        let freshRecord = try scratchStore.run(hash: hash)
+        if let freshSteps = freshRecord?.stepsDone, freshSteps != record.stepsDone {
+            mismatches.append("steps_done: stored \(record.stepsDone), re-execution \(freshSteps)")
+        }
+        let storedStep = try store.latestCheckpoint(runHash: hash)?.step
+        let newStep = try scratchStore.latestCheckpoint(runHash: hash)?.step
+        if storedStep != newStep {
+            mismatches.append("final checkpoint step: stored \(storedStep.map(String.init) ?? "none"), re-execution \(newStep.map(String.init) ?? "none")")
+        }
+        mismatches += try StoreConsistency.check(store: store, runs: [record]).map(\.description)
+        return ReproduceReport(hash: hash, identical: divergence == nil && match && mismatches.isEmpty, firstDivergence: divergence,
                                checkpointMatch: match, storedDigest: storedDigest, newDigest: newDigest,
                                corruptObjects: corrupt.map { "\($0.sha256) (\($0.kind))" },
-                               pointsCompared: max(stored.count, fresh.count), environmentDiff: envDiff)
+                               pointsCompared: max(stored.count, fresh.count), environmentDiff: envDiff,
+                               recordMismatches: mismatches)
     }
 
     /// Points are compared in (step, split, name) order, values bit for bit; a point

@@ -69,6 +69,20 @@ public enum Migrations {
         return applied
     }
 
+    /// For a read-only open: true when the store has a ledger and no migration this build
+    /// does not know, false for a database with no schema at all yet (a store being
+    /// created); a database with other tables is not a moerec store.
+    static func checkReadable(_ db: Connection, path: String) throws -> Bool {
+        let recorded = try db.read { try appliedVersions(db) }
+        guard let recorded, !recorded.isEmpty else {
+            let objects = try db.read { try db.scalar("SELECT count(*) FROM sqlite_master")?.int ?? 0 }
+            if objects == 0 || recorded != nil { return false }
+            throw StoreError.notAStore(path: path)
+        }
+        try checkKnown(recorded, db: db)
+        return true
+    }
+
     /// version → name from the ledger, or nil when the store has no ledger yet.
     private static func appliedVersions(_ db: Connection) throws -> [Int: String]? {
         let exists = try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")

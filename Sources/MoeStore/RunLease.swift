@@ -78,6 +78,18 @@ enum LockFile {
 
     /// Whether anyone holds the lock at `path` right now. Probing takes the lock for an
     /// instant, so callers that want it (`markRunning`) retry briefly.
+    /// For a reader, which creates nothing: true when no process holds the lock (or the
+    /// lock file does not exist), false when one does or it cannot be told.
+    static func isFree(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return errno == ENOENT }
+        defer { close(fd) }
+        while flock(fd, LOCK_SH | LOCK_NB) != 0 {
+            if errno != EINTR { return false }
+        }
+        return true
+    }
+
     static func isHeld(_ path: String) throws -> Bool {
         let fd = try openFile(path)
         defer { close(fd) }

@@ -25,17 +25,37 @@ final class Connection {
     let path: String
     private(set) var handle: OpaquePointer?
     /// How long the SQLite busy handler waits for a lock before returning SQLITE_BUSY.
-    let busyTimeout: Double
+    private(set) var busyTimeout: Double
     /// Prepared statements reused across calls, keyed by SQL text.
     private var cache: [String: Statement] = [:]
 
-    init(path: String, busyTimeout: Double) throws {
+    /// How a connection opens its file.
+    enum Access {
+        /// Read and write, creating the file when missing.
+        case readWrite
+        /// Read only; the file must exist. A WAL database still needs its `-shm` file (or a
+        /// writable directory to create it in).
+        case readOnly
+        /// Read only, and SQLite assumes nobody changes the file while it is open, so it
+        /// needs no `-shm` and takes no locks: for a store on a read-only filesystem.
+        case immutable
+    }
+
+    init(path: String, busyTimeout: Double, access: Access = .readWrite) throws {
         self.path = path
         self.busyTimeout = busyTimeout
         var h: OpaquePointer?
         // NOMUTEX: the Store's own lock serialises use, so SQLite's mutex would be pure cost.
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite3_open_v2(path, &h, flags, nil)
+        let rc: Int32
+        switch access {
+        case .readWrite:
+            rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
+        case .readOnly:
+            rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
+        case .immutable:
+            rc = sqlite3_open_v2(Connection.fileURI(path) + "?immutable=1", &h,
+                                 SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nil)
+        }
         handle = h
         if rc != SQLITE_OK {
             let error = mapError(rc)
@@ -43,10 +63,28 @@ final class Connection {
             throw error
         }
         sqlite3_extended_result_codes(h, 1)
-        sqlite3_busy_timeout(h, Int32(busyTimeout * 1000))
+        setBusyTimeout(busyTimeout)
+    }
+
+    func setBusyTimeout(_ seconds: Double) {
+        busyTimeout = seconds
+        sqlite3_busy_timeout(handle, Int32(seconds * 1000))
     }
 
     deinit { close() }
+
+    /// `file:` URI of a path: `%`, `?` and `#` (which would start a query or fragment) are
+    /// percent-encoded; a relative path stays relative.
+    static func fileURI(_ path: String) -> String {
+        var bytes = Array("file:".utf8)
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: "%"), UInt8(ascii: "?"), UInt8(ascii: "#"): bytes += Array(String(format: "%%%02X", byte).utf8)
+            default: bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 
     func close() {
         for statement in cache.values { statement.finalize() }

@@ -1,3 +1,4 @@
+import CSQLite
 import Foundation
 import MoeJSON
 import MoeMetricNames
@@ -25,10 +26,22 @@ public final class Store: @unchecked Sendable {
     public let appliedMigrations: [Int]
     /// Runs this open found `running` with no live trainer and marked `interrupted`.
     public private(set) var interruptedOnOpen: [String] = []
+    /// Whether this open may write.
+    public let mode: Mode
+
+    /// How a store is opened.
+    public enum Mode: Sendable {
+        /// Created if missing, migrated, and runs whose trainer died are marked interrupted.
+        case readWrite
+        /// The store must exist; nothing is written, created or migrated. A run whose trainer
+        /// died is shown `interrupted` (as the next writer will record it) without being marked.
+        case readOnly
+    }
 
     let db: Connection
     /// Serialises use of `db` (a single SQLite connection) between threads.
     private let mutex = NSRecursiveLock()
+    private var isClosed = false
     /// Leases taken through this store, released when their run is marked finished.
     private var leases: [String: RunLease] = [:]
 
@@ -52,11 +65,22 @@ public final class Store: @unchecked Sendable {
     /// `StoreError.notADatabase`, another application's SQLite database `.notAStore`, a
     /// store from a newer moerec `.schemaTooNew`. An unwritable location gives `.readOnly`,
     /// a full disk `.diskFull`; all name the path.
-    public init(path: String, busyTimeout: Double = Store.defaultBusyTimeout) throws {
+    ///
+    /// `mode: .readOnly` opens an existing store for reading: a missing path gives
+    /// `.notFound` and nothing is created; a store on a read-only filesystem can be read.
+    public init(path: String, mode: Mode = .readWrite, busyTimeout: Double = Store.defaultBusyTimeout) throws {
         guard !path.isEmpty else { throw StoreError.invalidArgument("the store path is empty") }
         self.path = path
+        self.mode = mode
         let directory = (path as NSString).deletingLastPathComponent
         self.directory = directory.isEmpty ? "." : directory
+        if mode == .readOnly {
+            db = try Store.openForReading(path, busyTimeout: busyTimeout)
+            appliedMigrations = []
+            try presentStaleRunsAsInterrupted()
+            OpenStores.shared.add(self)
+            return
+        }
 
         try Store.makeDirectories(self.directory, storePath: path)
         try Store.checkExistingFile(path)
@@ -90,11 +114,154 @@ public final class Store: @unchecked Sendable {
         appliedMigrations = try Migrations.migrate(db)
         try Store.makeDirectories(locksDirectory, storePath: path)
         interruptedOnOpen = try detectInterruptedRuns()
+        OpenStores.shared.add(self)
     }
 
-    deinit {
-        for lease in leases.values { lease.release() }
+    deinit { close() }
+
+    /// Opens an existing store read-only, checking it is a moerec store this build can read.
+    private static func openForReading(_ path: String, busyTimeout: Double) throws -> Connection {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            let code = errno
+            if code == ENOENT || code == ENOTDIR { throw StoreError.notFound(path: path) }
+            throw StoreError.cannotOpen(path: path, reason: String(cString: strerror(code)))
+        }
+        try checkExistingFile(path)
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw StoreError.notAStore(path: path) }
+        // A store another process is creating has no tables for a moment (it migrates right
+        // after creating the file): wait a little for its schema before calling it foreign.
+        let deadline = Date().addingTimeInterval(min(2, busyTimeout))
+        while true {
+            let db: Connection
+            do {
+                db = try readableConnection(path, busyTimeout: busyTimeout, access: .readOnly)
+            } catch StoreError.readOnly(_), StoreError.cannotOpen(_, _) {
+                // A WAL reader needs the -shm file; where it cannot be created (a read-only
+                // filesystem or directory) nobody can be writing either, so SQLite may read
+                // the file as immutable, without -shm or locks.
+                db = try readableConnection(path, busyTimeout: busyTimeout, access: .immutable)
+            }
+            if try Migrations.checkReadable(db, path: path) { return db }
+            db.close()
+            guard Date() < deadline else { throw StoreError.notAStore(path: path) }
+            usleep(20_000)
+        }
+    }
+
+    /// A connection that has read the schema (SQLite opens files lazily: the first read is
+    /// where a missing -shm or a damaged header shows).
+    private static func readableConnection(_ path: String, busyTimeout: Double, access: Connection.Access) throws -> Connection {
+        let db = try Connection(path: path, busyTimeout: busyTimeout, access: access)
+        do {
+            _ = try db.read { try db.scalar("SELECT count(*) FROM sqlite_master") }
+        } catch {
+            db.close()
+            throw error
+        }
+        return db
+    }
+
+    /// A reader writes nothing, so a `running` run whose trainer is gone stays `running` in
+    /// the file; this connection sees it as `interrupted`, with the reason the next writer
+    /// will record, through a temporary view `runs` that shadows the table (temporary
+    /// objects live in memory, visible to this connection only).
+    private func presentStaleRunsAsInterrupted() throws {
+        var stale: [(hash: String, reason: String)] = []
+        try db.read {
+            stale = []
+            try db.query("SELECT hash, pid FROM main.runs WHERE status = 'running' ORDER BY id") { row in
+                let hash = row.string(0)!
+                guard LockFile.isFree(lockPath(for: hash)) else { return }
+                stale.append((hash, Store.endedReason(pid: row.int(1).map(Int.init))))
+            }
+        }
+        guard !stale.isEmpty else { return }
+        var columns: [String] = []
+        try db.query("SELECT name FROM pragma_table_info('runs', 'main') ORDER BY cid") { columns.append($0.string(0)!) }
+        let select = columns.map { column -> String in
+            switch column {
+            case "status": return "CASE WHEN s.hash IS NULL THEN r.status ELSE 'interrupted' END AS status"
+            case "failure_reason": return "coalesce(s.reason, r.failure_reason) AS failure_reason"
+            default: return "r.\"\(column)\""
+            }
+        }
+        try db.execute("CREATE TEMP TABLE stale_runs (hash TEXT PRIMARY KEY, reason TEXT NOT NULL)")
+        for run in stale { try db.query("INSERT INTO temp.stale_runs VALUES (?, ?)", [.text(run.hash), .text(run.reason)]) }
+        try db.execute("CREATE TEMP VIEW runs AS SELECT \(select.joined(separator: ", ")) FROM main.runs r LEFT JOIN temp.stale_runs s ON s.hash = r.hash")
+    }
+
+    static func endedReason(pid: Int?) -> String {
+        "the training process" + (pid.map { " (pid \($0))" } ?? "") + " ended without finishing the run"
+    }
+
+    // MARK: - Backup
+
+    /// Copies the database into a new file at `destination` with SQLite's online backup API:
+    /// one consistent snapshot, taken while other processes may go on writing (in WAL mode
+    /// the snapshot is a read, which blocks no writer). The copy is written under a
+    /// temporary name beside `destination` and renamed, so `destination` is either absent
+    /// or complete. An existing `destination` is refused.
+    public func backup(to destination: String) throws {
+        if FileManager.default.fileExists(atPath: destination) {
+            throw StoreError.invalidArgument("backup destination '\(destination)' exists; it is not overwritten")
+        }
+        let temporary = destination + ".tmp-\(getpid())"
+        try withDB { db in
+            let target = try Connection(path: temporary, busyTimeout: 0)
+            defer {
+                target.close()
+                unlink(temporary)
+            }
+            guard let backup = sqlite3_backup_init(target.handle, "main", db.handle, "main") else {
+                throw target.mapError(sqlite3_errcode(target.handle))
+            }
+            // All pages in one step: a single read transaction, so a writer committing in
+            // between cannot make the backup start over.
+            var rc: Int32
+            repeat {
+                rc = sqlite3_backup_step(backup, -1)
+                if rc == SQLITE_BUSY || rc == SQLITE_LOCKED { usleep(10_000) }
+            } while rc == SQLITE_BUSY || rc == SQLITE_LOCKED
+            let finished = sqlite3_backup_finish(backup)
+            guard rc == SQLITE_DONE else { throw target.mapError(rc) }
+            try target.check(finished)
+            // The copy is in WAL mode like its source: fold its log in before renaming it.
+            try target.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            target.close()
+            guard rename(temporary, destination) == 0 else {
+                throw StoreError.cannotOpen(path: destination, reason: "cannot rename the copy into place: \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    // MARK: - Closing
+
+    /// Ends the store's connection: a store that wrote first moves the write-ahead log into
+    /// the database file (`wal_checkpoint(TRUNCATE)`), so the `.sqlite` file alone holds
+    /// everything, then the leases are released. Idempotent; later calls on the store fail.
+    /// `Store.closeAll()` does this for every open store (`exit` runs no deinitialisers).
+    public func close() {
+        mutex.lock()
+        defer { mutex.unlock() }
+        guard !isClosed else { return }
+        isClosed = true
+        if mode == .readWrite {
+            // Best effort: a reader still inside a transaction keeps the log's last frames
+            // until it ends (SQLite's own close checkpoints again when it is the last one), so
+            // wait briefly rather than the full busy timeout.
+            db.setBusyTimeout(0.25)
+            try? db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        }
         db.close()
+        for lease in leases.values { lease.release() }
+        leases.removeAll()
+        OpenStores.shared.remove(self)
+    }
+
+    /// Closes every store this process still has open (see `close`).
+    public static func closeAll() {
+        for store in OpenStores.shared.all() { store.close() }
     }
 
     /// `<store dir>/locks`, where run leases live.
@@ -139,7 +306,7 @@ public final class Store: @unchecked Sendable {
         guard fd >= 0 else {
             throw StoreError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
         }
-        defer { close(fd) }
+        defer { closeDescriptor(fd) }
         let magic = Array("SQLite format 3".utf8) + [0]
         // A few rereads: another process creating the store may be mid-way through writing
         // its first page. A foreign file fails every time.
@@ -158,6 +325,7 @@ public final class Store: @unchecked Sendable {
     func withDB<T>(_ body: (Connection) throws -> T) throws -> T {
         mutex.lock()
         defer { mutex.unlock() }
+        guard !isClosed else { throw StoreError.invalidArgument("store '\(path)' is closed") }
         do {
             return try body(db)
         } catch is SQLiteBusy {
@@ -454,7 +622,7 @@ public final class Store: @unchecked Sendable {
             }
             if attempt < 39 { usleep(50_000) }
         }
-        close(fd)
+        closeDescriptor(fd)
         let pid = try? db.read { try fetchRun(db, hash: hash)?.pid }
         throw StoreError.runInProgress(hash: hash, pid: pid ?? nil)
     }
@@ -536,11 +704,11 @@ public final class Store: @unchecked Sendable {
                 if let own = leases[hash], own.isHeld { continue }
                 let path = lockPath(for: hash)
                 let fd = try LockFile.openFile(path)
-                defer { close(fd) }
+                defer { closeDescriptor(fd) }
                 // Holding the lock while updating: a trainer resuming this run right now
                 // waits in markRunning until the row says interrupted.
                 guard try LockFile.tryLock(fd, path: path) else { continue }
-                let reason = "the training process" + (pid.map { " (pid \($0))" } ?? "") + " ended without finishing the run"
+                let reason = Store.endedReason(pid: pid)
                 let changed: Bool = try db.write {
                     try db.query("UPDATE runs SET status = 'interrupted', failure_reason = ? WHERE hash = ? AND status = 'running'",
                                  [.text(reason), .text(hash)])
@@ -552,3 +720,31 @@ public final class Store: @unchecked Sendable {
         }
     }
 }
+
+
+/// The stores this process has open, held weakly, for `Store.closeAll`.
+final class OpenStores: @unchecked Sendable {
+    static let shared = OpenStores()
+    private let lock = NSLock()
+    private var stores: [ObjectIdentifier: Weak] = [:]
+
+    private struct Weak { weak var store: Store? }
+
+    func add(_ store: Store) {
+        lock.lock(); defer { lock.unlock() }
+        stores[ObjectIdentifier(store)] = Weak(store: store)
+    }
+
+    func remove(_ store: Store) {
+        lock.lock(); defer { lock.unlock() }
+        stores[ObjectIdentifier(store)] = nil
+    }
+
+    func all() -> [Store] {
+        lock.lock(); defer { lock.unlock() }
+        return stores.values.compactMap(\.store)
+    }
+}
+
+/// `close(2)`, for methods of `Store`, where `close` names `Store.close()`.
+private func closeDescriptor(_ fd: Int32) { _ = close(fd) }

@@ -10,6 +10,8 @@ public enum StoreError: MoeError, Equatable, Sendable, LocalizedError {
     case cannotOpen(path: String, reason: String)
     /// The file exists but is not an SQLite database; it has not been modified.
     case notADatabase(path: String)
+    /// A command that only reads was pointed at a path where no store exists.
+    case notFound(path: String)
     /// An SQLite database that is not a moerec store (it has tables but no migration ledger);
     /// it has not been modified.
     case notAStore(path: String)
@@ -80,6 +82,8 @@ public enum StoreError: MoeError, Equatable, Sendable, LocalizedError {
             return "cannot open store '\(path)': \(reason)"
         case let .notADatabase(path):
             return "'\(path)' is not an SQLite database (left unchanged); pass another --store path"
+        case let .notFound(path):
+            return "no store at '\(path)' (nothing was created); pass the path of an existing store with --store or $MOEREC_STORE"
         case let .notAStore(path):
             return "'\(path)' is an SQLite database but not a moerec store (left unchanged); pass another --store path"
         case let .readOnly(path):
@@ -146,7 +150,7 @@ public enum StoreError: MoeError, Equatable, Sendable, LocalizedError {
     public var exitMeaning: ExitMeaning {
         switch self {
         case .invalidHash, .invalidHashPrefix, .ambiguousHashPrefix, .unknownRun, .invalidWhere, .invalidConfigKey,
-             .invalidTag, .notADatabase, .notAStore, .cannotOpen:
+             .invalidTag, .notADatabase, .notFound, .notAStore, .cannotOpen:
             return .badInput
         default:
             return .checkFailed

@@ -23,7 +23,7 @@ struct Runs: ParsableCommand {
     @Option(help: "table, json or csv.") var format: OutputFormat = .table
 
     func run() throws {
-        let store = try global.openStore()
+        let store = try global.readStore()
         let filter = try whereExpression.map { try WhereFilter(runs: $0) }
         let runs = try store.listRuns(filter: filter, keyFields: ["regime", "experts", "seed", "task", "train_size"])
         let header = ["hash", "kind", "regime", "experts", "seed", "task", "train_size", "status", "best_val_acc", "steps", "wall_s"]
@@ -70,7 +70,7 @@ struct Show: ParsableCommand {
     @Argument(help: "Run hash or unique prefix.") var hash: String
 
     func run() throws {
-        let store = try global.openStore()
+        let store = try global.readStore()
         let full = try store.resolve(prefix: hash)
         guard let r = try store.run(hash: full) else { throw InputError("no run \(hash)") }
         print("run         \(r.hash)")
@@ -114,7 +114,7 @@ struct Diff: ParsableCommand {
     @Argument(help: "Second run (hash or prefix).") var b: String
 
     func run() throws {
-        let store = try global.openStore()
+        let store = try global.readStore()
         let d = try RunDiff.compute(store: store, a: try store.resolve(prefix: a), b: try store.resolve(prefix: b))
         print("A \(d.a)\nB \(d.b)\n")
         print("config keys that differ")
@@ -145,8 +145,9 @@ struct Reproduce: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-execute a run in a scratch store and check it is bit-identical to the stored one.",
         discussion: """
-        Compares every metric point (wall-clock timings excepted) and the final checkpoint's \
-        parameter digest. Uses the thread count recorded with the run unless --threads is given. \
+        Compares every metric point (wall-clock timings excepted), the final checkpoint's \
+        parameter digest, the step count and the dataset fingerprint, and checks the run's \
+        records against each other as `moerec verify` does. Uses the thread count recorded with the run unless --threads is given. \
         Exit 0 when bit-identical, 1 otherwise.
 
         Example: moerec reproduce 3fa2c1 --format json
@@ -161,7 +162,7 @@ struct Reproduce: ParsableCommand {
     }
 
     func run() throws {
-        let store = try global.openStore()
+        let store = try global.readStore()
         let full = try store.resolve(prefix: hash)
         let explicitThreads = CommandLine.arguments.contains("--threads") ? global.threads : nil
         let reproducer = Reproducer(store: store)
@@ -183,6 +184,7 @@ struct Reproduce: ParsableCommand {
                                         "new_digest": report.newDigest.map { .string($0) } ?? .null,
                                         "points_compared": .int(Int64(report.pointsCompared)),
                                         "corrupt_objects": .array(report.corruptObjects.map { .string($0) }),
+                                        "record_mismatches": .array(report.recordMismatches.map { .string($0) }),
                                         "environment_diff": env]).canonicalString)
         } else {
             if report.identical {
@@ -194,6 +196,7 @@ struct Reproduce: ParsableCommand {
                 }
                 print("  checkpoint digest: stored \(report.storedDigest ?? "none") vs new \(report.newDigest ?? "none")")
                 for object in report.corruptObjects { print("  stored checkpoint object corrupt: \(object)") }
+                for mismatch in report.recordMismatches { print("  record differs: \(mismatch)") }
             }
             for e in report.environmentDiff { print("  environment differs: \(e.field) stored \(e.stored) vs now \(e.current)") }
         }
@@ -203,24 +206,42 @@ struct Reproduce: ParsableCommand {
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Re-hash stored checkpoint objects; report corrupt or missing ones (exit 1 if any).",
-        discussion: "Examples:\n  moerec verify\n  moerec verify 3fa2c1")
+        abstract: "Check the store: re-hash checkpoint objects and check each run's records against each other (exit 1 on any problem).",
+        discussion: """
+        Objects: every recorded object is inflated and re-hashed. Records: each run's hash must \
+        match its config, parent, dataset fingerprint and numerics version; each checkpoint's \
+        manifest must be the run's, at its step, with entries that hash to the digests written \
+        with them (an edited entry or two swapped tensors); a completed run must have a final \
+        checkpoint at its recorded step count. Each problem names the run, step and tensor.
+
+        Examples:
+          moerec verify
+          moerec verify 3fa2c1
+        """)
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Only this run's checkpoints (hash or prefix).") var hash: String?
+    @Argument(help: "Only this run (hash or prefix).") var hash: String?
 
     func run() throws {
-        let store = try global.openStore()
+        let store = try global.readStore()
         let objects = ObjectStore(root: Executor.objectsDirectory(forStore: store.path))
         let blobs: [BlobRecord]
-        if let hash { blobs = try store.blobs(forRun: try store.resolve(prefix: hash)) } else { blobs = try store.allBlobs() }
+        let runs: [RunRecord]
+        if let hash {
+            let full = try store.resolve(prefix: hash)
+            blobs = try store.blobs(forRun: full)
+            runs = try store.run(hash: full).map { [$0] } ?? []
+        } else {
+            blobs = try store.allBlobs()
+            runs = try store.allRuns()
+        }
         let problems = objects.verifyAll(expected: blobs.map { ($0.sha256, Int($0.rawSize)) })
         var owners: [String: [String]] = [:]
         if !problems.isEmpty {
             // Name the runs and tensors that reference each bad object.
             for record in try store.allRuns() {
                 for c in try store.checkpoints(runHash: record.hash) {
-                    let m = try CheckpointManifest(json: c.manifestJSON)
+                    guard let m = try? CheckpointManifest(json: c.manifestJSON) else { continue }
                     for t in m.tensors + m.optimizer { owners[t.sha256, default: []].append("\(record.hash.prefix(12)) step \(c.step) \(t.name)") }
                 }
             }
@@ -229,7 +250,38 @@ struct Verify: ParsableCommand {
             print("\(p.kind): object \(p.sha256) — \(p.error)")
             for o in (owners[p.sha256] ?? []).prefix(5) { print("    used by \(o)") }
         }
-        print("\(blobs.count) objects checked, \(problems.count) problem\(problems.count == 1 ? "" : "s")")
-        if !problems.isEmpty { throw ExitCode(1) }
+        let inconsistent = try StoreConsistency.check(store: store, runs: runs)
+        for p in inconsistent { print("inconsistent: \(p)") }
+        let total = problems.count + inconsistent.count
+        print("\(blobs.count) objects and \(runs.count) run\(runs.count == 1 ? "" : "s") checked, \(total) problem\(total == 1 ? "" : "s")")
+        if total > 0 { throw ExitCode(1) }
+    }
+}
+
+struct Backup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy the store (database and checkpoint objects) into a new directory, safely while it is in use.",
+        discussion: """
+        The database is copied with SQLite's online backup (one consistent snapshot, even while \
+        runs are writing); then every object the snapshot refers to is read, checked against \
+        its SHA-256 and written into DST/objects/. Copying the .sqlite file by hand can miss \
+        what is still in its -wal file; this cannot. DST must be a new or empty directory.
+
+        Example:
+          moerec backup /mnt/archive/runs-2025-01-31
+          moerec runs --store /mnt/archive/runs-2025-01-31/moerec.sqlite
+        """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "A new or empty directory for the copy.") var destination: String
+
+    func validate() throws {
+        if destination.isEmpty { throw ValidationError("DST: empty path") }
+    }
+
+    func run() throws {
+        let store = try global.readStore()
+        let summary = try StoreBackup.copy(store, into: destination)
+        print("\(summary.database): \(summary.runs) runs, \(summary.objects) objects copied and verified")
     }
 }

@@ -23,7 +23,7 @@ struct Moerec: ParsableCommand {
         """,
         version: Executor.version,
         subcommands: [RunCommand.self, Sweep.self, Runs.self, Show.self, Diff.self, Reproduce.self, Verify.self,
-                      Report.self, Bench.self])
+                      Report.self, Backup.self, Bench.self])
 
     /// ArgumentParser's own messages start with this prefix, as moerec's do.
     static var _errorPrefix: String { "error: " }
@@ -32,6 +32,8 @@ struct Moerec: ParsableCommand {
     /// that does. moerec's errors carry their meaning (`MoeError`); ArgumentParser's are
     /// read through its public API (a usage mistake is bad input); anything else is 1.
     static func main() {
+        // `exit` runs no deinitialisers: close the stores (checkpointing their logs) here.
+        atexit { Store.closeAll() }
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -69,21 +71,26 @@ struct GlobalOptions: ParsableArguments {
         if let store, store.isEmpty { throw ValidationError("--store: empty path") }
     }
 
+    /// The store for a command that writes, created when missing.
     func openStore() throws -> Store { try Store(path: storePath) }
 
-    /// The store when its file exists; nil stands for an empty store that is not created.
+    /// The store for a command that only reads: it must exist, and nothing is written.
+    func readStore() throws -> Store { try Store(path: storePath, mode: .readOnly) }
+
+    /// The store, read-only, when its file exists; nil stands for an empty store that is
+    /// not created.
     func existingStore() throws -> Store? {
-        FileManager.default.fileExists(atPath: storePath) ? try Store(path: storePath) : nil
+        FileManager.default.fileExists(atPath: storePath) ? try readStore() : nil
     }
 
     /// `processes`: how many processes will run `threads` workers each (a sweep's --jobs).
-    func executor(store: Store, processes: Int = 1) throws -> Executor {
+    func executor(store: Store, processes: Int = 1, data: DataProvider = DataProvider()) throws -> Executor {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         if threads * processes > cores {
             let asked = processes > 1 ? "--jobs \(processes) × --threads \(threads)" : "--threads \(threads)"
             FileHandle.standardError.write(Data("note: \(asked) is more than the \(cores) available cores: slower, same results\n".utf8))
         }
-        let executor = try Executor(store: store, threads: threads)
+        let executor = try Executor(store: store, threads: threads, data: data)
         executor.gitCommit = GitInfo.commit()
         executor.progress = ProgressPrinter.shared.report
         executor.stop = Signals.install(executor.stop)

@@ -63,7 +63,7 @@ struct Report: ParsableCommand {
     }
 
     func run() throws {
-        let store = try global.openStore()
+        let store = try global.readStore()
         let filter = try whereExpression.map { try WhereFilter(runs: $0) }
         let set = try Reports.build(store: store, tables: try tables, filter: filter)
         if let out {

@@ -66,9 +66,15 @@ struct RunCommand: ParsableCommand {
             return
         }
         try Executor.precheck(resolved, parent: nil, explicit: explicit)
+        // Everything checkable without training (data, parent) is checked before the store
+        // is created or written.
+        let data = DataProvider()
+        let existing = try global.existingStore()
+        _ = try Executor.preview(resolved, explicit: explicit, store: existing, data: data)
+        existing?.close()
         ParentWatch.startIfChild()
         let store = try global.openStore()
-        let executor = try global.executor(store: store)
+        let executor = try global.executor(store: store, data: data)
         let plan = try executor.plan(resolved, explicit: explicit)
         let result = try executor.execute(plan)
         for t in tag { try store.addTag(runHash: plan.hash, tag: t) }

@@ -135,3 +135,61 @@ final class BenchmarkTests: XCTestCase {
         XCTAssertEqual(dir.files(under: dir.url), [], "the benchmark cleans up its stores")
     }
 }
+
+/// Each entry carries a digest binding its object to its name, shape and size, and the
+/// manifest the parameter digest it was written with: a swap of two same-size tensors'
+/// objects passes every object check but not these.
+final class ManifestBindingTests: XCTestCase {
+    func testWrittenManifestIsBoundAndAnySwapIsNamed() throws {
+        let dir = try TemporaryDirectory()
+        let store = ObjectStore(root: dir.objects)
+        let (manifest, _) = try FlatModel(seed: 7).write(to: store, runHash: "f00d", step: 3)
+        XCTAssertTrue(manifest.bindingProblems.isEmpty)
+        XCTAssertEqual(manifest.recordedParameterDigest, manifest.parameterDigest)
+        let decoded = try CheckpointManifest(json: manifest.jsonString())
+        XCTAssertTrue(decoded.bindingProblems.isEmpty)
+
+        let entries = manifest.tensors + manifest.optimizer
+        var pairs = 0
+        for i in entries.indices {
+            for j in entries.indices where i < j && entries[i].rawSize == entries[j].rawSize && entries[i].sha256 != entries[j].sha256 {
+                var swapped = manifest
+                func setObject(_ name: String, _ sha: String) {
+                    if let k = swapped.tensors.firstIndex(where: { $0.name == name }) { swapped.tensors[k].sha256 = sha }
+                    if let k = swapped.optimizer.firstIndex(where: { $0.name == name }) { swapped.optimizer[k].sha256 = sha }
+                }
+                setObject(entries[i].name, entries[j].sha256)
+                setObject(entries[j].name, entries[i].sha256)
+                let named = Set(swapped.bindingProblems.compactMap(\.tensor))
+                XCTAssertEqual(named, [entries[i].name, entries[j].name])
+                XCTAssertThrowsError(try readCheckpoint(objects: store, manifest: swapped) { _ in nil })
+                pairs += 1
+            }
+        }
+        XCTAssertGreaterThan(pairs, 0, "the fixture has no same-size pair")
+    }
+
+    func testManifestWithoutDigestsStillReadsAndVerifies() throws {
+        let dir = try TemporaryDirectory()
+        let store = ObjectStore(root: dir.objects)
+        var (manifest, _) = try FlatModel(seed: 8).write(to: store, runHash: "f00d", step: 3)
+        manifest.recordedParameterDigest = nil
+        for k in manifest.tensors.indices { manifest.tensors[k].digest = nil }
+        for k in manifest.optimizer.indices { manifest.optimizer[k].digest = nil }
+        let json = manifest.jsonString()
+        XCTAssertFalse(json.contains("digest"), "a manifest written before digests has none")
+        let old = try CheckpointManifest(json: json)
+        XCTAssertTrue(old.bindingProblems.isEmpty)
+        XCTAssertTrue(verifyCheckpoint(objects: store, manifest: old).isEmpty)
+        XCTAssertEqual(try readCheckpoint(objects: store, manifest: old) { _ in nil }.skipped.count,
+                       old.tensors.count + old.optimizer.count)
+    }
+
+    func testEditedRecordedParameterDigestIsReported() throws {
+        let dir = try TemporaryDirectory()
+        var (manifest, _) = try FlatModel(seed: 9).write(to: ObjectStore(root: dir.objects), runHash: "f00d", step: 3)
+        manifest.recordedParameterDigest = String(repeating: "0", count: 64)
+        XCTAssertEqual(manifest.bindingProblems.count, 1)
+        XCTAssertNil(manifest.bindingProblems.first?.tensor)
+    }
+}

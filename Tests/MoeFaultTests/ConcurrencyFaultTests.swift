@@ -35,7 +35,10 @@ final class ConcurrencyFaultTests: FaultTestCase {
         var running: [(seed: Int, process: CLI.Running)] = []
         for seed in seeds { running.append((seed, try CLI.start(args(seed: seed)))) }
 
-        // Readers until every writer is done.
+        // Readers until every writer is done, from the moment the store exists (a command
+        // that only reads refuses a missing store rather than create it).
+        let created = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: db), Date() < created { usleep(10_000) }
         var readerResults: [Outcome] = []
         var reportWorks = true
         var round = 0

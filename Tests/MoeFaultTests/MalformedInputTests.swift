@@ -177,12 +177,14 @@ final class MalformedInputTests: FaultTestCase {
             .init(name: "config: YAML alias bomb (1 KB expanding to 387M nodes)", args: ["run", bombFile], expect: ["aliases.yaml"],
                   maxSeconds: 10, addressSpaceKiB: 1 << 20, timeout: 30),
         ]
-        // Not a failure of the rejected input itself, but worth knowing: `run` opens (and
-        // so creates) the store before it validates ranges.
+        // A rejected input creates nothing: `run` checks the config before it opens (and so
+        // creates) the store.
         let fresh = dir.appendingPathComponent("never-created/moerec.sqlite").path
-        let rejected = try Moerec.runLimited(["run", cfg, "--set", "steps=100000000", "--store", fresh])
-        if rejected.status == 2, FileManager.default.fileExists(atPath: fresh) {
-            FaultLedger.shared.observe("`moerec run CONFIG --set steps=100000000 --store NEW` is rejected (exit 2) but has already created an empty store at NEW: `run` opens the store before validating the config's ranges")
+        runCase(.malformedInput, "config: steps = 100000000 with --store NEW creates no store") { check in
+            let rejected = try Moerec.runLimited(["run", cfg, "--set", "steps=100000000", "--store", fresh])
+            check.expect(rejected.status == 2, "run: \(rejected.exitDescription), expected exit 2")
+            check.expect(!FileManager.default.fileExists(atPath: (fresh as NSString).deletingLastPathComponent),
+                         "the rejected run created \((fresh as NSString).deletingLastPathComponent)")
         }
         if FaultSuite.full {
             cases.append(.init(name: "full: config with 10000 unknown keys",
