@@ -106,13 +106,12 @@ public struct CheckpointManifest: Codable, Equatable, Sendable {
 
     // MARK: JSON
 
-    /// Compact JSON with sorted keys: equal manifests give equal bytes, so the text can be
-    /// hashed or compared directly.
+    /// The canonical JSON form (MoeJSON): equal manifests give equal bytes, so the text can
+    /// be hashed or compared directly. For a manifest's ASCII keys, integers and strings it
+    /// is byte for byte what earlier versions wrote with sorted keys and unescaped slashes.
     public func jsonString() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         do {
-            return String(decoding: try encoder.encode(self), as: UTF8.self)
+            return try JSONValue(encodable: self).canonicalString
         } catch {
             // Strings, integers, arrays and string dictionaries always encode.
             preconditionFailure("encoding a checkpoint manifest cannot fail: \(error)")
@@ -122,7 +121,7 @@ public struct CheckpointManifest: Codable, Equatable, Sendable {
     /// Decodes and validates a manifest.
     public init(json: String) throws {
         do {
-            self = try JSONDecoder().decode(CheckpointManifest.self, from: Data(json.utf8))
+            self = try JSONValue(parsing: json).decode(CheckpointManifest.self)
         } catch {
             throw CheckpointError.invalidManifest("cannot decode JSON: \(error)")
         }

@@ -67,9 +67,8 @@ public enum ConfigResolver {
         for (key, value) in lateDefaults where complete[key] == nil {
             complete[key] = value
         }
-        let text = try JSONValue.object(complete).canonicalString
         do {
-            return try JSONDecoder().decode(RunConfig.self, from: Data(text.utf8))
+            return try JSONValue.object(complete).decode(RunConfig.self)
         } catch {
             throw InputError("config does not decode: \(error)")
         }
