@@ -103,14 +103,6 @@ private struct KeyedValues<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func superDecoder(forKey key: Key) throws -> Decoder { try child(key) }
 }
 
-private struct IndexKey: CodingKey {
-    var stringValue: String { String(intValue!) }
-    var intValue: Int?
-    init(_ index: Int) { intValue = index }
-    init?(stringValue: String) { return nil }
-    init?(intValue: Int) { self.intValue = intValue }
-}
-
 private struct UnkeyedValues: UnkeyedDecodingContainer {
     let items: [JSONValue]
     let codingPath: [CodingKey]

@@ -43,7 +43,8 @@ private enum TreeNode {
 private final class ObjectBox { var members: [String: TreeNode] = [:] }
 private final class ArrayBox { var items: [TreeNode] = [] }
 
-private struct IndexKey: CodingKey {
+/// The coding key of an array element (encoding and decoding).
+struct IndexKey: CodingKey {
     var stringValue: String { String(intValue!) }
     var intValue: Int?
     init(_ index: Int) { intValue = index }

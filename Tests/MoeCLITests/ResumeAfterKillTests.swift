@@ -18,17 +18,9 @@ final class ResumeAfterKillTests: XCTestCase {
     }
 
     func testFineTuningRunKilledAndResumedMatchesAnUninterruptedRun() throws {
-        let killed = StoreUnderTest.fresh("cli-kill-finetune")
-        defer { killed.remove() }
+        let (killed, reference, data, parentHash) = try storesWithParent("cli-kill-finetune")
+        defer { killed.remove(); reference.remove() }
         let dir = killed.dir.deletingLastPathComponent()
-        let data = try Fixtures.writeData(in: dir)
-        let parentConfig = try write(Fixtures.pretrainConfig(corpus: data.corpus, steps: 20), to: dir.appendingPathComponent("pretrain.json"))
-        let parent = try killed.moerec(["run", parentConfig.path, "--set", "checkpoint_interval=1000"])
-        XCTAssertEqual(parent.status, 0, parent.stderr)
-        let parentHash = try XCTUnwrap(Output.runHash(parent.stdout), parent.stdout)
-        // Both stores start from the same completed parent.
-        let reference = try killed.copy("cli-kill-finetune-reference")
-        defer { reference.remove() }
 
         let config = try write(Fixtures.finetuneConfig(task: data.task, parent: String(parentHash.prefix(12)), regime: "non-moe", steps: 120),
                                to: dir.appendingPathComponent("finetune.json"))
@@ -39,16 +31,9 @@ final class ResumeAfterKillTests: XCTestCase {
     /// Early stopping and test-at-best survive a kill: the resumed run replays the stored
     /// validation accuracies, stops at the same step, and writes the same series.
     func testEarlyStoppedRunKilledAndResumedMatchesAnUninterruptedRun() throws {
-        let killed = StoreUnderTest.fresh("cli-kill-early")
-        defer { killed.remove() }
+        let (killed, reference, data, parentHash) = try storesWithParent("cli-kill-early")
+        defer { killed.remove(); reference.remove() }
         let dir = killed.dir.deletingLastPathComponent()
-        let data = try Fixtures.writeData(in: dir)
-        let parentConfig = try write(Fixtures.pretrainConfig(corpus: data.corpus, steps: 20), to: dir.appendingPathComponent("pretrain.json"))
-        let parent = try killed.moerec(["run", parentConfig.path, "--set", "checkpoint_interval=1000"])
-        XCTAssertEqual(parent.status, 0, parent.stderr)
-        let parentHash = try XCTUnwrap(Output.runHash(parent.stdout), parent.stdout)
-        let reference = try killed.copy("cli-kill-early-reference")
-        defer { reference.remove() }
         let config = try write(Fixtures.finetuneConfig(task: data.task, parent: String(parentHash.prefix(12)), steps: 400,
                                                        extra: ["patience": "3", "test_eval": "\"best\"", "lr": "0.01"]),
                                to: dir.appendingPathComponent("finetune.json"))
@@ -76,6 +61,20 @@ final class ResumeAfterKillTests: XCTestCase {
         let tests = try reference.sql("SELECT step FROM metric_points WHERE run_hash = '\(hash)' AND name = 'acc' AND split = 'test' ORDER BY step")
         XCTAssertGreaterThan(tests.split(separator: "\n").count, 1, "test evaluated only once: \(tests)")
         XCTAssertEqual(tests.split(separator: "\n").last.map(String.init), String(stopped))
+    }
+
+    /// Two stores holding the same completed pretraining parent (the second a copy of the
+    /// first), the generated data, and the parent's hash.
+    private func storesWithParent(_ label: String) throws
+        -> (killed: StoreUnderTest, reference: StoreUnderTest, data: (corpus: URL, task: URL), parent: String) {
+        let killed = StoreUnderTest.fresh(label)
+        let dir = killed.dir.deletingLastPathComponent()
+        let data = try Fixtures.writeData(in: dir)
+        let parentConfig = try write(Fixtures.pretrainConfig(corpus: data.corpus, steps: 20), to: dir.appendingPathComponent("pretrain.json"))
+        let parent = try killed.moerec(["run", parentConfig.path, "--set", "checkpoint_interval=1000"])
+        XCTAssertEqual(parent.status, 0, parent.stderr)
+        let parentHash = try XCTUnwrap(Output.runHash(parent.stdout), parent.stdout)
+        return (killed, try killed.copy(label + "-reference"), data, parentHash)
     }
 
     private func assertKillAndResumeMatches(_ command: [String], killed: StoreUnderTest, reference: StoreUnderTest,
