@@ -116,17 +116,16 @@ public final class Executor {
         var plans: [PlannedRun] = []
         var config = input, explicit = explicit
         var known: [String: PlannedRun] = [:]
+        // No pre-check here: nothing trains before the plan below, which inherits the
+        // parent's architecture and validates just as the pre-check would.
         if let parent {
             let parentPlan = try preview(parent, store: store, data: data).last!
-            try Executor.precheck(input, parent: parent, explicit: explicit)
             plans.append(parentPlan)
             known[parentPlan.hash] = parentPlan
             config.parent = parentPlan.hash
             explicit.insert("parent")
         }
-        let plan = try Executor.plan(config, explicit: explicit, store: store, data: data, known: known) {
-            parentPlan, child, childExplicit in
-            try Executor.precheck(child, parent: parentPlan.config, explicit: childExplicit)
+        let plan = try Executor.plan(config, explicit: explicit, store: store, data: data, known: known) { parentPlan, _, _ in
             plans.append(parentPlan)
         }
         return plans + [plan]
