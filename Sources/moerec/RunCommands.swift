@@ -172,13 +172,12 @@ struct Sweep: ParsableCommand {
             let (_, value) = try ConfigResolver.parseOverride(item)
             study.base[key] = value
         }
-        var given = Set<String>()
+        // Axes given here replace a preset's axes of the same key; one given twice here
+        // stays twice, for `Study.cells` to refuse.
+        var axes: [(key: String, values: [JSONValue])] = []
         for axis in grid {
             guard let eq = axis.firstIndex(of: "=") else { throw InputError("--grid \(axis): expected key=v1,v2,…") }
             let key = String(axis[..<eq])
-            guard given.insert(key).inserted else {
-                throw InputError("--grid \(key): the axis is given twice (put all its values in one --grid)")
-            }
             let texts = axis[axis.index(after: eq)...].split(separator: ",", omittingEmptySubsequences: false)
             let values = try texts.map { text -> JSONValue in
                 guard !text.trimmingCharacters(in: .whitespaces).isEmpty else {
@@ -186,10 +185,10 @@ struct Sweep: ParsableCommand {
                 }
                 return try ConfigResolver.parseOverride("\(key)=\(text)").1
             }
-            // A preset's axis of the same key is replaced.
-            study.grid.removeAll { $0.key == key }
-            study.grid.append((key, values))
+            axes.append((key, values))
         }
+        study.grid.removeAll { axis in axes.contains { $0.key == axis.key } }
+        study.grid += axes
         if let name { study.name = name }
         if !table.isEmpty { study.tables = table }
         try StudyRunner(global: global, study: study, jobs: jobs, tags: []).run(dryRun: dryRun)
