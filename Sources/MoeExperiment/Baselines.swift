@@ -24,21 +24,16 @@ public enum Baselines {
     public static func measure(_ config: RunConfig, data: DataProvider) throws -> BaselineResult {
         guard config.isFinetune else { throw InputError("kind=pretrain: baselines are classifiers; give a fine-tuning config (kind=finetune)") }
         let prepared = try data.prepare(config)
-        guard case let .classification(classes, train, validation, test) = prepared.data else {
+        guard case let .classification(classes, train, validation, test) = prepared.data,
+              let majority = prepared.subsetMajority else {
             throw InputError("task \(config.task): not a classification task")
         }
         let started = Date()
-        var frequency = [Int](repeating: 0, count: classes)
-        for e in train { frequency[Int(e.label)] += 1 }
-        let majorityClass = frequency.indices.max { frequency[$0] < frequency[$1] || (frequency[$0] == frequency[$1] && $0 > $1) }!
-        func majorityAccuracy(_ examples: [EncodedExample]) -> Double {
-            examples.isEmpty ? .nan : Double(examples.filter { Int($0.label) == majorityClass }.count) / Double(examples.count)
-        }
         var linear = LinearBaseline()
         linear.seed = UInt64(config.seed)
         let model = linear.fit(train, classes: classes)
         return BaselineResult(task: config.task, trainSize: train.count, evaluated: (validation.count, test.count),
-                              majority: (majorityAccuracy(validation), majorityAccuracy(test)),
+                              majority: majority,
                               linear: (model.accuracy(validation), model.accuracy(test)),
                               seconds: Date().timeIntervalSince(started))
     }

@@ -13,6 +13,9 @@ public final class DataProvider {
         public let classes: [String]
         /// Accuracy of always predicting the most frequent training class, on validation.
         public let majorityAccuracy: Double?
+        /// Accuracy on validation and test of always predicting the most frequent class of
+        /// the train *subset* (the majority baseline); nil for a corpus.
+        public var subsetMajority: (validation: Double, test: Double)? = nil
     }
 
     private var corpora: [String: PretrainCorpus] = [:]
@@ -54,7 +57,9 @@ public final class DataProvider {
             let majorityAccuracy = val.isEmpty ? nil : Double(val.filter { $0.label == majority }.count) / Double(val.count)
             let prepared = Prepared(data: .classification(classes: task.classes.count, train: encode(subset.train),
                                                           validation: encode(subset.validation), test: encode(subset.test)),
-                                    fingerprint: subset.fingerprint, classes: task.classes, majorityAccuracy: majorityAccuracy)
+                                    fingerprint: subset.fingerprint, classes: task.classes, majorityAccuracy: majorityAccuracy,
+                                    subsetMajority: (subset.majorityClassAccuracy(on: .validation),
+                                                     subset.majorityClassAccuracy(on: .test)))
             subsets[key] = prepared
             return prepared
         }
