@@ -51,6 +51,7 @@ public final class Reproducer {
         guard record.status == .completed else {
             throw InputError("run \(hash.prefix(12)) is \(record.status.rawValue); only completed runs can be reproduced")
         }
+        if record.kind == .baseline { return try reproduceBaseline(record, log: log) }
         guard record.numericsVersion == Executor.numericsVersion else {
             throw CheckFailed("run \(hash.prefix(12)) was computed by numerics version \(record.numericsVersion); this moerec computes version \(Executor.numericsVersion) and cannot re-execute it bit for bit (a moerec commit of numerics version \(record.numericsVersion) can)")
         }
@@ -118,6 +119,34 @@ public final class Reproducer {
                                corruptObjects: corrupt.map { "\($0.sha256) (\($0.kind))" },
                                pointsCompared: max(stored.count, fresh.count), environmentDiff: envDiff,
                                recordMismatches: mismatches)
+    }
+
+    /// A baseline run is re-fitted in memory and its scores compared bit for bit with the
+    /// stored points; it has no checkpoint.
+    func reproduceBaseline(_ record: RunRecord, log: (String) -> Void) throws -> ReproduceReport {
+        guard record.numericsVersion == Baselines.numericsVersion else {
+            throw CheckFailed("baseline run \(record.hash.prefix(12)) was computed by baseline numerics version \(record.numericsVersion); this moerec computes version \(Baselines.numericsVersion)")
+        }
+        let (method, config) = try Baselines.decode(try JSONValue(parsing: record.configJSON))
+        let plan = try Baselines.plan(method, of: config, data: data)
+        guard plan.hash == record.hash else {
+            throw CheckFailed("re-planning the stored baseline config gives hash \(plan.hash.prefix(12)), not \(record.hash.prefix(12)): the data (fingerprint \(plan.fingerprint.prefix(12)) vs stored \(record.datasetFingerprint.prefix(12))) changed")
+        }
+        log("re-fitting baseline \(record.hash.prefix(12)) (\(method.rawValue))")
+        try stop.check()
+        let fresh = try Baselines.scores(plan, data: data).map {
+            MetricPoint(runHash: record.hash, step: 0, split: $0.split, name: MetricName.accuracy, value: $0.acc)
+        }
+        let stored = try store.allMetrics(runHash: record.hash).filter { $0.split != Split.timing }
+        let divergence = Self.firstDivergence(stored, fresh)
+        var mismatches: [String] = []
+        if record.datasetFingerprint != plan.fingerprint {
+            mismatches.append("dataset_fingerprint: stored \(record.datasetFingerprint), the data hashes to \(plan.fingerprint)")
+        }
+        mismatches += try StoreConsistency.check(store: store, runs: [record]).map(\.description)
+        return ReproduceReport(hash: record.hash, identical: divergence == nil && mismatches.isEmpty, firstDivergence: divergence,
+                               checkpointMatch: true, storedDigest: nil, newDigest: nil, corruptObjects: [],
+                               pointsCompared: max(stored.count, fresh.count), environmentDiff: [], recordMismatches: mismatches)
     }
 
     /// Points are compared in (step, split, name) order, values bit for bit; a point

@@ -63,7 +63,8 @@ public enum StoreConsistency {
                             : "object \(entry.sha256) is recorded with \(recorded[entry.sha256]!) bytes, the manifest says \(entry.rawSize)")
                 }
             }
-            guard run.status == .completed else { continue }
+            // A baseline run is a classifier fitted in seconds: it keeps metrics, no checkpoint.
+            guard run.status == .completed, run.kind != .baseline else { continue }
             guard let final = checkpoints.last else {
                 problem(nil, nil, "the run is completed but has no checkpoint")
                 continue

@@ -276,11 +276,22 @@ public struct ReportData: Sendable {
             groups[g].flags = flags(for: groups[g])
         }
         assignVariants(&groups)
-        // Reference classifier runs (kind `baseline`) cannot be read yet: the schema's
-        // CHECK on `runs.kind` admits only pretrain and finetune, and `RunKind` has no
-        // `baseline` case, so `RunSelection` cannot select them. When it can, their configs
-        // and step-0 `acc` points go through `baselineRuns(configs:points:)`.
-        return ReportData(groups: groups, baselines: [], filterExpression: filter?.expression)
+        // Reference classifier runs: every completed baseline run on the data of a group
+        // (task, train size, evaluation examples and context all equal).
+        let completedBaselines = RunSelection(kind: .baseline, status: .completed)
+        let baselineRecords = try store.runs(completedBaselines)
+        let dataKeys = Set(groups.map { g in
+            ["task", "train_size", "eval_examples", "context"].map { (try? g.identity[$0]?.canonicalString) ?? "" }.joined(separator: "\u{0}")
+        })
+        let matching = try baselineRecords.filter { run in
+            let config = try JSONValue(parsing: run.configJSON)
+            return dataKeys.contains(["task", "train_size", "eval_examples", "context"].map { (try? config[$0]?.canonicalString) ?? "" }
+                .joined(separator: "\u{0}"))
+        }
+        let baselines = matching.isEmpty ? [] : baselineRuns(
+            configs: matching.map { ($0.hash, $0.configJSON) },
+            points: try store.metricPoints(names: [MetricName.accuracy], splits: [Split.val, Split.test], of: completedBaselines))
+        return ReportData(groups: groups, baselines: baselines, filterExpression: filter?.expression)
     }
 
     /// Reference classifier runs from their configs (`task`, `train_size`, `eval_examples`,

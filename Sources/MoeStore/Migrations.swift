@@ -5,6 +5,17 @@ public struct Migration: Sendable, Equatable {
     public let version: Int
     public let name: String
     public let sql: String
+    /// The migration rebuilds a table that others reference: it runs with foreign keys off
+    /// (a pragma that only takes effect outside a transaction), and its transaction checks
+    /// every foreign key before it commits.
+    public let rebuildsTables: Bool
+
+    init(version: Int, name: String, sql: String, rebuildsTables: Bool = false) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+        self.rebuildsTables = rebuildsTables
+    }
 
     /// The file in `schema/` that holds the same text, e.g. `001_init.sql`.
     public var fileName: String {
@@ -18,6 +29,7 @@ public enum Migrations {
     /// In order of version, starting at 1, without gaps.
     public static let all: [Migration] = [
         Migration(version: 1, name: "init", sql: sql001Init),
+        Migration(version: 2, name: "baseline_runs", sql: sql002BaselineRuns, rebuildsTables: true),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }
@@ -36,7 +48,7 @@ public enum Migrations {
     /// migration runs in its own BEGIN IMMEDIATE transaction together with its ledger row,
     /// and the transaction first re-checks the ledger: two processes opening a fresh store at
     /// once serialise on the write lock and the second finds the work done.
-    static func migrate(_ db: Connection) throws -> [Int] {
+    static func migrate(_ db: Connection, through target: Int = latestVersion) throws -> [Int] {
         let recorded = try db.read { try appliedVersions(db) }
         try checkKnown(recorded, db: db)
         if let recorded, recorded.keys.max() == latestVersion, recorded.count == all.count {
@@ -45,7 +57,9 @@ public enum Migrations {
 
         try db.write { try db.execute(createLedger) }
         var applied: [Int] = []
-        for migration in all {
+        for migration in all where migration.version <= target {
+            if migration.rebuildsTables { try db.execute("PRAGMA foreign_keys = OFF") }
+            defer { if migration.rebuildsTables { try? db.execute("PRAGMA foreign_keys = ON") } }
             let didApply: Bool = try db.write {
                 let current = try appliedVersions(db) ?? [:]
                 try checkKnown(current, db: db)
@@ -57,6 +71,14 @@ public enum Migrations {
                     case .diskFull, .readOnly, .ioError, .corrupt, .busyTimeout: throw error
                     default:
                         throw StoreError.migrationFailed(version: migration.version, name: migration.name, reason: error.description)
+                    }
+                }
+                if migration.rebuildsTables {
+                    var broken = 0
+                    try db.query("PRAGMA foreign_key_check") { _ in broken += 1 }
+                    if broken > 0 {
+                        throw StoreError.migrationFailed(version: migration.version, name: migration.name,
+                                                         reason: "\(broken) rows would break a foreign key")
                     }
                 }
                 try db.query(

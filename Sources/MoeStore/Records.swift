@@ -15,6 +15,8 @@ import Darwin
 public enum RunKind: String, Codable, Sendable, CaseIterable {
     case pretrain
     case finetune
+    /// A reference classifier (majority class or linear n-gram) on a fine-tuning task's data.
+    case baseline
 }
 
 /// `runs.status`

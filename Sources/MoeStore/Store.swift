@@ -119,6 +119,22 @@ public final class Store: @unchecked Sendable {
 
     deinit { close() }
 
+    /// Creates a store database at `path` with the schema of migration `schemaVersion` and
+    /// no later one, as an older moerec left it: for tests of the migrations that follow.
+    package static func createDatabase(path: String, schemaVersion: Int) throws {
+        let db = try Connection(path: path, busyTimeout: defaultBusyTimeout)
+        try db.execute("PRAGMA foreign_keys = ON")
+        _ = try Migrations.migrate(db, through: schemaVersion)
+    }
+
+    /// Runs statements on the database at `path` with foreign keys on and no migration:
+    /// for tests that write a store as an older moerec did.
+    package static func withRawDatabase(path: String, _ body: ((String) throws -> Void) throws -> Void) throws {
+        let db = try Connection(path: path, busyTimeout: defaultBusyTimeout)
+        try db.execute("PRAGMA foreign_keys = ON")
+        try body { try db.execute($0) }
+    }
+
     /// Opens an existing store read-only, checking it is a moerec store this build can read.
     private static func openForReading(_ path: String, busyTimeout: Double) throws -> Connection {
         var info = stat()

@@ -25,12 +25,20 @@ struct Runs: ParsableCommand {
     func run() throws {
         let store = try global.readStore()
         let filter = try whereExpression.map { try WhereFilter(runs: $0) }
-        let runs = try store.listRuns(filter: filter, keyFields: ["regime", "experts", "seed", "task", "train_size"])
+        let runs = try store.listRuns(filter: filter, keyFields: ["regime", "experts", "seed", "task", "train_size", "baseline"])
         let header = ["hash", "kind", "regime", "experts", "seed", "task", "train_size", "status", "best_val_acc", "steps", "wall_s"]
+        // A baseline run's "regime" is its classifier (majority, linear).
+        func regime(_ r: RunSummary) -> String {
+            switch r.kind {
+            case .finetune: return r.regime ?? ""
+            case .baseline: return r.keyFields["baseline"]?.stringValue ?? ""
+            case .pretrain: return ""
+            }
+        }
         func cells(_ r: RunSummary, full: Bool) -> [String] {
             [full ? r.hash : String(r.hash.prefix(12)), r.kind.rawValue,
-             r.kind == .finetune ? (r.regime ?? "") : "", r.experts.map(String.init) ?? "", r.seed.map(String.init) ?? "",
-             r.kind == .finetune ? (r.task ?? "") : "", r.kind == .finetune ? (r.trainSize?.display ?? "") : "",
+             regime(r), r.experts.map(String.init) ?? "", r.seed.map(String.init) ?? "",
+             r.kind == .pretrain ? "" : (r.task ?? ""), r.kind == .pretrain ? "" : (r.trainSize?.display ?? ""),
              r.status.rawValue, r.bestValAccuracy.map { String(format: "%.4f", $0) } ?? "",
              String(r.stepsDone), r.wallSeconds.map { String(format: "%.1f", $0) } ?? ""]
         }

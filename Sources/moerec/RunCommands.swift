@@ -187,8 +187,10 @@ struct Sweep: ParsableCommand {
             }
             axes.append((key, values))
         }
-        study.grid.removeAll { axis in axes.contains { $0.key == axis.key } }
-        study.grid += axes
+        for i in study.parts.indices {
+            study.parts[i].grid.removeAll { axis in axes.contains { $0.key == axis.key } }
+            study.parts[i].grid += axes
+        }
         if let name { study.name = name }
         if !table.isEmpty { study.tables = table }
         try StudyRunner(global: global, study: study, jobs: jobs, tags: []).run(dryRun: dryRun)
@@ -259,16 +261,49 @@ struct StudyRunner {
         let executor = try global.executor(store: store, processes: jobs)
         FileHandle.standardError.write(Data("study \(study.name): \(cells.count) cells\n".utf8))
         var pending: [(label: String, plan: PlannedRun)] = []
-        // The sweep's runs in order (each parent before its first cell), registered at once.
-        var members: [(run: NewRun, tags: [String])] = [], memberHashes = Set<String>()
-        func addMember(_ plan: PlannedRun, tags: [String]) throws {
-            if memberHashes.insert(plan.hash).inserted { members.append((try Executor.newRun(plan), tags)) }
+        // Each part's runs in order (each parent before its first cell), registered at once
+        // as the part's sweep; a run in two parts is a member of both and runs once.
+        var members = [[(run: NewRun, tags: [String])]](repeating: [], count: study.parts.count)
+        var memberHashes = [Set<String>](repeating: [], count: study.parts.count)
+        var pendingHashes = Set<String>()
+        func addMember(_ run: NewRun, part: Int, tags: [String]) {
+            if memberHashes[part].insert(run.hash).inserted { members[part].append((run, tags)) }
         }
         var skipped = 0, failed = 0
-        // Cells share a few parents: each is planned and trained once.
+        // Stage 1, the pretraining parents: each distinct one planned once and trained
+        // before any cell is planned (a cell inherits its parent's architecture from the
+        // completed run). Several parents run as parallel processes like cells do; one
+        // alone gets the cores the cells will share.
         var parents: [(config: RunConfig, plan: PlannedRun)] = []
-        // Parents train alone, before the cells: give them the cores the cells will share.
-        executor.setThreads(global.threads * jobs)
+        for cell in cells where invalid[cell.label] == nil {
+            guard let parentConfig = cell.parent, !parents.contains(where: { $0.config == parentConfig }) else { continue }
+            parents.append((parentConfig, try executor.plan(parentConfig)))
+            try executor.stop.check()
+        }
+        var parentsToTrain: [(String, PlannedRun)] = []
+        for (i, parent) in parents.enumerated() where try store.run(hash: parent.plan.hash)?.status != .completed {
+            parentsToTrain.append(("parent \(i + 1)/\(parents.count)", parent.plan))
+        }
+        if !parentsToTrain.isEmpty {
+            FileHandle.standardError.write(Data("study \(study.name): \(parentsToTrain.count) of \(parents.count) pretraining parents to train\n".utf8))
+        }
+        if jobs <= 1 || parentsToTrain.count <= 1 {
+            executor.setThreads(global.threads * jobs)
+            for (_, plan) in parentsToTrain {
+                let result = try executor.execute(plan)
+                try executor.stop.check()
+                if result.outcome != .completed && result.outcome != .cacheHit {
+                    throw CheckFailed("parent pretraining \(plan.hash.prefix(12)) ended \(result.outcome)")
+                }
+            }
+        } else {
+            for plan in parentsToTrain.map(\.1) { try executor.register(plan) }
+            let parentFailures = try ChildRunner(global: global, jobs: jobs).run(parentsToTrain)
+            if parentFailures > 0 { throw CheckFailed("\(parentFailures) parent pretraining runs did not complete; run the study again to resume them") }
+        }
+        executor.setThreads(global.threads)
+        // Stage 2, the cells, and the baselines of the data they fine-tune on.
+        var baselineConfigs: [(part: Int, config: RunConfig)] = [], baselineKeys = Set<String>()
         for cell in cells {
             if let reason = invalid[cell.label] {
                 skipped += 1
@@ -278,37 +313,48 @@ struct StudyRunner {
             var config = cell.config
             var explicit = cell.explicit
             do {
-                if let parentConfig = cell.parent {
-                    let parentPlan: PlannedRun
-                    if let known = parents.first(where: { $0.config == parentConfig }) {
-                        parentPlan = known.plan
-                    } else {
-                        parentPlan = try executor.plan(parentConfig)
-                        let result = try executor.execute(parentPlan)
-                        try executor.stop.check()
-                        if result.outcome != .completed && result.outcome != .cacheHit {
-                            throw CheckFailed("parent pretraining \(parentPlan.hash.prefix(12)) ended \(result.outcome)")
-                        }
-                        parents.append((parentConfig, parentPlan))
-                    }
-                    try addMember(parentPlan, tags: [])
+                if let parentConfig = cell.parent, let parentPlan = parents.first(where: { $0.config == parentConfig })?.plan {
+                    addMember(try Executor.newRun(parentPlan), part: cell.part, tags: [])
                     config.parent = parentPlan.hash
                     explicit.insert("parent")
                 }
                 let plan = try executor.plan(config, explicit: explicit)
-                try addMember(plan, tags: tags)
-                pending.append((cell.label, plan))
+                addMember(try Executor.newRun(plan), part: cell.part, tags: tags)
+                if pendingHashes.insert(plan.hash).inserted { pending.append((cell.label, plan)) }
+                if plan.config.isFinetune {
+                    let c = plan.config
+                    if baselineKeys.insert("\(cell.part)\u{0}\(c.task)\u{0}\(c.trainSize)\u{0}\(c.evalExamples)\u{0}\(c.context)\u{0}\(c.seed)").inserted {
+                        baselineConfigs.append((cell.part, c))
+                    }
+                }
             } catch let error as InputError {
                 skipped += 1
                 FileHandle.standardError.write(Data("skipped [\(cell.label)]: \(error)\n".utf8))
             }
             try executor.stop.check()
         }
-        let sweepId = try store.registerSweep(name: study.name, specJSON: try JSONValue.object([
-            "name": .string(study.name), "grid": .array(study.grid.map { .object(["key": .string($0.key), "values": .array($0.values)]) }),
-        ]).canonicalString, runs: members)
-        FileHandle.standardError.write(Data("study \(study.name): \(pending.count) cells registered, sweep id \(sweepId)\n".utf8))
-        executor.setThreads(global.threads)
+        for (part, config) in baselineConfigs {
+            for method in BaselineMethod.allCases {
+                let plan = try Baselines.plan(method, of: config, data: executor.data)
+                addMember(try NewRun(kind: .baseline, config: plan.value, parentHash: nil, datasetFingerprint: plan.fingerprint,
+                                     numericsVersion: Baselines.numericsVersion), part: part, tags: tags)
+            }
+        }
+        var sweepIds: [Int64] = []
+        for (i, part) in study.parts.enumerated() where !members[i].isEmpty {
+            let spec = try JSONValue.object([
+                "name": .string(study.sweepName(of: part)),
+                "grid": .array(part.grid.map { .object(["key": .string($0.key), "values": .array($0.values)]) }),
+            ]).canonicalString
+            sweepIds.append(try store.registerSweep(name: study.sweepName(of: part), specJSON: spec, runs: members[i]))
+        }
+        FileHandle.standardError.write(Data("study \(study.name): \(pending.count) cells registered, sweep id\(sweepIds.count == 1 ? "" : "s") \(sweepIds.map(String.init).joined(separator: ", "))\n".utf8))
+        var doneBaselines = Set<String>()
+        for (_, config) in baselineConfigs
+        where doneBaselines.insert("\(config.task)\u{0}\(config.trainSize)\u{0}\(config.evalExamples)\u{0}\(config.context)\u{0}\(config.seed)").inserted {
+            try executor.executeBaselines(of: config)
+            try executor.stop.check()
+        }
         if jobs <= 1 {
             for (i, cell) in pending.enumerated() {
                 FileHandle.standardError.write(Data("[\(i + 1)/\(pending.count)] \(cell.label) \(cell.plan.hash.prefix(12))\n".utf8))
@@ -322,7 +368,7 @@ struct StudyRunner {
         FileHandle.standardError.write(Data("study \(study.name): \(pending.count) cells run or cached, \(skipped) skipped, \(failed) failed\n".utf8))
         for table in study.tables {
             print(try ReportCommand.render(store: store, table: table, format: "md",
-                                           filter: try WhereFilter(runs: "sweep=\(sweepId)")))
+                                           filter: try WhereFilter(runs: sweepIds.map { "sweep=\($0)" }.joined(separator: " or "))))
         }
         if failed > 0 { throw ExitCode(1) }
     }

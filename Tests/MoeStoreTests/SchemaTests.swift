@@ -112,4 +112,55 @@ final class SchemaTests: XCTestCase {
         XCTAssertThrowsError(try store.query("SELECT 1; DROP TABLE runs", []) { _ in })
         XCTAssertEqual(try count(store, "SELECT count(*) FROM sqlite_master WHERE name = 'runs'"), 1)
     }
+
+    /// A store written by a moerec of schema 1 (runs, a fine-tuning child, metrics, a
+    /// checkpoint, sweep members and tags that reference `runs`) migrates to the current
+    /// schema with every row and reference intact, and then accepts baseline runs.
+    func testSchemaOneStoreMigratesWithItsRowsAndReferences() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("moerec.sqlite")
+        try Store.createDatabase(path: path, schemaVersion: 1)
+        let parentHash = String(repeating: "a", count: 64), childHash = String(repeating: "b", count: 64)
+        do {
+            // Opening it read-only reads the schema-1 store as it is.
+            let old = try Store(path: path, mode: .readOnly)
+            XCTAssertEqual(try old.migrationRecords().map(\.version), [1])
+        }
+        // Rows written as the schema-1 code wrote them.
+        try Store.withRawDatabase(path: path) { exec in
+            try exec("INSERT INTO runs (hash, kind, status, config_json, dataset_fingerprint, numerics_version) VALUES ('\(parentHash)', 'pretrain', 'completed', '{\"a\":1}', 'fp', 1)")
+            try exec("INSERT INTO runs (hash, parent_hash, kind, status, config_json, dataset_fingerprint, numerics_version) VALUES ('\(childHash)', '\(parentHash)', 'finetune', 'queued', '{\"b\":2}', 'fp', 1)")
+            try exec("INSERT INTO metric_names (id, name) VALUES (1, 'loss')")
+            try exec("INSERT INTO metrics (run_id, name_id, split, step, value) SELECT id, 1, 1, 10, 0.5 FROM runs WHERE hash = '\(childHash)'")
+            try exec("INSERT INTO checkpoints (run_id, step, manifest_json) SELECT id, 10, '{}' FROM runs WHERE hash = '\(parentHash)'")
+            try exec("INSERT INTO sweeps (id, name, spec_json) VALUES (1, 's', '{}')")
+            try exec("INSERT INTO sweep_members (sweep_id, run_hash) VALUES (1, '\(childHash)')")
+            try exec("INSERT INTO tags (run_id, tag) SELECT id, 'keep' FROM runs WHERE hash = '\(childHash)'")
+        }
+        let store = try Store(path: path)
+        XCTAssertEqual(store.appliedMigrations, Array(2...Migrations.latestVersion))
+        XCTAssertEqual(try store.run(hash: childHash)?.parentHash, parentHash)
+        XCTAssertEqual(try count(store, "SELECT count(*) FROM metric_points WHERE run_hash = ? AND name = 'loss' AND value = 0.5",
+                                 [.string(childHash)]), 1, "the view is back and reads the rebuilt table")
+        XCTAssertEqual(try count(store, "SELECT count(*) FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE r.hash = ?",
+                                 [.string(parentHash)]), 1)
+        XCTAssertEqual(try count(store, "SELECT count(*) FROM tags t JOIN runs r ON r.id = t.run_id WHERE t.tag = 'keep' AND r.hash = ?",
+                                 [.string(childHash)]), 1)
+        XCTAssertEqual(try count(store, "SELECT count(*) FROM sweep_members WHERE run_hash = ?", [.string(childHash)]), 1)
+        var foreignKeys: Int64 = 0
+        try store.query("SELECT foreign_keys FROM pragma_foreign_keys") { foreignKeys = $0.int(0) ?? 0 }
+        XCTAssertEqual(foreignKeys, 1, "foreign keys are on again after the rebuild")
+        var violations = 0
+        try store.query("SELECT * FROM pragma_foreign_key_check") { _ in violations += 1 }
+        XCTAssertEqual(violations, 0)
+        // The rebuilt table keeps its constraints and admits baselines, without a parent only.
+        let baseline = try store.insertRun(kind: .baseline, config: ["kind": "baseline", "baseline": "linear"], parentHash: nil,
+                                           datasetFingerprint: fingerprint, numericsVersion: 1)
+        XCTAssertEqual(try store.run(hash: baseline.hash)?.kind, .baseline)
+        XCTAssertThrowsError(try store.executeRaw(
+            "INSERT INTO runs (hash, parent_hash, kind, status, config_json, dataset_fingerprint, numerics_version) VALUES (?, ?, 'baseline', 'queued', '{}', 'fp', 1)",
+            [.string(String(repeating: "e", count: 64)), .string(parentHash)]), "a baseline has no parent")
+        XCTAssertThrowsError(try store.executeRaw("DELETE FROM runs WHERE hash = ?", [.string(parentHash)]),
+                             "the child's reference to its parent is enforced")
+    }
 }
