@@ -94,7 +94,7 @@ public enum Baselines {
         }
         var keys: [String: JSONValue] = ["kind": "finetune", "parent": .string(String(repeating: "0", count: 64))]
         for key in ["task", "train_size", "eval_examples", "context", "seed"] { keys[key] = value[key] }
-        return (method, try ConfigResolver.decode(keys))
+        return (method, try ConfigResolver.resolve(preset: keys).config)
     }
 
     /// A baseline run resolved to its identity.

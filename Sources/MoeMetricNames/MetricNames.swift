@@ -34,8 +34,10 @@ public enum MetricName {
     /// Evaluation splits, per sparse layer: router entropy.
     public static let entropy = "entropy"
 
-    /// `timing`: seconds per optimizer step, training tokens per second.
+    /// `timing`: seconds per optimizer step, training tokens per second; seconds spent on
+    /// one evaluation (all its splits) and on writing one checkpoint, at their step.
     public static let stepTime = "step_time", tokensPerSecond = "tokens_per_s"
+    public static let evalTime = "eval_time", checkpointTime = "checkpoint_time"
 
     /// `info`: total parameter count, share of parameters the regime updates,
     /// majority-class validation accuracy.

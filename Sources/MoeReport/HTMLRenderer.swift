@@ -40,6 +40,7 @@ enum HTMLRenderer {
         svg text { font: 12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; fill: #222; }
         svg .chart-title { font-size: 13px; font-weight: 600; }
         svg .axis-title { font-size: 12px; fill: #333; }
+        svg .reference { font-size: 11px; fill: #333; }
         svg .grid line { stroke: #ececec; stroke-width: 1; }
         svg .axis line { stroke: #555; stroke-width: 1; }
         """
@@ -144,7 +145,7 @@ enum HTMLRenderer {
             return (ra.task, ra.trainSize ?? -1, ra.experts ?? -1, ra.variant) < (rb.task, rb.trainSize ?? -1, rb.experts ?? -1, rb.variant)
         }
         var out = "<section id=\"curves\">\n<h2>Train and validation curves per regime</h2>\n"
-        out += "<p class=\"desc\">Seed-mean curves of the completed runs: solid lines are the training subset (evaluated in eval mode), dashed lines the validation split; one colour per regime. Triangles mark the overfitting onset (rule in the overfitting table). ⚠ marks incomplete groups.</p>\n"
+        out += "<p class=\"desc\">Seed-mean curves of the completed runs: solid lines are the training subset (evaluated in eval mode), dashed lines the validation split; one colour per regime. Triangles mark the overfitting onset (rule in the overfitting table). Dotted horizontal lines on the accuracy charts are the majority-class and linear n-gram baselines' validation accuracy on the same data. ⚠ marks incomplete groups.</p>\n"
         if blocks.isEmpty { out += "<p><em>No completed fine-tuning runs with evaluation curves.</em></p>\n" }
         let regimes = Array(Set(table.rows.map(\.regime)))
         for block in blocks {
@@ -164,6 +165,13 @@ enum HTMLRenderer {
                 }
                 loss.legend.append(.init(label: name, color: c, symbol: .line(dashed: false)))
                 acc.legend.append(.init(label: name, color: c, symbol: .line(dashed: false)))
+            }
+            // The baselines on the same data, as validation accuracy like the dashed curves.
+            let first = rows[0]
+            for kind in BaselineRun.Kind.allCases {
+                let runs = set.data.baselines.filter { $0.task == first.task && $0.trainSize == first.trainSize && $0.kind == kind }
+                guard let mean = SampleStats(runs.compactMap(\.valAcc)).mean else { continue }
+                acc.references.append(.init(y: mean * 100, label: "\(kind.rawValue) baseline (validation)"))
             }
             for chart in [0, 1] {
                 var extra: [LineChart.LegendEntry] = [.init(label: "train (solid)", color: "#555555", symbol: .line(dashed: false)),

@@ -36,6 +36,13 @@ struct LineChart {
     var series: [Series] = []
     var markers: [Marker] = []
     var legend: [LegendEntry] = []
+    /// Horizontal reference lines across the plot (e.g. a baseline's accuracy), labelled at their right end.
+    var references: [Reference] = []
+
+    struct Reference {
+        var y: Double
+        var label: String
+    }
     /// Categorical x axis: tick positions and labels (overrides the numeric ticks).
     var xCategories: [(x: Double, label: String)]? = nil
     var width = 660.0
@@ -86,7 +93,7 @@ struct LineChart {
     func svg() -> String {
         let plotW = width - left - right, plotH = height - top - bottom
         let allX = series.flatMap { $0.points.map(\.x) } + markers.map(\.x) + (xCategories?.map(\.x) ?? [])
-        var allY = series.flatMap { $0.points.map(\.y) } + markers.map(\.y)
+        var allY = series.flatMap { $0.points.map(\.y) } + markers.map(\.y) + references.map(\.y).filter(\.isFinite)
         for s in series {
             guard let errors = s.errors else { continue }
             for (p, e) in zip(s.points, errors) where e.isFinite { allY += [p.y - e, p.y + e] }
@@ -162,6 +169,11 @@ struct LineChart {
         for m in markers where m.y.isFinite {
             let x = px(m.x), y = py(m.y)
             out += "<path d=\"M\(f(x)) \(f(y + 1)) L\(f(x - 6)) \(f(y - 10)) L\(f(x + 6)) \(f(y - 10)) Z\" fill=\"\(m.color)\" stroke=\"#ffffff\" stroke-width=\"1\"><title>\(m.label.htmlEscaped)</title></path>\n"
+        }
+        for r in references where r.y.isFinite {
+            let y = f(py(r.y))
+            out += "<line x1=\"\(f(left))\" y1=\"\(y)\" x2=\"\(f(left + plotW))\" y2=\"\(y)\" stroke=\"#333333\" stroke-width=\"1.2\" stroke-dasharray=\"2 3\"><title>\(r.label.htmlEscaped): \(String(format: "%.2f", r.y))</title></line>\n"
+            out += "<text x=\"\(f(left + plotW - 4))\" y=\"\(f(py(r.y) - 4))\" text-anchor=\"end\" class=\"reference\">\(r.label.htmlEscaped)</text>\n"
         }
         out += "</g>\n"
 

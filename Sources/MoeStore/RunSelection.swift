@@ -41,6 +41,8 @@ public enum SeriesAggregate: Sendable {
     case first
     /// The mean over its points (NaN points left out).
     case mean
+    /// The sum over its points (NaN points left out).
+    case sum
 }
 
 extension Store {
@@ -79,6 +81,7 @@ extension Store {
         switch aggregate {
         case .first: value = "(SELECT m.value FROM metrics m WHERE \(series) ORDER BY m.step LIMIT 1)"
         case .mean: value = "(SELECT avg(m.value) FROM metrics m WHERE \(series))"
+        case .sum: value = "(SELECT sum(m.value) FROM metrics m WHERE \(series))"
         }
         let rows = try withDB { db in
             try db.read {

@@ -144,6 +144,7 @@ public final class Trainer {
             }
             var isLast = s == config.steps
             if s % config.evalInterval == 0 || isLast {
+                let evalStarted = DispatchTime.now().uptimeNanoseconds
                 // A stop request during a long evaluation ends the run here; it resumes from
                 // the last checkpoint, which this step has not reached.
                 guard let train = evaluate(split: Split.train), let val = evaluate(split: Split.val) else {
@@ -159,11 +160,17 @@ public final class Trainer {
                         record(test, split: Split.test, step: s)
                     }
                 }
+                sink.record(step: s, split: Split.timing, name: MetricName.evalTime,
+                            value: Double(DispatchTime.now().uptimeNanoseconds - evalStarted) / 1e9)
                 try sink.flush()
             }
             if s % config.checkpointInterval == 0 || isLast {
                 try sink.flush()
+                let checkpointStarted = DispatchTime.now().uptimeNanoseconds
                 try onCheckpoint?(s, isLast)
+                // Written with the next flush (the run's last one at the latest).
+                sink.record(step: s, split: Split.timing, name: MetricName.checkpointTime,
+                            value: Double(DispatchTime.now().uptimeNanoseconds - checkpointStarted) / 1e9)
             }
             if isLast { break }
         }

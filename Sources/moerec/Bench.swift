@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
           moerec bench store --format json
           moerec bench report --runs 1000 --points 10000000 --format json
         """,
-        subcommands: [BenchModel.self, BenchStore.self, BenchReport.self])
+        subcommands: [BenchModel.self, BenchStore.self, BenchReport.self, BenchStudy.self])
 }
 
 /// Output format shared by commands that print tables or JSON.

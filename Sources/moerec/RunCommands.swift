@@ -125,11 +125,16 @@ struct Sweep: ParsableCommand {
         Cells that share a pretraining parent share one pretraining run (architecture keys in the \
         grid, such as experts, apply to the parent when it is given as a config file). A cell \
         whose config is invalid for its architecture (e.g. regime=moe with experts=1) is \
-        reported and skipped. Interrupt at any time; the same command resumes: completed cells \
-        are cache hits and an interrupted cell resumes from its checkpoint.
+        reported and skipped. An axis parent.KEY sets KEY on the parent config alone (e.g. \
+        parent.seed=0,1,2: three pretraining runs, each fine-tuned). The distinct parents are \
+        trained first (--jobs of them at once), then the cells; the majority and linear \
+        baselines of every task, train size and seed the cells fine-tune on are fitted and \
+        stored with them (seconds each). Interrupt at any time; the same command resumes: \
+        completed cells are cache hits and an interrupted cell resumes from its checkpoint.
 
         Examples:
           moerec sweep finetune.yaml --grid regime=all,moe,ffn --grid seed=0,1,2
+          moerec sweep finetune.yaml --grid parent.seed=0,1,2 --grid experts=1,8
           moerec sweep --preset paper --jobs 2
           moerec sweep --preset paper --dry-run
         """)
@@ -137,7 +142,7 @@ struct Sweep: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Base config file (JSON or YAML); `parent` may be a pretraining config file.") var config: String?
     @Option(name: .customLong("set"), help: "Override one base key: --set key=value (repeatable).") var sets: [String] = []
-    @Option(help: "A grid axis: key=v1,v2,… (repeatable).") var grid: [String] = []
+    @Option(help: "A grid axis: key=v1,v2,… or parent.key=v1,v2,… for the parent config (repeatable).") var grid: [String] = []
     @Option(help: "Start from a preset study (quick, paper); --grid replaces its axes of the same key.") var preset: String?
     @Option(help: "Cells run in parallel processes (each with --threads worker threads).") var jobs = 1
     @Option(help: "Sweep name recorded in the store.") var name: String?
@@ -183,7 +188,9 @@ struct Sweep: ParsableCommand {
                 guard !text.trimmingCharacters(in: .whitespaces).isEmpty else {
                     throw InputError("--grid \(axis): empty value (expected key=v1,v2,…)")
                 }
-                return try ConfigResolver.parseOverride("\(key)=\(text)").1
+                // `parent.KEY` values are typed as KEY.
+                let typedAs = key.hasPrefix("parent.") ? String(key.dropFirst("parent.".count)) : key
+                return try ConfigResolver.parseOverride("\(typedAs)=\(text)").1
             }
             axes.append((key, values))
         }

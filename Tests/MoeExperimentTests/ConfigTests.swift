@@ -134,13 +134,41 @@ final class ConfigResolverTests: XCTestCase {
     func testStudyCellsShareParentsAndFixDenseTopK() throws {
         let study = try Presets.study(named: "paper")
         let cells = try study.cells()
-        XCTAssertEqual(cells.count, 4 * 2 * 5 * 3)
+        XCTAssertEqual(study.parts.map(\.name), ["main", "lr", "parents"])
+        XCTAssertEqual(cells.count, 5 * 5 + 3 + 3 * 2 * 2)
+        XCTAssertEqual(cells.filter { $0.part == 0 }.count, 25)
         let dense = cells.first { $0.config.experts == 1 }!
         XCTAssertEqual(dense.config.topK, 1)
         XCTAssertEqual(dense.parent?.topK, 1)
         XCTAssertEqual(dense.parent?.experts, 1)
         let parents = Set(cells.compactMap { $0.parent.map { try? ConfigResolver.value(of: $0).canonicalString } ?? nil })
-        XCTAssertEqual(parents.count, 4, "one pretraining parent per expert count")
+        XCTAssertEqual(parents.count, 6, "three pretraining seeds each of the dense and the 8-expert model")
+        XCTAssertEqual(Set(cells.compactMap { $0.parent?.seed }), [0, 1, 2])
+        // The pretraining seed is the parent's alone: the cells keep their fine-tuning seed.
+        XCTAssertEqual(Set(cells.filter { $0.part == 2 }.map(\.config.seed)), [0])
+    }
+
+    func testParentAxesSetOnlyParentKeys() throws {
+        let base: [String: JSONValue] = ["kind": "finetune", "task": "wn-supersense"]
+        let parent: [String: JSONValue] = ["kind": "pretrain", "steps": 10]
+        let study = Study(name: "s", base: base, parent: parent, grid: [("parent.steps", [10, 20]), ("seed", [3])])
+        let cells = try study.cells()
+        XCTAssertEqual(cells.map { $0.parent?.steps }, [10, 20])
+        XCTAssertEqual(cells.map(\.config.seed), [3, 3])
+        XCTAssertEqual(cells.map(\.config.steps), [RunConfig().steps, RunConfig().steps], "the cell's own steps are untouched")
+        let refused: [(Study.Axis, String)] = [
+            (("parent.regime", ["moe"]), "not a key of a pretraining parent"),
+            (("parent.kind", ["finetune"]), "not a key of a pretraining parent"),
+            (("parent.wings", [1]), "unknown key"),
+        ]
+        for (axis, message) in refused {
+            XCTAssertThrowsError(try Study(name: "s", base: base, parent: parent, grid: [axis]).cells()) {
+                XCTAssertTrue("\($0)".contains(message), "\(axis.key): \($0)")
+            }
+        }
+        XCTAssertThrowsError(try Study(name: "s", base: base, parent: nil, grid: [("parent.seed", [1])]).cells()) {
+            XCTAssertTrue("\($0)".contains("no parent config"), "\($0)")
+        }
     }
 }
 
