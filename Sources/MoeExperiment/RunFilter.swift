@@ -8,7 +8,8 @@ extension WhereFilter {
         try self.init(expression, configKeys: WhereFilter.runConfigKeys)
     }
 
-    /// Every run config key with its type, from the declaration (`RunConfig.schema`).
+    /// Every run config key with its type, from the declaration (`RunConfig.schema`), and
+    /// the keys of baseline runs' configs (`Baselines.config(_:of:)`).
     static let runConfigKeys: [String: KeyType] = Dictionary(uniqueKeysWithValues: RunConfig.schema.map { key, type in
         switch type {
         case .int: return (key, .int)
@@ -18,5 +19,6 @@ extension WhereFilter {
         case let .choice(names): return (key, .choice(names))
         case let .choices(names): return (key, .choices(names))
         }
-    })
+    }).merging(["baseline": .choice(BaselineMethod.allCases.map(\.rawValue)), "epochs": .int, "l2": .float, "features": .int],
+               uniquingKeysWith: { declared, _ in declared })
 }

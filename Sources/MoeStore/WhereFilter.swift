@@ -337,6 +337,15 @@ private struct WhereParser {
                 }
                 if value != .null, op != "~" {
                     value = try typed(value, raw: raw, valueText: valueText, key: key, type: type)
+                    // An enumerated key holds one of its names: any other value is a typo,
+                    // not a filter that matches nothing.
+                    switch type {
+                    case let .choice(names), let .choices(names):
+                        if op == "=" || op == "!=", case let .string(name) = value, !names.contains(name) {
+                            throw fail(valueText, "\(key) is one of \(names.joined(separator: ", "))")
+                        }
+                    default: break
+                    }
                 }
                 if case .choices = type, value != .null {
                     return try listCondition(key: key, op: op, value: value, raw: raw)

@@ -204,6 +204,33 @@ struct Sweep: ParsableCommand {
     }
 }
 
+/// A study stage's progress: after each cell, how many are finished and an ETA from the
+/// work finished so far, the finished cells' planned steps against the wall time since the
+/// stage began (a cell stopped early by patience counts its planned steps, so the ETA errs
+/// long; evaluations and checkpoints are in the wall time, so they do not make it swing).
+struct StudyProgress {
+    let total: Int
+    let totalSteps: Int
+    var doneCells = 0, doneSteps = 0
+    let started = Date()
+
+    init(cells: [PlannedRun]) {
+        total = cells.count
+        totalSteps = cells.reduce(0) { $0 + $1.config.steps }
+    }
+
+    mutating func finished(_ label: String, steps: Int) {
+        doneCells += 1
+        doneSteps += steps
+        let elapsed = Date().timeIntervalSince(started)
+        var line = "done [\(label)]: \(doneCells)/\(total) finished, elapsed \(ProgressPrinter.duration(elapsed))"
+        if doneSteps > 0 && doneCells < total {
+            line += ", ETA " + ProgressPrinter.duration(elapsed * Double(totalSteps - doneSteps) / Double(doneSteps))
+        }
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
+
 /// `--dry-run` output: one line per planned run, parents before the runs that need them,
 /// each once: full hash, kind, parent (12 characters, or -), status in the store (or
 /// `new`), and the cell label. Tab-separated, so it pipes into `cut` and `awk`.
@@ -305,7 +332,7 @@ struct StudyRunner {
             }
         } else {
             for plan in parentsToTrain.map(\.1) { try executor.register(plan) }
-            let parentFailures = try ChildRunner(global: global, jobs: jobs).run(parentsToTrain)
+            let parentFailures = try ChildRunner(global: global, jobs: jobs).run(parentsToTrain, store: store)
             if parentFailures > 0 { throw CheckFailed("\(parentFailures) parent pretraining runs did not complete; run the study again to resume them") }
         }
         executor.setThreads(global.threads)
@@ -363,14 +390,16 @@ struct StudyRunner {
             try executor.stop.check()
         }
         if jobs <= 1 {
+            var progress = StudyProgress(cells: try pending.map(\.plan).filter { try store.run(hash: $0.hash)?.status != .completed })
             for (i, cell) in pending.enumerated() {
                 FileHandle.standardError.write(Data("[\(i + 1)/\(pending.count)] \(cell.label) \(cell.plan.hash.prefix(12))\n".utf8))
                 let result = try executor.execute(cell.plan)
                 if case .failed = result.outcome { failed += 1 }
+                if result.outcome != .cacheHit { progress.finished(cell.label, steps: cell.plan.config.steps) }
                 try executor.stop.check()
             }
         } else {
-            failed = try ChildRunner(global: global, jobs: jobs).run(pending.map { ($0.label, $0.plan) })
+            failed = try ChildRunner(global: global, jobs: jobs).run(pending.map { ($0.label, $0.plan) }, store: store)
         }
         FileHandle.standardError.write(Data("study \(study.name): \(pending.count) cells run or cached, \(skipped) skipped, \(failed) failed\n".utf8))
         for table in study.tables {
@@ -387,27 +416,37 @@ struct ChildRunner {
     let global: GlobalOptions
     let jobs: Int
 
-    func run(_ cells: [(String, PlannedRun)]) throws -> Int {
+    /// Runs the cells not yet completed in `store` and returns how many failed. After each
+    /// cell it prints the stage's progress with an ETA from the work finished so far: the
+    /// finished cells' planned steps against the wall time since the start (cells stopped
+    /// early by patience count as their planned steps, so the ETA errs long).
+    func run(_ cells: [(String, PlannedRun)], store: Store) throws -> Int {
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moerec-sweep-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        var running: [(Process, String)] = []
+        let todo = try cells.filter { try store.run(hash: $0.1.hash)?.status != .completed }
+        if todo.count < cells.count {
+            FileHandle.standardError.write(Data("\(cells.count - todo.count) of \(cells.count) already completed (cache hits)\n".utf8))
+        }
+        var progress = StudyProgress(cells: todo.map(\.1))
+        var running: [(Process, String, Int)] = []
         var failed = 0, next = 0
         func reap() {
-            running.removeAll { process, label in
+            running.removeAll { process, label, steps in
                 if process.isRunning { return false }
                 if process.terminationStatus != 0 {
                     failed += 1
                     FileHandle.standardError.write(Data("cell [\(label)] exited \(process.terminationStatus)\n".utf8))
                 }
+                progress.finished(label, steps: steps)
                 return true
             }
         }
-        while next < cells.count || !running.isEmpty {
+        while next < todo.count || !running.isEmpty {
             reap()
-            while running.count < jobs && next < cells.count {
-                let (label, plan) = cells[next]
+            while running.count < jobs && next < todo.count {
+                let (label, plan) = todo[next]
                 let file = dir.appendingPathComponent("cell-\(next).json")
                 try plan.value.canonicalString.write(to: file, atomically: true, encoding: .utf8)
                 let process = Process()
@@ -417,14 +456,14 @@ struct ChildRunner {
                 environment["MOEREC_SWEEP_CHILD"] = "1"
                 process.environment = environment
                 try process.run()
-                FileHandle.standardError.write(Data("[\(next + 1)/\(cells.count)] \(label) \(plan.hash.prefix(12)) pid \(process.processIdentifier)\n".utf8))
-                running.append((process, label))
+                FileHandle.standardError.write(Data("[\(next + 1)/\(todo.count)] \(label) \(plan.hash.prefix(12)) pid \(process.processIdentifier)\n".utf8))
+                running.append((process, label, plan.config.steps))
                 next += 1
             }
             if let signal = Signals.flag?.signal {
                 // Each cell gets the signal the sweep got, marks its run interrupted and exits.
-                for (p, _) in running { kill(p.processIdentifier, signal) }
-                for (p, _) in running { p.waitUntilExit() }
+                for (p, _, _) in running { kill(p.processIdentifier, signal) }
+                for (p, _, _) in running { p.waitUntilExit() }
                 throw Interrupted(signal: signal)
             }
             usleep(200_000)

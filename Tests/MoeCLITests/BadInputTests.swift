@@ -77,6 +77,7 @@ final class BadInputTests: XCTestCase {
             Case(what: "SQL injection in --where (unbalanced quote)", args: ["runs", "--where", injection],
                  mentions: ["DROP TABLE runs"]),
             Case(what: "unknown status in --where", args: ["runs", "--where", "status=finished"], mentions: ["finished"]),
+            Case(what: "unknown regime in --where", args: ["runs", "--where", "regime=nonsense"], mentions: ["nonsense", "regime is one of"]),
             Case(what: "unknown --preset", args: ["run", "--preset", "nope"], mentions: ["nope"]),
             Case(what: "unknown option", args: ["runs", "--bogus"], mentions: ["--bogus"]),
             Case(what: "--threads 0", args: ["runs", "--threads", "0"], mentions: ["--threads", "0"]),
@@ -104,7 +105,7 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try store.snapshot().changes(since: before).count, 0, "the store changed")
 
         // The injection as a quoted value is just a string to compare with: no rows, no harm.
-        let inert = try store.moerec(["runs", "--where", "regime=\"x'; DROP TABLE runs; --\"", "--format", "json"])
+        let inert = try store.moerec(["runs", "--where", "task=\"x'; DROP TABLE runs; --\"", "--format", "json"])
         XCTAssertEqual(inert.status, 0, inert.stderr)
         XCTAssertEqual(inert.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "[]")
         XCTAssertEqual(try store.snapshot().changes(since: before).count, 0, "a quoted --where value changed the store")

@@ -409,14 +409,19 @@ final class MalformedInputTests: FaultTestCase {
             .init(name: "where: invalid status value", args: ["runs", "--where", "status=completed' --"], expect: ["invalid --where"]),
             .init(name: "where: empty", args: ["runs", "--where", ""], expect: ["invalid --where"]),
             .init(name: "where: dangling and", args: ["runs", "--where", "seed=0 and"], expect: ["invalid --where"]),
+            // An enumerated key's value must be one of its names: a typo is refused, not an empty listing.
+            .init(name: "where: regime that is no regime", args: ["runs", "--where", "regime=nonsense"], expect: ["nonsense", "regime is one of"]),
+            .init(name: "where: quoted payload as a regime", args: ["runs", "--where", "regime=\"x' OR '1'='1\""], expect: ["regime is one of"]),
+            .init(name: "where: norm that is no norm", args: ["runs", "--where", "norm!=batchnorm"], expect: ["batchnorm", "norm is one of"]),
+            .init(name: "where: group that is no group", args: ["runs", "--where", "groups=wings"], expect: ["wings", "groups is one of"]),
         ]
         runInputCases(cases)
 
         // Injection attempts that are valid expressions: the payload must be bound as a
         // value, so they match nothing and the listing stays empty.
         let quoted = [
-            "regime=\"x' OR '1'='1\"",
-            "regime='x'' OR ''1''=''1'",
+            "task=\"x' OR '1'='1\"",
+            "task='x'' OR ''1''=''1'",
             "task~\"'); DROP TABLE runs; --\"",
             "corpus~'%'",
             "corpus~'_'",

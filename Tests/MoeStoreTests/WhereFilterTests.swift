@@ -120,6 +120,9 @@ final class WhereFilterTests: XCTestCase {
             ("lr<fast", "fast", "lr is a number"),
             ("dropout='0.1'", "'0.1'", "dropout is a number"),
             ("groups<attn", "<", "list"),
+            ("regime=nonsense", "nonsense", "regime is one of all, "),
+            ("regime!=\"x' OR '1'='1\"", "'x' OR '1'='1'", "regime is one of"),
+            ("groups=wings", "wings", "groups is one of"),
         ]
         for (expression, token, reason) in refused {
             XCTAssertThrowsError(try WhereFilter(expression, configKeys: Self.keys), expression) { error in
@@ -131,7 +134,7 @@ final class WhereFilterTests: XCTestCase {
         }
         // Run columns, null and text keys given bare numbers stay valid.
         for expression in ["status=completed and kind=finetune", "tag=paper or sweep=3", "hash=abc", "parent=null", "seed=null",
-                           "lr<1 and lr>=1e-4 and experts=8", "task=5", "regime=\"x' OR '1'='1\"", "task~sup", "groups~att"] {
+                           "lr<1 and lr>=1e-4 and experts=8", "task=5", "task=\"x' OR '1'='1\"", "regime~x", "task~sup", "groups~att"] {
             XCTAssertNoThrow(try WhereFilter(expression, configKeys: Self.keys), expression)
         }
         XCTAssertEqual(try WhereFilter("task=5", configKeys: Self.keys).parameters, ["$.task", "5"], "a bare word is text for a text key")
@@ -144,7 +147,7 @@ final class WhereFilterTests: XCTestCase {
         let n = WhereFilter.maxComparisons
         let shapes: [(String, (Int) -> String)] = [
             (" or ", { "seed=\($0)" }), (" and ", { "seed!=\($0 + 1)" }), (" or ", { "tag=t\($0)" }),
-            (" and ", { "sweep!=\($0)" }), (" or ", { "groups=g\($0)" }), (" and ", { "lr>=0.000\($0 % 10)1" }),
+            (" and ", { "sweep!=\($0)" }), (" or ", { "groups~g\($0)" }), (" and ", { "lr>=0.000\($0 % 10)1" }),
         ]
         for (join, term) in shapes {
             let largest = (0..<n).map(term).joined(separator: join)
