@@ -12,6 +12,8 @@ import MoeTrain
 public struct PlannedRun {
     public let config: RunConfig
     public let value: JSONValue
+    /// `value` as canonical JSON text, as the store keeps it.
+    public let configJSON: String
     public let prepared: DataProvider.Prepared
     public let hash: String
 }
@@ -176,10 +178,11 @@ public final class Executor {
         // would train nothing on it, before anything is written.
         do { try config.validate() } catch { throw InputError("\(error)") }
         let value = try ConfigResolver.value(of: config)
+        let configJSON = try value.canonicalString
         let prepared = try data.prepare(config)
-        let hash = try RunIdentity.hash(config: value, parent: config.parent, datasetFingerprint: prepared.fingerprint,
+        let hash = try RunIdentity.hash(configJSON: configJSON, parent: config.parent, datasetFingerprint: prepared.fingerprint,
                                         numerics: Executor.numericsVersion)
-        return PlannedRun(config: config, value: value, prepared: prepared, hash: hash)
+        return PlannedRun(config: config, value: value, configJSON: configJSON, prepared: prepared, hash: hash)
     }
 
     /// Checks a config without the store or data: validation, for fine-tuning with the
@@ -217,7 +220,7 @@ public final class Executor {
 
     /// The store row of a planned run (queued), for registering many at once.
     public static func newRun(_ plan: PlannedRun) throws -> NewRun {
-        let run = try NewRun(kind: plan.config.isFinetune ? .finetune : .pretrain, config: plan.value,
+        let run = try NewRun(kind: plan.config.isFinetune ? .finetune : .pretrain, configJSON: plan.configJSON,
                              parentHash: plan.config.parent, datasetFingerprint: plan.prepared.fingerprint,
                              numericsVersion: Executor.numericsVersion)
         precondition(run.hash == plan.hash, "store and planner disagree on the run hash")
@@ -303,7 +306,7 @@ public final class Executor {
         }
         trainer.onCheckpoint = { [unowned self] step, isLast in
             // Optimizer moments exist to resume; a completed run's final checkpoint keeps parameters only.
-            try self.checkpoint(trainer: trainer, hash: plan.hash, step: step, configJSON: try plan.value.canonicalString,
+            try self.checkpoint(trainer: trainer, hash: plan.hash, step: step, configJSON: plan.configJSON,
                                 withOptimizer: !isLast)
             try self.store.recordProgress(hash: plan.hash, steps: step)
         }

@@ -30,17 +30,31 @@ extension Connection {
 final class ColumnIndex {
     /// nil for a property with no column (a nested record, or an optional left out).
     private var positions: [String: Int?] = [:]
+    /// The statement's columns by name, read once from its first row.
+    private var byName: [String: Int]?
 
     func position(of key: CodingKey, in row: Row) -> Int? {
         if let known = positions[key.stringValue] { return known }
-        let name = ColumnIndex.columnName(forProperty: key.stringValue)
-        let found = (0..<row.columnCount).first { row.columnName($0) == name }
+        if byName == nil {
+            var names: [String: Int] = [:]
+            for i in 0..<row.columnCount where names[row.columnName(i)] == nil { names[row.columnName(i)] = i }
+            byName = names
+        }
+        let found = byName?[ColumnIndex.columnName(forProperty: key.stringValue)]
         positions[key.stringValue] = .some(found)
         return found
     }
 
+    /// Column names already derived from property names: the record types have a few dozen
+    /// properties, read on every query.
+    nonisolated(unsafe) private static var derived: [String: String] = [:]
+    private static let lock = NSLock()
+
     /// `parentHash` → `parent_hash`, `configJSON` → `config_json`, `sha256` → `sha256`.
     static func columnName(forProperty property: String) -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        if let known = derived[property] { return known }
         var name = ""
         var previous: Character?
         for c in property {
@@ -48,6 +62,7 @@ final class ColumnIndex {
             name.append(contentsOf: c.lowercased())
             previous = c
         }
+        derived[property] = name
         return name
     }
 }

@@ -17,13 +17,23 @@ import MoeJSON
 /// every store; golden tests pin them.
 public enum RunIdentity {
     public static func hash(config: JSONValue, parent: String?, datasetFingerprint: String, numerics: Int) throws -> String {
-        let identity: JSONValue = .object([
-            "config": config,
-            "dataset": .string(datasetFingerprint),
-            "numerics": .int(Int64(numerics)),
-            "parent": parent.map { .string($0) } ?? .null,
-        ])
-        return sha256Hex(try identity.canonicalBytes)
+        try hash(configJSON: config.canonicalString, parent: parent, datasetFingerprint: datasetFingerprint, numerics: numerics)
+    }
+
+    /// The same from the config's canonical JSON text (`JSONValue.canonicalString`), which
+    /// a planner has already written: the identity object's canonical bytes are that text
+    /// spliced between its other members, in the canonical (sorted) key order.
+    public static func hash(configJSON: String, parent: String?, datasetFingerprint: String, numerics: Int) throws -> String {
+        var bytes = Array(#"{"config":"#.utf8)
+        bytes += configJSON.utf8
+        bytes += #","dataset":"#.utf8
+        bytes += try JSONValue.string(datasetFingerprint).canonicalBytes
+        bytes += #","numerics":"#.utf8
+        bytes += try JSONValue.int(Int64(numerics)).canonicalBytes
+        bytes += #","parent":"#.utf8
+        bytes += try (parent.map { JSONValue.string($0) } ?? .null).canonicalBytes
+        bytes.append(UInt8(ascii: "}"))
+        return sha256Hex(bytes)
     }
 
     /// Lowercase hex SHA-256 of `bytes`.

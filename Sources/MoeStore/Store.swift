@@ -455,14 +455,19 @@ public final class Store: @unchecked Sendable {
         if let parentHash = run.parentHash, try fetchRun(db, hash: parentHash) == nil {
             throw StoreError.unknownParent(parentHash)
         }
+        try insertRow(run, db)
+        return (try fetchRun(db, hash: run.hash)!, true)
+    }
+
+    /// The INSERT of `insertIfAbsent`, a no-op for a stored hash; the caller has checked the parent.
+    func insertRow(_ run: NewRun, _ db: Connection) throws {
         let startedAt = run.status == .running ? Store.now : "NULL"
         try db.query("""
             INSERT INTO runs (hash, parent_hash, kind, status, config_json, dataset_fingerprint, numerics_version, started_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, \(startedAt))
+            VALUES (?, ?, ?, ?, ?, ?, ?, \(startedAt)) ON CONFLICT (hash) DO NOTHING
             """,
             [.text(run.hash), run.parentHash.map { .text($0) } ?? .null, .text(run.kind.rawValue), .text(run.status.rawValue),
              .text(run.configJSON), .text(run.datasetFingerprint), .int(Int64(run.numericsVersion))])
-        return (try fetchRun(db, hash: run.hash)!, true)
     }
 
     /// The run with this full hash, or nil.

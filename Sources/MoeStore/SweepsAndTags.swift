@@ -14,10 +14,18 @@ public struct NewRun: Sendable {
     /// `status` must be `.queued` or `.running`; the config a JSON object.
     public init(kind: RunKind, config: JSONValue, parentHash: String?, datasetFingerprint: String, numericsVersion: Int,
                 status: RunStatus = .queued) throws {
+        guard case .object = config else { throw StoreError.invalidArgument("a run config must be a JSON object") }
+        try self.init(kind: kind, configJSON: try config.canonicalString, parentHash: parentHash,
+                      datasetFingerprint: datasetFingerprint, numericsVersion: numericsVersion, status: status)
+    }
+
+    /// The same from the config's canonical JSON text (`JSONValue.canonicalString` of an object).
+    public init(kind: RunKind, configJSON: String, parentHash: String?, datasetFingerprint: String, numericsVersion: Int,
+                status: RunStatus = .queued) throws {
         guard status == .queued || status == .running else {
             throw StoreError.invalidArgument("a new run starts queued or running, not \(status.rawValue)")
         }
-        guard case .object = config else { throw StoreError.invalidArgument("a run config must be a JSON object") }
+        guard configJSON.utf8.first == UInt8(ascii: "{") else { throw StoreError.invalidArgument("a run config must be a JSON object") }
         guard numericsVersion >= 0 else { throw StoreError.invalidArgument("numerics version \(numericsVersion) is negative") }
         guard !datasetFingerprint.isEmpty else { throw StoreError.invalidArgument("the dataset fingerprint is empty") }
         if let parentHash { try Store.validateHash(parentHash) }
@@ -26,9 +34,9 @@ public struct NewRun: Sendable {
         self.datasetFingerprint = datasetFingerprint
         self.numericsVersion = numericsVersion
         self.status = status
-        hash = try RunIdentity.hash(config: config, parent: parentHash, datasetFingerprint: datasetFingerprint,
+        hash = try RunIdentity.hash(configJSON: configJSON, parent: parentHash, datasetFingerprint: datasetFingerprint,
                                     numerics: numericsVersion)
-        configJSON = try config.canonicalString
+        self.configJSON = configJSON
     }
 }
 
@@ -47,12 +55,24 @@ extension Store {
             try db.write {
                 try db.query("INSERT INTO sweeps (name, spec_json) VALUES (?, ?)", [.text(name), .text(specJSON)])
                 let sweepId = db.lastInsertRowID
+                // Hashes known to be stored: a sweep's many cells name a few parents.
+                var stored = Set<String>()
                 for (run, tags) in runs {
-                    let (record, _) = try insertIfAbsent(run, db)
+                    if let parent = run.parentHash, !stored.contains(parent) {
+                        guard try db.scalar("SELECT 1 FROM runs WHERE hash = ?", [.text(parent)]) != nil else {
+                            throw StoreError.unknownParent(parent)
+                        }
+                        stored.insert(parent)
+                    }
+                    try insertRow(run, db)
+                    stored.insert(run.hash)
                     try db.query("INSERT INTO sweep_members (sweep_id, run_hash) VALUES (?, ?) ON CONFLICT DO NOTHING",
                                  [.int(sweepId), .text(run.hash)])
-                    for tag in tags {
-                        try db.query("INSERT INTO tags (run_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING", [.int(record.id), .text(tag)])
+                    if !tags.isEmpty {
+                        let id = try db.scalar("SELECT id FROM runs WHERE hash = ?", [.text(run.hash)])?.int ?? 0
+                        for tag in tags {
+                            try db.query("INSERT INTO tags (run_id, tag) VALUES (?, ?) ON CONFLICT DO NOTHING", [.int(id), .text(tag)])
+                        }
                     }
                 }
                 return sweepId

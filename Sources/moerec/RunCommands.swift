@@ -332,7 +332,7 @@ struct StudyRunner {
             }
         } else {
             for plan in parentsToTrain.map(\.1) { try executor.register(plan) }
-            let parentFailures = try ChildRunner(global: global, jobs: jobs).run(parentsToTrain, store: store)
+            let parentFailures = try ChildRunner(global: global, jobs: jobs).run(parentsToTrain, completed: [])
             if parentFailures > 0 { throw CheckFailed("\(parentFailures) parent pretraining runs did not complete; run the study again to resume them") }
         }
         executor.setThreads(global.threads)
@@ -389,8 +389,11 @@ struct StudyRunner {
             try executor.executeBaselines(of: config)
             try executor.stop.check()
         }
+        // What is already completed, read in one query (a sweep may have 100,000 cells).
+        let completed = Set(try store.runs(RunSelection(status: .completed, filter: try WhereFilter(
+            runs: sweepIds.map { "sweep=\($0)" }.joined(separator: " or ")))).map(\.hash))
         if jobs <= 1 {
-            var progress = StudyProgress(cells: try pending.map(\.plan).filter { try store.run(hash: $0.hash)?.status != .completed })
+            var progress = StudyProgress(cells: pending.map(\.plan).filter { !completed.contains($0.hash) })
             for (i, cell) in pending.enumerated() {
                 FileHandle.standardError.write(Data("[\(i + 1)/\(pending.count)] \(cell.label) \(cell.plan.hash.prefix(12))\n".utf8))
                 let result = try executor.execute(cell.plan)
@@ -399,7 +402,7 @@ struct StudyRunner {
                 try executor.stop.check()
             }
         } else {
-            failed = try ChildRunner(global: global, jobs: jobs).run(pending.map { ($0.label, $0.plan) }, store: store)
+            failed = try ChildRunner(global: global, jobs: jobs).run(pending.map { ($0.label, $0.plan) }, completed: completed)
         }
         FileHandle.standardError.write(Data("study \(study.name): \(pending.count) cells run or cached, \(skipped) skipped, \(failed) failed\n".utf8))
         for table in study.tables {
@@ -416,16 +419,16 @@ struct ChildRunner {
     let global: GlobalOptions
     let jobs: Int
 
-    /// Runs the cells not yet completed in `store` and returns how many failed. After each
+    /// Runs the cells whose hashes are not in `completed` and returns how many failed. After each
     /// cell it prints the stage's progress with an ETA from the work finished so far: the
     /// finished cells' planned steps against the wall time since the start (cells stopped
     /// early by patience count as their planned steps, so the ETA errs long).
-    func run(_ cells: [(String, PlannedRun)], store: Store) throws -> Int {
+    func run(_ cells: [(String, PlannedRun)], completed: Set<String>) throws -> Int {
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moerec-sweep-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        let todo = try cells.filter { try store.run(hash: $0.1.hash)?.status != .completed }
+        let todo = cells.filter { !completed.contains($0.1.hash) }
         if todo.count < cells.count {
             FileHandle.standardError.write(Data("\(cells.count - todo.count) of \(cells.count) already completed (cache hits)\n".utf8))
         }
@@ -448,7 +451,7 @@ struct ChildRunner {
             while running.count < jobs && next < todo.count {
                 let (label, plan) = todo[next]
                 let file = dir.appendingPathComponent("cell-\(next).json")
-                try plan.value.canonicalString.write(to: file, atomically: true, encoding: .utf8)
+                try plan.configJSON.write(to: file, atomically: true, encoding: .utf8)
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: exe)
                 process.arguments = ["run", file.path, "--store", global.storePath, "--threads", String(global.threads)]
