@@ -16,10 +16,13 @@ final class ConcurrencyFaultTests: FaultTestCase {
     /// (loss, ce, lr, grad_norm, aux, z, dropped) and 2 `timing` points; per evaluation (every
     /// `evalInterval` steps and the last) on train and val: loss, acc and, for the one sparse
     /// layer (layers 2, moe_every 2), dropped, entropy, aux, z and one load share per expert
-    /// (4); plus 2 `info` points at step 0.
-    static func expectedRows(steps: Int, evalInterval: Int, experts: Int = 4, sparseLayers: Int = 1) -> Int {
+    /// (4), and one `timing` point for the evaluation's duration; one `timing` point per
+    /// checkpoint (every `checkpointInterval` steps and the last); plus 2 `info` points at step 0.
+    static func expectedRows(steps: Int, evalInterval: Int, checkpointInterval: Int = 10, experts: Int = 4,
+                             sparseLayers: Int = 1) -> Int {
         let evals = (1...steps).filter { $0 % evalInterval == 0 || $0 == steps }.count
-        return steps * (7 + 2) + evals * 2 * (2 + sparseLayers * (4 + experts)) + 2
+        let checkpoints = (1...steps).filter { $0 % checkpointInterval == 0 || $0 == steps }.count
+        return steps * (7 + 2) + evals * (2 * (2 + sparseLayers * (4 + experts)) + 1) + checkpoints + 2
     }
 
     func testConcurrentWritersAndReaders() throws {
