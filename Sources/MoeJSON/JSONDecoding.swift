@@ -92,6 +92,21 @@ private struct KeyedValues<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     func decodeNil(forKey key: Key) throws -> Bool { object[key.stringValue] == nil || object[key.stringValue] == .null }
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try child(key).unbox(type) }
+
+    // The scalar types a config is made of: the value read directly, the coding path
+    // built only for an error (through `child`, with the same messages).
+    func decode(_ type: String.Type, forKey key: Key) throws -> String {
+        if case let .string(s)? = object[key.stringValue] { return s }
+        return try child(key).unbox(type)
+    }
+    func decode(_ type: Int.Type, forKey key: Key) throws -> Int {
+        if case let .int(i)? = object[key.stringValue], let n = Int(exactly: i) { return n }
+        return try child(key).unbox(type)
+    }
+    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool {
+        if case let .bool(b)? = object[key.stringValue] { return b }
+        return try child(key).unbox(type)
+    }
     func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
         try decodeNil(forKey: key) ? nil : try child(key).unbox(type)
     }

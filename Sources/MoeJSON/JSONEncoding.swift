@@ -142,7 +142,23 @@ private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     mutating func encodeNil(forKey key: Key) throws { box.members[key.stringValue] = .value(.null) }
 
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
-        box.members[key.stringValue] = try encoder.node(for: value, at: codingPath + [key])
+        // A scalar needs no coding path: only a structured value gets one built.
+        if let p = try TreeEncoder.primitive(value) {
+            box.members[key.stringValue] = .value(p)
+        } else {
+            box.members[key.stringValue] = try encoder.node(for: value, at: codingPath + [key])
+        }
+    }
+
+    // The scalar types a config is made of, without the generic path's dynamic casts.
+    mutating func encode(_ value: Int, forKey key: Key) throws { box.members[key.stringValue] = .value(.int(Int64(value))) }
+    mutating func encode(_ value: String, forKey key: Key) throws { box.members[key.stringValue] = .value(.string(value)) }
+    mutating func encode(_ value: Bool, forKey key: Key) throws { box.members[key.stringValue] = .value(.bool(value)) }
+    mutating func encode(_ value: Double, forKey key: Key) throws {
+        box.members[key.stringValue] = .value(try TreeEncoder.primitive(value)!)
+    }
+    mutating func encode(_ value: Float, forKey key: Key) throws {
+        box.members[key.stringValue] = .value(try TreeEncoder.primitive(value)!)
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key)
