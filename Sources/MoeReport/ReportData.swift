@@ -280,13 +280,15 @@ public struct ReportData: Sendable {
         // (task, train size, evaluation examples and context all equal).
         let completedBaselines = RunSelection(kind: .baseline, status: .completed)
         let baselineRecords = try store.runs(completedBaselines)
-        let dataKeys = Set(groups.map { g in
-            ["task", "train_size", "eval_examples", "context"].map { (try? g.identity[$0]?.canonicalString) ?? "" }.joined(separator: "\u{0}")
-        })
+        // The data a run saw: task, train size, evaluation examples and context.
+        func dataKey(_ value: (String) -> JSONValue?) -> String {
+            ["task", "train_size", "eval_examples", "context"].map { (try? value($0)?.canonicalString) ?? "" }
+                .joined(separator: "\u{0}")
+        }
+        let dataKeys = Set(groups.map { g in dataKey { g.identity[$0] } })
         let matching = try baselineRecords.filter { run in
             let config = try JSONValue(parsing: run.configJSON)
-            return dataKeys.contains(["task", "train_size", "eval_examples", "context"].map { (try? config[$0]?.canonicalString) ?? "" }
-                .joined(separator: "\u{0}"))
+            return dataKeys.contains(dataKey { config[$0] })
         }
         let baselines = matching.isEmpty ? [] : baselineRuns(
             configs: matching.map { ($0.hash, $0.configJSON) },

@@ -337,6 +337,9 @@ struct StudyRunner {
         }
         executor.setThreads(global.threads)
         // Stage 2, the cells, and the baselines of the data they fine-tune on.
+        // What a baseline depends on: its data (task, train size, evaluation examples,
+        // context) and the seed of its linear classifier.
+        func baselineData(_ c: RunConfig) -> String { "\(c.task)\u{0}\(c.trainSize)\u{0}\(c.evalExamples)\u{0}\(c.context)\u{0}\(c.seed)" }
         var baselineConfigs: [(part: Int, config: RunConfig)] = [], baselineKeys = Set<String>()
         for cell in cells {
             if let reason = invalid[cell.label] {
@@ -357,7 +360,7 @@ struct StudyRunner {
                 if pendingHashes.insert(plan.hash).inserted { pending.append((cell.label, plan)) }
                 if plan.config.isFinetune {
                     let c = plan.config
-                    if baselineKeys.insert("\(cell.part)\u{0}\(c.task)\u{0}\(c.trainSize)\u{0}\(c.evalExamples)\u{0}\(c.context)\u{0}\(c.seed)").inserted {
+                    if baselineKeys.insert("\(cell.part)\u{0}" + baselineData(c)).inserted {
                         baselineConfigs.append((cell.part, c))
                     }
                 }
@@ -385,7 +388,7 @@ struct StudyRunner {
         FileHandle.standardError.write(Data("study \(study.name): \(pending.count) cells registered, sweep id\(sweepIds.count == 1 ? "" : "s") \(sweepIds.map(String.init).joined(separator: ", "))\n".utf8))
         var doneBaselines = Set<String>()
         for (_, config) in baselineConfigs
-        where doneBaselines.insert("\(config.task)\u{0}\(config.trainSize)\u{0}\(config.evalExamples)\u{0}\(config.context)\u{0}\(config.seed)").inserted {
+        where doneBaselines.insert(baselineData(config)).inserted {
             try executor.executeBaselines(of: config)
             try executor.stop.check()
         }
