@@ -4,8 +4,9 @@ import MoeStore
 import MoeTrain
 
 /// Materialises the data a config names, with its fingerprint, caching loaded sources so
-/// a sweep reads WordNet once per process.
-public final class DataProvider {
+/// a sweep reads WordNet once per process. Safe to call from several threads (a study
+/// plans its cells in parallel); loading is serialised.
+public final class DataProvider: @unchecked Sendable {
     public struct Prepared {
         public let data: TrainingData
         /// SHA-256 over the materialised splits the run sees (part of the run hash).
@@ -25,6 +26,7 @@ public final class DataProvider {
     private var tasks: [String: ClassificationTask] = [:]
     private var synsets: [Synset]?
     public let wordNetDirectory: URL
+    private let lock = NSLock()
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
         wordNetDirectory = environment["MOEREC_WORDNET_DIR"].map { URL(fileURLWithPath: $0) } ?? WordNet.defaultDirectory
@@ -40,6 +42,8 @@ public final class DataProvider {
     static func isPath(_ name: String) -> Bool { name.hasSuffix(".jsonl") || name.contains("/") }
 
     public func prepare(_ config: RunConfig) throws -> Prepared {
+        lock.lock()
+        defer { lock.unlock() }
         if config.isFinetune {
             let key = "\(config.task)\u{0}\(config.trainSize)\u{0}\(config.evalExamples)\u{0}\(config.context)"
             if let prepared = subsets[key] { return prepared }

@@ -117,13 +117,13 @@ public final class Executor {
                                data: DataProvider) throws -> [PlannedRun] {
         var plans: [PlannedRun] = []
         var config = input, explicit = explicit
-        var known: [String: PlannedRun] = [:]
+        var known: [String: KnownParent] = [:]
         // No pre-check here: nothing trains before the plan below, which inherits the
         // parent's architecture and validates just as the pre-check would.
         if let parent {
             let parentPlan = try preview(parent, store: store, data: data).last!
             plans.append(parentPlan)
-            known[parentPlan.hash] = parentPlan
+            known[parentPlan.hash] = KnownParent(hash: parentPlan.hash, value: parentPlan.value)
             config.parent = parentPlan.hash
             explicit.insert("parent")
         }
@@ -138,7 +138,7 @@ public final class Executor {
     /// is inherited from its config; a parent given as a hash must be a completed
     /// pretraining run in `store` (or, for a preview, among the `known` plans).
     static func plan(_ input: RunConfig, explicit: Set<String>, store: Store?, data: DataProvider,
-                     known: [String: PlannedRun] = [:],
+                     known: [String: KnownParent] = [:],
                      parentFromFile: (PlannedRun, RunConfig, Set<String>) throws -> Void) throws -> PlannedRun {
         var config = input
         if config.isFinetune {
@@ -159,16 +159,9 @@ public final class Executor {
                 parentHash = plan.hash
                 parentValue = plan.value
             } else {
-                guard let store else { throw InputError("parent=\(parentRef): no such run (the store does not exist yet)") }
-                do { parentHash = try store.resolve(prefix: parentRef) } catch {
-                    throw InputError("parent=\(parentRef): \(error)")
-                }
-                guard let parent = try store.run(hash: parentHash) else { throw InputError("parent=\(parentRef): no such run") }
-                guard parent.kind == .pretrain else { throw InputError("parent=\(parentRef): run \(parentHash.prefix(12)) is a \(parent.kind.rawValue) run, not pretraining") }
-                guard parent.status == .completed else {
-                    throw InputError("parent=\(parentRef): run \(parentHash.prefix(12)) is \(parent.status.rawValue), not completed")
-                }
-                parentValue = try JSONValue(parsing: parent.configJSON)
+                let parent = try storedParent(parentRef, store: store)
+                parentHash = parent.hash
+                parentValue = parent.value
             }
             var merged = try Executor.inheritArchitecture(config, from: parentValue, explicit: explicit)
             merged["parent"] = .string(parentHash)
@@ -183,6 +176,36 @@ public final class Executor {
         let hash = try RunIdentity.hash(configJSON: configJSON, parent: config.parent, datasetFingerprint: prepared.fingerprint,
                                         numerics: Executor.numericsVersion)
         return PlannedRun(config: config, value: value, configJSON: configJSON, prepared: prepared, hash: hash)
+    }
+
+    /// A parent named by hash (or a unique prefix) or config file, with its resolved config.
+    public struct KnownParent {
+        public let hash: String
+        public let value: JSONValue
+    }
+
+    /// The completed pretraining run `ref` (a hash or unique prefix) names in `store`.
+    public static func storedParent(_ ref: String, store: Store?) throws -> KnownParent {
+        guard let store else { throw InputError("parent=\(ref): no such run (the store does not exist yet)") }
+        let hash: String
+        do { hash = try store.resolve(prefix: ref) } catch {
+            throw InputError("parent=\(ref): \(error)")
+        }
+        guard let parent = try store.run(hash: hash) else { throw InputError("parent=\(ref): no such run") }
+        guard parent.kind == .pretrain else { throw InputError("parent=\(ref): run \(hash.prefix(12)) is a \(parent.kind.rawValue) run, not pretraining") }
+        guard parent.status == .completed else {
+            throw InputError("parent=\(ref): run \(hash.prefix(12)) is \(parent.status.rawValue), not completed")
+        }
+        return KnownParent(hash: hash, value: try JSONValue(parsing: parent.configJSON))
+    }
+
+    /// The plan of a config whose parent (if any) is among `known` (by the reference the
+    /// config gives), without the store: what a study plans its cells with, in parallel.
+    public static func plan(_ input: RunConfig, explicit: Set<String>, known: [String: KnownParent],
+                            data: DataProvider) throws -> PlannedRun {
+        try plan(input, explicit: explicit, store: nil, data: data, known: known) { _, _, _ in
+            preconditionFailure("a study cell names its parent by hash")
+        }
     }
 
     /// Checks a config without the store or data: validation, for fine-tuning with the

@@ -88,7 +88,8 @@ public struct Study {
         }
     }
 
-    public func cells() throws -> [Cell] {
+    /// Every cell of every part, in order (a signal on `stop` ends the resolving).
+    public func cells(stop: StopFlag = StopFlag()) throws -> [Cell] {
         for part in parts { try check(part.grid) }
         // Most cells share their parent: each distinct parent object is resolved once.
         var parents: [(object: [String: JSONValue], config: RunConfig)] = []
@@ -98,7 +99,8 @@ public struct Study {
             parents.append((object, config))
             return config
         }
-        var cells: [Cell] = []
+        // The cells' objects, built in order; resolving them (the costly part) runs in parallel.
+        var pending: [(overrides: [(String, JSONValue)], object: [String: JSONValue], parent: RunConfig?, part: Int)] = []
         for (index, part) in parts.enumerated() {
             var combos: [[(String, JSONValue)]] = [[]]
             for (key, values) in part.grid {
@@ -126,12 +128,14 @@ public struct Study {
                     cellBase["top_k"] = 1
                     parentObject?["top_k"] = 1
                 }
-                let (config, explicit) = try ConfigResolver.resolve(preset: cellBase)
-                let parentConfig = try parentObject.map(resolvedParent)
-                cells.append(Cell(overrides: overrides, parent: parentConfig, config: config, explicit: explicit, part: index))
+                pending.append((overrides, cellBase, try parentObject.map(resolvedParent), index))
             }
         }
-        return cells
+        return try parallelMap(pending.count, stop: stop) { i in
+            let cell = pending[i]
+            let (config, explicit) = try ConfigResolver.resolve(preset: cell.object)
+            return Cell(overrides: cell.overrides, parent: cell.parent, config: config, explicit: explicit, part: cell.part)
+        }
     }
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The canonical JSON text of a `JSONValue`: run hashes are the SHA-256 of these bytes, so
 /// every rule here is frozen — changing one changes every hash in every store (golden tests
 /// in MoeStoreTests and MoeJSONTests pin them).
@@ -64,14 +66,27 @@ extension JSONValue {
             out.append(UInt8(ascii: "{"))
             // Byte order, not String's `<` (which follows Unicode collation rules that could
             // change between releases and would not match other languages' byte sorts).
-            let keys = members.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-            for (i, key) in keys.enumerated() {
+            let sorted = members.sorted { JSONValue.bytesPrecede($0.key, $1.key) }
+            for (i, member) in sorted.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
-                JSONString.write(key, into: &out)
+                JSONString.write(member.key, into: &out)
                 out.append(UInt8(ascii: ":"))
-                try members[key]!.writeCanonical(into: &out)
+                try member.value.writeCanonical(into: &out)
             }
             out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// Whether `a`'s UTF-8 bytes sort before `b`'s (shorter first on a common prefix): the
+    /// order `utf8.lexicographicallyPrecedes` gives, by one `memcmp`.
+    static func bytesPrecede(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { pa in
+            b.withUTF8 { pb in
+                let n = min(pa.count, pb.count)
+                let c = n == 0 ? 0 : memcmp(pa.baseAddress!, pb.baseAddress!, n)
+                return c != 0 ? c < 0 : pa.count < pb.count
+            }
         }
     }
 }

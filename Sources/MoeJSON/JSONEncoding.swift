@@ -33,14 +33,34 @@ private enum TreeNode {
     func resolve() throws -> JSONValue {
         switch self {
         case let .value(v): return v
-        case let .object(box): return .object(try box.members.mapValues { try $0.resolve() })
+        case let .object(box):
+            guard !box.nested.isEmpty else { return .object(box.values) }
+            var members = box.values
+            for (key, node) in box.nested { members[key] = try node.resolve() }
+            return .object(members)
         case let .array(box): return .array(try box.items.map { try $0.resolve() })
         case let .deferred(encoder): return try encoder.resolve()
         }
     }
 }
 
-private final class ObjectBox { var members: [String: TreeNode] = [:] }
+/// An object's members: scalars stored as values directly (a config is all scalars, and
+/// needs no second pass), anything structured as a node resolved at the end. A key lives
+/// in one of the two; writing it again replaces it, as Codable expects.
+private final class ObjectBox {
+    var values: [String: JSONValue] = [:]
+    var nested: [String: TreeNode] = [:]
+
+    func set(_ key: String, _ node: TreeNode) {
+        if case let .value(v) = node {
+            values[key] = v
+            if !nested.isEmpty { nested[key] = nil }
+        } else {
+            nested[key] = node
+            values[key] = nil
+        }
+    }
+}
 private final class ArrayBox { var items: [TreeNode] = [] }
 
 /// The coding key of an array element (encoding and decoding).
@@ -139,51 +159,51 @@ private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let box: ObjectBox
     let codingPath: [CodingKey]
 
-    mutating func encodeNil(forKey key: Key) throws { box.members[key.stringValue] = .value(.null) }
+    mutating func encodeNil(forKey key: Key) throws { box.set(key.stringValue, .value(.null)) }
 
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
         // A scalar needs no coding path: only a structured value gets one built.
         if let p = try TreeEncoder.primitive(value) {
-            box.members[key.stringValue] = .value(p)
+            box.set(key.stringValue, .value(p))
         } else {
-            box.members[key.stringValue] = try encoder.node(for: value, at: codingPath + [key])
+            box.set(key.stringValue, try encoder.node(for: value, at: codingPath + [key]))
         }
     }
 
     // The scalar types a config is made of, without the generic path's dynamic casts.
-    mutating func encode(_ value: Int, forKey key: Key) throws { box.members[key.stringValue] = .value(.int(Int64(value))) }
-    mutating func encode(_ value: String, forKey key: Key) throws { box.members[key.stringValue] = .value(.string(value)) }
-    mutating func encode(_ value: Bool, forKey key: Key) throws { box.members[key.stringValue] = .value(.bool(value)) }
+    mutating func encode(_ value: Int, forKey key: Key) throws { box.set(key.stringValue, .value(.int(Int64(value)))) }
+    mutating func encode(_ value: String, forKey key: Key) throws { box.set(key.stringValue, .value(.string(value))) }
+    mutating func encode(_ value: Bool, forKey key: Key) throws { box.set(key.stringValue, .value(.bool(value))) }
     mutating func encode(_ value: Double, forKey key: Key) throws {
-        box.members[key.stringValue] = .value(try TreeEncoder.primitive(value)!)
+        box.set(key.stringValue, .value(try TreeEncoder.primitive(value)!))
     }
     mutating func encode(_ value: Float, forKey key: Key) throws {
-        box.members[key.stringValue] = .value(try TreeEncoder.primitive(value)!)
+        box.set(key.stringValue, .value(try TreeEncoder.primitive(value)!))
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key)
         -> KeyedEncodingContainer<NestedKey>
     {
         let nested = ObjectBox()
-        box.members[key.stringValue] = .object(nested)
+        box.set(key.stringValue, .object(nested))
         return KeyedEncodingContainer(KeyedContainer<NestedKey>(encoder: encoder, box: nested, codingPath: codingPath + [key]))
     }
 
     mutating func nestedUnkeyedContainer(forKey key: Key) -> UnkeyedEncodingContainer {
         let nested = ArrayBox()
-        box.members[key.stringValue] = .array(nested)
+        box.set(key.stringValue, .array(nested))
         return UnkeyedContainer(encoder: encoder, box: nested, codingPath: codingPath + [key])
     }
 
     mutating func superEncoder() -> Encoder {
         let sub = TreeEncoder(codingPath: codingPath)
-        box.members["super"] = .deferred(sub)
+        box.set("super", .deferred(sub))
         return sub
     }
 
     mutating func superEncoder(forKey key: Key) -> Encoder {
         let sub = TreeEncoder(codingPath: codingPath + [key])
-        box.members[key.stringValue] = .deferred(sub)
+        box.set(key.stringValue, .deferred(sub))
         return sub
     }
 }

@@ -14,8 +14,9 @@ struct Bench: ParsableCommand {
           moerec bench model --regime attention
           moerec bench store --format json
           moerec bench report --runs 1000 --points 10000000 --format json
+          moerec bench plan --cells 100000
         """,
-        subcommands: [BenchModel.self, BenchStore.self, BenchReport.self, BenchStudy.self])
+        subcommands: [BenchModel.self, BenchStore.self, BenchReport.self, BenchStudy.self, BenchPlan.self])
 }
 
 /// Output format shared by commands that print tables or JSON.

@@ -143,17 +143,12 @@ final class ProgressPrinter: @unchecked Sendable {
     func report(_ run: String, _ p: MoeTrainProgress) {
         let eta = p.secondsPerStep * Double(p.steps - p.step)
         let line = String(format: "%@ step %d/%d loss %.4f %.0f tok/s ETA %@", run, p.step, p.steps, p.loss,
-                          p.tokensPerSecond, Self.duration(eta))
+                          p.tokensPerSecond, StudyProgress.duration(eta))
         if tty {
             FileHandle.standardError.write(Data(("\r\u{1B}[K" + line + (p.step == p.steps ? "\n" : "")).utf8))
         } else if Date().timeIntervalSince(lastPlain) >= 10 || p.step == p.steps {
             lastPlain = Date()
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
-    }
-
-    static func duration(_ s: Double) -> String {
-        let t = Int(max(0, s.rounded()))
-        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
     }
 }

@@ -177,6 +177,11 @@ struct Sweep: ParsableCommand {
             let (_, value) = try ConfigResolver.parseOverride(item)
             study.base[key] = value
         }
+        // A parent config file given with --set is the study's parent config, as in a file.
+        if study.parent == nil, case let .string(p)? = study.base["parent"], ConfigResolver.isConfigPath(p) {
+            study.parent = try ConfigResolver.load(file: p)
+            study.base["parent"] = nil
+        }
         // Axes given here replace a preset's axes of the same key; one given twice here
         // stays twice, for `Study.cells` to refuse.
         var axes: [(key: String, values: [JSONValue])] = []
@@ -204,33 +209,6 @@ struct Sweep: ParsableCommand {
     }
 }
 
-/// A study stage's progress: after each cell, how many are finished and an ETA from the
-/// work finished so far, the finished cells' planned steps against the wall time since the
-/// stage began (a cell stopped early by patience counts its planned steps, so the ETA errs
-/// long; evaluations and checkpoints are in the wall time, so they do not make it swing).
-struct StudyProgress {
-    let total: Int
-    let totalSteps: Int
-    var doneCells = 0, doneSteps = 0
-    let started = Date()
-
-    init(cells: [PlannedRun]) {
-        total = cells.count
-        totalSteps = cells.reduce(0) { $0 + $1.config.steps }
-    }
-
-    mutating func finished(_ label: String, steps: Int) {
-        doneCells += 1
-        doneSteps += steps
-        let elapsed = Date().timeIntervalSince(started)
-        var line = "done [\(label)]: \(doneCells)/\(total) finished, elapsed \(ProgressPrinter.duration(elapsed))"
-        if doneSteps > 0 && doneCells < total {
-            line += ", ETA " + ProgressPrinter.duration(elapsed * Double(totalSteps - doneSteps) / Double(doneSteps))
-        }
-        FileHandle.standardError.write(Data((line + "\n").utf8))
-    }
-}
-
 /// `--dry-run` output: one line per planned run, parents before the runs that need them,
 /// each once: full hash, kind, parent (12 characters, or -), status in the store (or
 /// `new`), and the cell label. Tab-separated, so it pipes into `cut` and `awk`.
@@ -246,8 +224,8 @@ enum DryRun {
     }
 }
 
-/// Executes a study: parents first (shared), then cells, in-process or in `jobs` child
-/// processes, then the study's report tables restricted to its own runs.
+/// Executes a study with the library's `StudyExecutor`: in this process, or as `jobs`
+/// child processes; then prints the study's report tables restricted to its own runs.
 struct StudyRunner {
     let global: GlobalOptions
     let study: Study
@@ -255,225 +233,23 @@ struct StudyRunner {
     let tags: [String]
 
     func run(dryRun: Bool = false) throws {
-        // Planning a large grid takes seconds: a signal stops it between cells.
         let stop = Signals.install()
-        let cells = try study.cells()
-        // Check every cell before anything trains: a sweep with no valid cell is bad input.
-        var invalid: [String: String] = [:]
-        var checkedParents: [RunConfig] = []
-        for cell in cells {
-            try stop.check()
-            do { try Executor.precheck(cell.config, parent: cell.parent, explicit: cell.explicit) } catch {
-                invalid[cell.label] = "\(error)"
-            }
-            if let parent = cell.parent, !checkedParents.contains(parent) {
-                try Executor.precheck(parent, parent: nil)
-                checkedParents.append(parent)
-            }
-        }
-        if invalid.count == cells.count, let first = cells.first.flatMap({ invalid[$0.label] }) {
-            throw InputError("no valid cell in the sweep (all \(cells.count) rejected); first: \(first)")
-        }
+        let checked = try StudyExecutor.check(study, stop: stop)
+        let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         if dryRun {
             let store = try global.existingStore()
-            let data = DataProvider()
-            var plans: [(String?, PlannedRun)] = []
-            for cell in cells {
-                try stop.check()
-                if let reason = invalid[cell.label] {
-                    FileHandle.standardError.write(Data("invalid [\(cell.label)]: \(reason)\n".utf8))
-                    continue
-                }
-                let cellPlans = try Executor.preview(cell.config, explicit: cell.explicit, parent: cell.parent,
-                                                     store: store, data: data)
-                plans += cellPlans.dropLast().map { (nil, $0) } + [(cell.label, cellPlans.last!)]
-            }
-            try DryRun.print(plans, store: store)
+            try DryRun.print(try StudyExecutor.preview(checked, store: store, stop: stop, log: log), store: store)
             return
         }
         let store = try global.openStore()
         let executor = try global.executor(store: store, processes: jobs)
-        FileHandle.standardError.write(Data("study \(study.name): \(cells.count) cells\n".utf8))
-        var pending: [(label: String, plan: PlannedRun)] = []
-        // Each part's runs in order (each parent before its first cell), registered at once
-        // as the part's sweep; a run in two parts is a member of both and runs once.
-        var members = [[(run: NewRun, tags: [String])]](repeating: [], count: study.parts.count)
-        var memberHashes = [Set<String>](repeating: [], count: study.parts.count)
-        var pendingHashes = Set<String>()
-        func addMember(_ run: NewRun, part: Int, tags: [String]) {
-            if memberHashes[part].insert(run.hash).inserted { members[part].append((run, tags)) }
-        }
-        var skipped = 0, failed = 0
-        // Stage 1, the pretraining parents: each distinct one planned once and trained
-        // before any cell is planned (a cell inherits its parent's architecture from the
-        // completed run). Several parents run as parallel processes like cells do; one
-        // alone gets the cores the cells will share.
-        var parents: [(config: RunConfig, plan: PlannedRun)] = []
-        for cell in cells where invalid[cell.label] == nil {
-            guard let parentConfig = cell.parent, !parents.contains(where: { $0.config == parentConfig }) else { continue }
-            parents.append((parentConfig, try executor.plan(parentConfig)))
-            try executor.stop.check()
-        }
-        var parentsToTrain: [(String, PlannedRun)] = []
-        for (i, parent) in parents.enumerated() where try store.run(hash: parent.plan.hash)?.status != .completed {
-            parentsToTrain.append(("parent \(i + 1)/\(parents.count)", parent.plan))
-        }
-        if !parentsToTrain.isEmpty {
-            FileHandle.standardError.write(Data("study \(study.name): \(parentsToTrain.count) of \(parents.count) pretraining parents to train\n".utf8))
-        }
-        if jobs <= 1 || parentsToTrain.count <= 1 {
-            executor.setThreads(global.threads * jobs)
-            for (_, plan) in parentsToTrain {
-                let result = try executor.execute(plan)
-                try executor.stop.check()
-                if result.outcome != .completed && result.outcome != .cacheHit {
-                    throw CheckFailed("parent pretraining \(plan.hash.prefix(12)) ended \(result.outcome)")
-                }
-            }
-        } else {
-            for plan in parentsToTrain.map(\.1) { try executor.register(plan) }
-            let parentFailures = try ChildRunner(global: global, jobs: jobs).run(parentsToTrain, completed: [])
-            if parentFailures > 0 { throw CheckFailed("\(parentFailures) parent pretraining runs did not complete; run the study again to resume them") }
-        }
-        executor.setThreads(global.threads)
-        // Stage 2, the cells, and the baselines of the data they fine-tune on.
-        // What a baseline depends on: its data (task, train size, evaluation examples,
-        // context) and the seed of its linear classifier.
-        func baselineData(_ c: RunConfig) -> String { "\(c.task)\u{0}\(c.trainSize)\u{0}\(c.evalExamples)\u{0}\(c.context)\u{0}\(c.seed)" }
-        var baselineConfigs: [(part: Int, config: RunConfig)] = [], baselineKeys = Set<String>()
-        for cell in cells {
-            if let reason = invalid[cell.label] {
-                skipped += 1
-                FileHandle.standardError.write(Data("skipped [\(cell.label)]: \(reason)\n".utf8))
-                continue
-            }
-            var config = cell.config
-            var explicit = cell.explicit
-            do {
-                if let parentConfig = cell.parent, let parentPlan = parents.first(where: { $0.config == parentConfig })?.plan {
-                    addMember(try Executor.newRun(parentPlan), part: cell.part, tags: [])
-                    config.parent = parentPlan.hash
-                    explicit.insert("parent")
-                }
-                let plan = try executor.plan(config, explicit: explicit)
-                addMember(try Executor.newRun(plan), part: cell.part, tags: tags)
-                if pendingHashes.insert(plan.hash).inserted { pending.append((cell.label, plan)) }
-                if plan.config.isFinetune {
-                    let c = plan.config
-                    if baselineKeys.insert("\(cell.part)\u{0}" + baselineData(c)).inserted {
-                        baselineConfigs.append((cell.part, c))
-                    }
-                }
-            } catch let error as InputError {
-                skipped += 1
-                FileHandle.standardError.write(Data("skipped [\(cell.label)]: \(error)\n".utf8))
-            }
-            try executor.stop.check()
-        }
-        for (part, config) in baselineConfigs {
-            for method in BaselineMethod.allCases {
-                let plan = try Baselines.plan(method, of: config, data: executor.data)
-                addMember(try NewRun(kind: .baseline, config: plan.value, parentHash: nil, datasetFingerprint: plan.fingerprint,
-                                     numericsVersion: Baselines.numericsVersion), part: part, tags: tags)
-            }
-        }
-        var sweepIds: [Int64] = []
-        for (i, part) in study.parts.enumerated() where !members[i].isEmpty {
-            let spec = try JSONValue.object([
-                "name": .string(study.sweepName(of: part)),
-                "grid": .array(part.grid.map { .object(["key": .string($0.key), "values": .array($0.values)]) }),
-            ]).canonicalString
-            sweepIds.append(try store.registerSweep(name: study.sweepName(of: part), specJSON: spec, runs: members[i]))
-        }
-        FileHandle.standardError.write(Data("study \(study.name): \(pending.count) cells registered, sweep id\(sweepIds.count == 1 ? "" : "s") \(sweepIds.map(String.init).joined(separator: ", "))\n".utf8))
-        var doneBaselines = Set<String>()
-        for (_, config) in baselineConfigs
-        where doneBaselines.insert(baselineData(config)).inserted {
-            try executor.executeBaselines(of: config)
-            try executor.stop.check()
-        }
-        // What is already completed, read in one query (a sweep may have 100,000 cells).
-        let completed = Set(try store.runs(RunSelection(status: .completed, filter: try WhereFilter(
-            runs: sweepIds.map { "sweep=\($0)" }.joined(separator: " or ")))).map(\.hash))
-        if jobs <= 1 {
-            var progress = StudyProgress(cells: pending.map(\.plan).filter { !completed.contains($0.hash) })
-            for (i, cell) in pending.enumerated() {
-                FileHandle.standardError.write(Data("[\(i + 1)/\(pending.count)] \(cell.label) \(cell.plan.hash.prefix(12))\n".utf8))
-                let result = try executor.execute(cell.plan)
-                if case .failed = result.outcome { failed += 1 }
-                if result.outcome != .cacheHit { progress.finished(cell.label, steps: cell.plan.config.steps) }
-                try executor.stop.check()
-            }
-        } else {
-            failed = try ChildRunner(global: global, jobs: jobs).run(pending.map { ($0.label, $0.plan) }, completed: completed)
-        }
-        FileHandle.standardError.write(Data("study \(study.name): \(pending.count) cells run or cached, \(skipped) skipped, \(failed) failed\n".utf8))
+        let launcher: StudyLauncher = jobs <= 1 ? InProcessLauncher()
+            : ProcessLauncher(executable: URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path, jobs: jobs)
+        let outcome = try StudyExecutor(study: study, executor: executor, tags: tags).run(checked, launcher: launcher)
         for table in study.tables {
             print(try ReportCommand.render(store: store, table: table, format: "md",
-                                           filter: try WhereFilter(runs: sweepIds.map { "sweep=\($0)" }.joined(separator: " or "))))
+                                           filter: try WhereFilter(runs: StudyExecutor.sweepFilter(outcome.sweepIds))))
         }
-        if failed > 0 { throw ExitCode(1) }
-    }
-}
-
-/// Runs cells as separate `moerec run` processes, at most `jobs` at a time: each cell is
-/// fully described by its resolved config, written to a temporary file.
-struct ChildRunner {
-    let global: GlobalOptions
-    let jobs: Int
-
-    /// Runs the cells whose hashes are not in `completed` and returns how many failed. After each
-    /// cell it prints the stage's progress with an ETA from the work finished so far: the
-    /// finished cells' planned steps against the wall time since the start (cells stopped
-    /// early by patience count as their planned steps, so the ETA errs long).
-    func run(_ cells: [(String, PlannedRun)], completed: Set<String>) throws -> Int {
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moerec-sweep-\(getpid())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let todo = cells.filter { !completed.contains($0.1.hash) }
-        if todo.count < cells.count {
-            FileHandle.standardError.write(Data("\(cells.count - todo.count) of \(cells.count) already completed (cache hits)\n".utf8))
-        }
-        var progress = StudyProgress(cells: todo.map(\.1))
-        var running: [(Process, String, Int)] = []
-        var failed = 0, next = 0
-        func reap() {
-            running.removeAll { process, label, steps in
-                if process.isRunning { return false }
-                if process.terminationStatus != 0 {
-                    failed += 1
-                    FileHandle.standardError.write(Data("cell [\(label)] exited \(process.terminationStatus)\n".utf8))
-                }
-                progress.finished(label, steps: steps)
-                return true
-            }
-        }
-        while next < todo.count || !running.isEmpty {
-            reap()
-            while running.count < jobs && next < todo.count {
-                let (label, plan) = todo[next]
-                let file = dir.appendingPathComponent("cell-\(next).json")
-                try plan.configJSON.write(to: file, atomically: true, encoding: .utf8)
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: exe)
-                process.arguments = ["run", file.path, "--store", global.storePath, "--threads", String(global.threads)]
-                var environment = ProcessInfo.processInfo.environment
-                environment["MOEREC_SWEEP_CHILD"] = "1"
-                process.environment = environment
-                try process.run()
-                FileHandle.standardError.write(Data("[\(next + 1)/\(todo.count)] \(label) \(plan.hash.prefix(12)) pid \(process.processIdentifier)\n".utf8))
-                running.append((process, label, plan.config.steps))
-                next += 1
-            }
-            if let signal = Signals.flag?.signal {
-                // Each cell gets the signal the sweep got, marks its run interrupted and exits.
-                for (p, _, _) in running { kill(p.processIdentifier, signal) }
-                for (p, _, _) in running { p.waitUntilExit() }
-                throw Interrupted(signal: signal)
-            }
-            usleep(200_000)
-        }
-        return failed
+        if outcome.failed > 0 { throw ExitCode(1) }
     }
 }

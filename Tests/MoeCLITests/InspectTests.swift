@@ -223,7 +223,8 @@ final class InspectTests: XCTestCase {
 
     func testEveryCommandHasHelpWithAnExample() throws {
         let commands: [[String]] = [[], ["run"], ["sweep"], ["runs"], ["show"], ["diff"], ["reproduce"], ["verify"], ["report"],
-                                    ["bench"], ["bench", "model"], ["bench", "store"]]
+                                    ["bench"], ["bench", "model"], ["bench", "store"], ["bench", "study"], ["bench", "plan"],
+                                    ["baseline"], ["merge"]]
         for command in commands {
             let result = try CLI.run(command + ["--help"], timeout: 60)
             let name = (["moerec"] + command).joined(separator: " ")
@@ -231,5 +232,20 @@ final class InspectTests: XCTestCase {
             XCTAssertTrue(result.stdout.contains("USAGE: \(name)"), "\(name) --help: \(result.stdout)")
             XCTAssertTrue(result.stdout.contains("Example"), "\(name) --help has no example:\n\(result.stdout)")
         }
+    }
+
+    // MARK: bench plan
+
+    func testBenchPlanTimesEachPhaseOfASweepItPlans() throws {
+        let result = try CLI.run(["bench", "plan", "--cells", "200", "--format", "json"], timeout: 120)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let fields = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stdout)
+        XCTAssertEqual(fields["cells"] as? Int, 200)
+        for key in ["check_s", "plan_s", "register_s", "completed_s", "total_s", "cells_per_s", "replan_s"] {
+            XCTAssertGreaterThanOrEqual(try XCTUnwrap(fields[key] as? Double, "\(key) missing: \(result.stdout)"), 0, key)
+        }
+        let bad = try CLI.run(["bench", "plan", "--cells", "15"], timeout: 60)
+        XCTAssertEqual(bad.status, 2, bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("--cells 15"), bad.stderr)
     }
 }

@@ -1,0 +1,373 @@
+import Foundation
+import MoeJSON
+import MoeStore
+import MoeTrain
+
+/// Executes a study against one store, the same way whatever runs its cells: every cell is
+/// checked before anything is written; the distinct pretraining parents are planned and
+/// trained first (stage 1); then the cells are planned (inheriting their parent's
+/// architecture), registered with the baselines of the data they fine-tune on as one sweep
+/// per part, the baselines fitted, and the cells not yet completed handed to a launcher
+/// (stage 2). A launcher only decides where a planned, registered run trains.
+public final class StudyExecutor {
+    public let study: Study
+    public let executor: Executor
+    public let tags: [String]
+    public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    /// Wall time of each planning phase, in order (what `moerec bench plan` prints).
+    public private(set) var phases: [(name: String, seconds: Double)] = []
+
+    /// A study's cells with the reason each invalid one was rejected (keyed by label).
+    public struct Checked {
+        public let cells: [Study.Cell]
+        public let invalid: [String: String]
+    }
+
+    /// Stage 2, planned and registered: the cells in order (each once), the sweeps they
+    /// were registered in, and the runs among them already completed.
+    public struct Prepared {
+        public let pending: [(label: String, plan: PlannedRun)]
+        public let sweepIds: [Int64]
+        public let completed: Set<String>
+        public let skipped: Int
+        public let baselines: [RunConfig]
+    }
+
+    public struct Outcome {
+        public let sweepIds: [Int64]
+        public let cells: Int
+        public let skipped: Int
+        public let failed: Int
+    }
+
+    public init(study: Study, executor: Executor, tags: [String] = []) {
+        self.study = study; self.executor = executor; self.tags = tags
+        log = executor.log
+    }
+
+    /// Every cell, each validated without the store or data (a grid that cannot be built is
+    /// thrown; a cell that cannot run is listed as invalid). A study with no valid cell is
+    /// bad input. Planning a large grid takes seconds: `stop` ends it between cells.
+    public static func check(_ study: Study, stop: StopFlag) throws -> Checked {
+        let cells = try study.cells(stop: stop)
+        // Each distinct parent once (a bad parent is the study's error, not a cell's).
+        var checkedParents: [RunConfig] = []
+        for parent in cells.compactMap(\.parent) where !checkedParents.contains(parent) {
+            try Executor.precheck(parent, parent: nil)
+            checkedParents.append(parent)
+        }
+        let reasons = try parallelMap(cells.count, stop: stop) { i -> String? in
+            let cell = cells[i]
+            do { try Executor.precheck(cell.config, parent: cell.parent, explicit: cell.explicit) } catch { return "\(error)" }
+            return nil
+        }
+        var invalid: [String: String] = [:]
+        for (cell, reason) in zip(cells, reasons) { if let reason { invalid[cell.label] = reason } }
+        if invalid.count == cells.count, let first = cells.first.flatMap({ invalid[$0.label] }) {
+            throw InputError("no valid cell in the sweep (all \(cells.count) rejected); first: \(first)")
+        }
+        return Checked(cells: cells, invalid: invalid)
+    }
+
+    /// What `--dry-run` prints: each valid cell's plans (its parent's first), labelled with
+    /// the cell; invalid cells are logged. Nothing is trained or written; `store` nil stands
+    /// for a store that does not exist yet.
+    public static func preview(_ checked: Checked, store: Store?, stop: StopFlag,
+                               log: (String) -> Void) throws -> [(label: String?, plan: PlannedRun)] {
+        let data = DataProvider()
+        var plans: [(String?, PlannedRun)] = []
+        for cell in checked.cells {
+            try stop.check()
+            if let reason = checked.invalid[cell.label] {
+                log("invalid [\(cell.label)]: \(reason)")
+                continue
+            }
+            let cellPlans = try Executor.preview(cell.config, explicit: cell.explicit, parent: cell.parent, store: store, data: data)
+            plans += cellPlans.dropLast().map { (nil, $0) } + [(cell.label, cellPlans.last!)]
+        }
+        return plans
+    }
+
+    /// Prepares the study (see `prepare`) and trains what is not completed with `launcher`.
+    public func run(_ checked: Checked, launcher: StudyLauncher) throws -> Outcome {
+        let prepared = try prepare(checked, launcher: launcher)
+        var done = Set<String>()
+        for config in prepared.baselines where done.insert(StudyExecutor.baselineData(config)).inserted {
+            _ = try executor.executeBaselines(of: config)
+            try executor.stop.check()
+        }
+        let failed = try launcher.run(prepared.pending, completed: prepared.completed, executor: executor, log: log)
+        log("study \(study.name): \(prepared.pending.count) cells run or cached, \(prepared.skipped) skipped, \(failed) failed")
+        return Outcome(sweepIds: prepared.sweepIds, cells: prepared.pending.count, skipped: prepared.skipped, failed: failed)
+    }
+
+    /// Stage 1 (the parents, trained with `launcher`; one alone, or a launcher of one, runs
+    /// in this process with all its threads) and the planning and registration of stage 2.
+    /// With `launcher` nil, parents that are not completed are an error (planning only).
+    public func prepare(_ checked: Checked, launcher: StudyLauncher?) throws -> Prepared {
+        phases = []
+        var clock = Date()
+        func lap(_ name: String) {
+            let now = Date()
+            phases.append((name, now.timeIntervalSince(clock)))
+            clock = now
+        }
+        let cells = checked.cells, invalid = checked.invalid
+        log("study \(study.name): \(cells.count) cells")
+        var parents: [(config: RunConfig, plan: PlannedRun)] = []
+        for cell in cells where invalid[cell.label] == nil {
+            guard let parentConfig = cell.parent, !parents.contains(where: { $0.config == parentConfig }) else { continue }
+            parents.append((parentConfig, try executor.plan(parentConfig)))
+            try executor.stop.check()
+        }
+        try trainParents(parents.map(\.plan), launcher: launcher)
+        lap("parents")
+        // Each part's runs in order (each parent before its first cell), registered at once
+        // as the part's sweep; a run in two parts is a member of both and runs once.
+        var members = [[(run: NewRun, tags: [String])]](repeating: [], count: study.parts.count)
+        var memberHashes = [Set<String>](repeating: [], count: study.parts.count)
+        func addMember(_ run: NewRun, part: Int, tags: [String]) {
+            if memberHashes[part].insert(run.hash).inserted { members[part].append((run, tags)) }
+        }
+        var pending: [(label: String, plan: PlannedRun)] = []
+        var pendingHashes = Set<String>()
+        var skipped = 0
+        var baselineConfigs: [(part: Int, config: RunConfig)] = [], baselineKeys = Set<String>()
+        // Planning (config, data, hash) runs in parallel: every parent a cell names is
+        // known by then, so no cell reads the store.
+        var known: [String: Executor.KnownParent] = [:]
+        for parent in parents { known[parent.plan.hash] = Executor.KnownParent(hash: parent.plan.hash, value: parent.plan.value) }
+        for ref in Set(cells.compactMap { invalid[$0.label] == nil && $0.parent == nil ? $0.config.parent : nil }) {
+            known[ref] = try Executor.storedParent(ref, store: executor.store)
+        }
+        let parentHash = { (cell: Study.Cell) in cell.parent.flatMap { config in parents.first { $0.config == config }?.plan.hash } }
+        let data = executor.data
+        let plans = try parallelMap(cells.count, stop: executor.stop) { i -> Result<(PlannedRun, NewRun), InputError>? in
+            let cell = cells[i]
+            guard invalid[cell.label] == nil else { return nil }
+            var config = cell.config, explicit = cell.explicit
+            if let hash = parentHash(cell) {
+                config.parent = hash
+                explicit.insert("parent")
+            }
+            do {
+                let plan = try Executor.plan(config, explicit: explicit, known: known, data: data)
+                return .success((plan, try Executor.newRun(plan)))
+            } catch let error as InputError {
+                return .failure(error)
+            }
+        }
+        let parentRuns = try parents.map { try Executor.newRun($0.plan) }
+        for (cell, planned) in zip(cells, plans) {
+            guard let planned else {
+                skipped += 1
+                log("skipped [\(cell.label)]: \(invalid[cell.label] ?? "")")
+                continue
+            }
+            switch planned {
+            case let .failure(error):
+                skipped += 1
+                log("skipped [\(cell.label)]: \(error)")
+            case let .success((plan, run)):
+                if let i = cell.parent.flatMap({ config in parents.firstIndex { $0.config == config } }) {
+                    addMember(parentRuns[i], part: cell.part, tags: [])
+                }
+                addMember(run, part: cell.part, tags: tags)
+                if pendingHashes.insert(plan.hash).inserted { pending.append((cell.label, plan)) }
+                if plan.config.isFinetune, baselineKeys.insert("\(cell.part)\u{0}" + StudyExecutor.baselineData(plan.config)).inserted {
+                    baselineConfigs.append((cell.part, plan.config))
+                }
+            }
+        }
+        for (part, config) in baselineConfigs {
+            for method in BaselineMethod.allCases {
+                let plan = try Baselines.plan(method, of: config, data: executor.data)
+                addMember(try NewRun(kind: .baseline, config: plan.value, parentHash: nil, datasetFingerprint: plan.fingerprint,
+                                     numericsVersion: Baselines.numericsVersion), part: part, tags: tags)
+            }
+        }
+        lap("plan")
+        var sweepIds: [Int64] = []
+        for (i, part) in study.parts.enumerated() where !members[i].isEmpty {
+            let spec = try JSONValue.object([
+                "name": .string(study.sweepName(of: part)),
+                "grid": .array(part.grid.map { .object(["key": .string($0.key), "values": .array($0.values)]) }),
+            ]).canonicalString
+            sweepIds.append(try executor.store.registerSweep(name: study.sweepName(of: part), specJSON: spec, runs: members[i]))
+        }
+        lap("register")
+        log("study \(study.name): \(pending.count) cells registered, sweep id\(sweepIds.count == 1 ? "" : "s") \(sweepIds.map(String.init).joined(separator: ", "))")
+        // What is already completed, read in one query (a sweep may have 100,000 cells).
+        let completed = Set(try executor.store.runs(RunSelection(status: .completed, filter: try WhereFilter(
+            runs: StudyExecutor.sweepFilter(sweepIds)))).map(\.hash))
+        lap("completed")
+        return Prepared(pending: pending, sweepIds: sweepIds, completed: completed, skipped: skipped,
+                        baselines: baselineConfigs.map(\.config))
+    }
+
+    /// The `--where` expression selecting the runs of the given sweeps.
+    public static func sweepFilter(_ sweepIds: [Int64]) -> String {
+        sweepIds.map { "sweep=\($0)" }.joined(separator: " or ")
+    }
+
+    /// What a baseline depends on: its data (task, train size, evaluation examples,
+    /// context) and the seed of its linear classifier.
+    static func baselineData(_ c: RunConfig) -> String {
+        "\(c.task)\u{0}\(c.trainSize)\u{0}\(c.evalExamples)\u{0}\(c.context)\u{0}\(c.seed)"
+    }
+
+    /// Stage 1: the parents not yet completed, each before any cell is planned (a cell
+    /// inherits its parent's architecture from the completed run).
+    func trainParents(_ plans: [PlannedRun], launcher: StudyLauncher?) throws {
+        var todo: [(label: String, plan: PlannedRun)] = []
+        for (i, plan) in plans.enumerated() where try executor.store.run(hash: plan.hash)?.status != .completed {
+            todo.append(("parent \(i + 1)/\(plans.count)", plan))
+        }
+        guard !todo.isEmpty else { return }
+        guard let launcher else {
+            throw InputError("\(todo.count) of the study's \(plans.count) pretraining parents are not completed (planning only)")
+        }
+        log("study \(study.name): \(todo.count) of \(plans.count) pretraining parents to train")
+        if launcher.parallelism <= 1 || todo.count == 1 {
+            let threads = executor.threads
+            executor.setThreads(threads * launcher.parallelism)
+            defer { executor.setThreads(threads) }
+            for (_, plan) in todo {
+                let result = try executor.execute(plan)
+                try executor.stop.check()
+                if result.outcome != .completed && result.outcome != .cacheHit {
+                    throw CheckFailed("parent pretraining \(plan.hash.prefix(12)) ended \(result.outcome)")
+                }
+            }
+            return
+        }
+        for (_, plan) in todo { try executor.register(plan) }
+        let failures = try launcher.run(todo, completed: [], executor: executor, log: log)
+        if failures > 0 { throw CheckFailed("\(failures) parent pretraining runs did not complete; run the study again to resume them") }
+    }
+}
+
+/// Where a study's registered runs train.
+public protocol StudyLauncher {
+    /// How many runs train at once.
+    var parallelism: Int { get }
+    /// Trains the runs not in `completed` and returns how many did not complete; a signal
+    /// on `executor.stop` ends them all (marked interrupted) and throws `Interrupted`.
+    func run(_ runs: [(label: String, plan: PlannedRun)], completed: Set<String>, executor: Executor,
+             log: @escaping (String) -> Void) throws -> Int
+}
+
+/// Trains the runs one after another in this process.
+public struct InProcessLauncher: StudyLauncher {
+    public init() {}
+    public var parallelism: Int { 1 }
+
+    public func run(_ runs: [(label: String, plan: PlannedRun)], completed: Set<String>, executor: Executor,
+                    log: @escaping (String) -> Void) throws -> Int {
+        var progress = StudyProgress(runs: runs.map(\.plan).filter { !completed.contains($0.hash) }, log: log)
+        var failed = 0
+        for (i, cell) in runs.enumerated() {
+            log("[\(i + 1)/\(runs.count)] \(cell.label) \(cell.plan.hash.prefix(12))")
+            let result = try executor.execute(cell.plan)
+            if case .failed = result.outcome { failed += 1 }
+            if result.outcome != .cacheHit { progress.finished(cell.label, steps: cell.plan.config.steps) }
+            try executor.stop.check()
+        }
+        return failed
+    }
+}
+
+/// Trains each run as its own `moerec run CONFIG` process (`executable`), at most `jobs`
+/// at a time, each with the executor's thread count; a run is fully described by its
+/// resolved config, written to a temporary file. Children are told (MOEREC_SWEEP_CHILD=1)
+/// to stop when this process dies.
+public struct ProcessLauncher: StudyLauncher {
+    public let executable: String
+    public let jobs: Int
+    public init(executable: String, jobs: Int) { self.executable = executable; self.jobs = jobs }
+    public var parallelism: Int { jobs }
+
+    public func run(_ runs: [(label: String, plan: PlannedRun)], completed: Set<String>, executor: Executor,
+                    log: @escaping (String) -> Void) throws -> Int {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moerec-sweep-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let todo = runs.filter { !completed.contains($0.plan.hash) }
+        if todo.count < runs.count { log("\(runs.count - todo.count) of \(runs.count) already completed (cache hits)") }
+        var progress = StudyProgress(runs: todo.map(\.plan), log: log)
+        var running: [(process: Process, label: String, steps: Int)] = []
+        var failed = 0, next = 0
+        func reap() {
+            running.removeAll { process, label, steps in
+                if process.isRunning { return false }
+                if process.terminationStatus != 0 {
+                    failed += 1
+                    log("cell [\(label)] exited \(process.terminationStatus)")
+                }
+                progress.finished(label, steps: steps)
+                return true
+            }
+        }
+        while next < todo.count || !running.isEmpty {
+            reap()
+            while running.count < jobs && next < todo.count {
+                let (label, plan) = todo[next]
+                let file = dir.appendingPathComponent("cell-\(next).json")
+                try plan.configJSON.write(to: file, atomically: true, encoding: .utf8)
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: executable)
+                process.arguments = ["run", file.path, "--store", executor.store.path, "--threads", String(executor.threads)]
+                var environment = ProcessInfo.processInfo.environment
+                environment["MOEREC_SWEEP_CHILD"] = "1"
+                process.environment = environment
+                try process.run()
+                log("[\(next + 1)/\(todo.count)] \(label) \(plan.hash.prefix(12)) pid \(process.processIdentifier)")
+                running.append((process, label, plan.config.steps))
+                next += 1
+            }
+            if let signal = executor.stop.signal {
+                // Each run gets the signal the study got, marks itself interrupted and exits.
+                for run in running { kill(run.process.processIdentifier, signal) }
+                for run in running { run.process.waitUntilExit() }
+                throw Interrupted(signal: signal)
+            }
+            usleep(200_000)
+        }
+        return failed
+    }
+}
+
+/// A study stage's progress: after each run, how many are finished and an ETA from the
+/// work finished so far, the finished runs' planned steps against the wall time since the
+/// stage began (a run stopped early by patience counts its planned steps, so the ETA errs
+/// long; evaluations and checkpoints are in the wall time, so they do not make it swing).
+public struct StudyProgress {
+    let total: Int
+    let totalSteps: Int
+    var doneCells = 0, doneSteps = 0
+    let started = Date()
+    let log: (String) -> Void
+
+    public init(runs: [PlannedRun], log: @escaping (String) -> Void) {
+        total = runs.count
+        totalSteps = runs.reduce(0) { $0 + $1.config.steps }
+        self.log = log
+    }
+
+    public mutating func finished(_ label: String, steps: Int) {
+        doneCells += 1
+        doneSteps += steps
+        let elapsed = Date().timeIntervalSince(started)
+        var line = "done [\(label)]: \(doneCells)/\(total) finished, elapsed \(StudyProgress.duration(elapsed))"
+        if doneSteps > 0 && doneCells < total {
+            line += ", ETA " + StudyProgress.duration(elapsed * Double(totalSteps - doneSteps) / Double(doneSteps))
+        }
+        log(line)
+    }
+
+    /// m:ss, or h:mm:ss from an hour.
+    public static func duration(_ s: Double) -> String {
+        let t = Int(max(0, s.rounded()))
+        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
+    }
+}
