@@ -8,7 +8,7 @@ BIN := .build/release/moerec
 THREADS ?= 1
 JOBS ?= 2
 
-.PHONY: deps build run test bench clean
+.PHONY: deps build run test test-slurm bench clean
 
 deps:
 	@scripts/install-deps.sh
@@ -25,6 +25,11 @@ run: build
 test: deps
 	$(SWIFT) build -c release --build-tests
 	$(SWIFT) test -c release --skip-build --disable-swift-testing
+
+# The Slurm launcher's test on a single-node Slurm started (as root) for the purpose and
+# stopped after; `make test` runs it only when a Slurm controller already answers.
+test-slurm:
+	scripts/test-slurm.sh
 
 bench: build
 	$(BIN) bench model --model bench-small --threads 1 --steps 20 --format json

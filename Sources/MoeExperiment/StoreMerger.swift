@@ -16,13 +16,14 @@ public enum StoreMerger {
     /// destination's (each under a temporary name, then renamed), before the database
     /// transaction that refers to them. A missing or corrupt object stops that source's merge
     /// with the destination unchanged.
-    public static func merge(_ sources: [String], into store: Store) throws -> [Outcome] {
+    /// With `lineageOf`, only that run and its ancestors (see `Store.merge`).
+    public static func merge(_ sources: [String], into store: Store, lineageOf: String? = nil) throws -> [Outcome] {
         let target = ObjectStore(root: Executor.objectsDirectory(forStore: store.path))
         return try sources.map { source in
             let objects = ObjectStore(root: Executor.objectsDirectory(forStore: source))
             let reader = try Store(path: source, mode: .readOnly)
             defer { reader.close() }
-            let summary = try store.merge(from: source) { blobs in
+            let summary = try store.merge(from: source, lineageOf: lineageOf) { blobs in
                 // All checked before any is written: a bad object leaves the destination untouched.
                 var sizes: [String: Int] = [:]
                 for sha256 in blobs {

@@ -16,6 +16,14 @@ public final class StudyExecutor {
     public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
     /// Wall time of each planning phase, in order (what `moerec bench plan` prints).
     public private(set) var phases: [(name: String, seconds: Double)] = []
+    private var clock = Date()
+
+    /// Ends the current planning phase.
+    private func lap(_ name: String) {
+        let now = Date()
+        phases.append((name, now.timeIntervalSince(clock)))
+        clock = now
+    }
 
     /// A study's cells with the reason each invalid one was rejected (keyed by label).
     public struct Checked {
@@ -106,12 +114,7 @@ public final class StudyExecutor {
     /// With `launcher` nil, parents that are not completed are an error (planning only).
     public func prepare(_ checked: Checked, launcher: StudyLauncher?) throws -> Prepared {
         phases = []
-        var clock = Date()
-        func lap(_ name: String) {
-            let now = Date()
-            phases.append((name, now.timeIntervalSince(clock)))
-            clock = now
-        }
+        clock = Date()
         let cells = checked.cells, invalid = checked.invalid
         log("study \(study.name): \(cells.count) cells")
         var parents: [(config: RunConfig, plan: PlannedRun)] = []
@@ -122,6 +125,22 @@ public final class StudyExecutor {
         }
         try trainParents(parents.map(\.plan), launcher: launcher)
         lap("parents")
+        return try register(try planCells(checked, parents: parents))
+    }
+
+    /// Stage 2 planned, nothing written: each valid cell in order, the parts' members
+    /// (parents, cells, baselines) and the data the baselines are fitted on.
+    struct CellPlans {
+        var pending: [(label: String, plan: PlannedRun)]
+        var members: [[(run: NewRun, tags: [String])]]
+        var skipped: Int
+        var baselines: [RunConfig]
+    }
+
+    /// Stage 2 planned with the parents' plans (trained or not): every valid cell's plan
+    /// (in parallel) and its baselines. Nothing is written.
+    func planCells(_ checked: Checked, parents: [(config: RunConfig, plan: PlannedRun)]) throws -> CellPlans {
+        let cells = checked.cells, invalid = checked.invalid
         // Each part's runs in order (each parent before its first cell), registered at once
         // as the part's sweep; a run in two parts is a member of both and runs once.
         var members = [[(run: NewRun, tags: [String])]](repeating: [], count: study.parts.count)
@@ -187,22 +206,27 @@ public final class StudyExecutor {
             }
         }
         lap("plan")
+        return CellPlans(pending: pending, members: members, skipped: skipped, baselines: baselineConfigs.map(\.config))
+    }
+
+    /// Registers each part as a sweep of its members and reads which runs are completed.
+    func register(_ plans: CellPlans) throws -> Prepared {
         var sweepIds: [Int64] = []
-        for (i, part) in study.parts.enumerated() where !members[i].isEmpty {
+        for (i, part) in study.parts.enumerated() where !plans.members[i].isEmpty {
             let spec = try JSONValue.object([
                 "name": .string(study.sweepName(of: part)),
                 "grid": .array(part.grid.map { .object(["key": .string($0.key), "values": .array($0.values)]) }),
             ]).canonicalString
-            sweepIds.append(try executor.store.registerSweep(name: study.sweepName(of: part), specJSON: spec, runs: members[i]))
+            sweepIds.append(try executor.store.registerSweep(name: study.sweepName(of: part), specJSON: spec, runs: plans.members[i]))
         }
         lap("register")
-        log("study \(study.name): \(pending.count) cells registered, sweep id\(sweepIds.count == 1 ? "" : "s") \(sweepIds.map(String.init).joined(separator: ", "))")
+        log("study \(study.name): \(plans.pending.count) cells registered, sweep id\(sweepIds.count == 1 ? "" : "s") \(sweepIds.map(String.init).joined(separator: ", "))")
         // What is already completed, read in one query (a sweep may have 100,000 cells).
         let completed = Set(try executor.store.runs(RunSelection(status: .completed, filter: try WhereFilter(
             runs: StudyExecutor.sweepFilter(sweepIds)))).map(\.hash))
         lap("completed")
-        return Prepared(pending: pending, sweepIds: sweepIds, completed: completed, skipped: skipped,
-                        baselines: baselineConfigs.map(\.config))
+        return Prepared(pending: plans.pending, sweepIds: sweepIds, completed: completed, skipped: plans.skipped,
+                        baselines: plans.baselines)
     }
 
     /// The `--where` expression selecting the runs of the given sweeps.

@@ -38,10 +38,13 @@ public struct RunEnvironment: Codable, Equatable, Sendable {
     public var threads: Int?
     public var moerecVersion: String?
     public var gitCommit: String?
+    /// The Slurm job (ARRAYJOB_TASK for an array task) the run trained in; nil outside Slurm.
+    public var slurmJob: String?
 
     public init(host: String? = nil, os: String? = nil, cpuModel: String? = nil, blasCore: String? = nil,
-                threads: Int? = nil, moerecVersion: String? = nil, gitCommit: String? = nil)
+                threads: Int? = nil, moerecVersion: String? = nil, gitCommit: String? = nil, slurmJob: String? = nil)
     {
+        self.slurmJob = slurmJob
         self.host = host
         self.os = os
         self.cpuModel = cpuModel
@@ -65,7 +68,14 @@ public struct RunEnvironment: Codable, Equatable, Sendable {
             os = "\(field(info.sysname)) \(field(info.release)) \(field(info.machine))"
         }
         return RunEnvironment(host: host, os: os, cpuModel: cpuModelName(), blasCore: blasCore, threads: threads,
-                              moerecVersion: moerecVersion, gitCommit: gitCommit)
+                              moerecVersion: moerecVersion, gitCommit: gitCommit, slurmJob: slurmJob())
+    }
+
+    /// The Slurm job this process runs in, from the variables Slurm sets: "ARRAYJOB_TASK"
+    /// for a job-array task, the job id otherwise, nil outside Slurm.
+    public static func slurmJob(environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        if let array = environment["SLURM_ARRAY_JOB_ID"], let task = environment["SLURM_ARRAY_TASK_ID"] { return "\(array)_\(task)" }
+        return environment["SLURM_JOB_ID"]
     }
 
     private static func cpuModelName() -> String? {
@@ -216,6 +226,8 @@ public struct RunSummary: Codable, Equatable, Sendable {
     public var stepsDone: Int
     public var wallSeconds: Double?
     public var createdAt: String
+    /// The Slurm job (ARRAYJOB_TASK) that last trained the run; nil outside Slurm.
+    public var slurmJob: String? = nil
 
     public var regime: String? { keyFields["regime"]?.stringValue }
     public var experts: Int? { keyFields["experts"]?.intValue.map(Int.init) }

@@ -400,7 +400,7 @@ public final class Store: @unchecked Sendable {
     /// The columns a `RunRecord` decodes from, from `runs` aliased `r`.
     static let runColumns = """
         r.id, r.hash, r.parent_hash, r.kind, r.status, r.config_json, r.dataset_fingerprint, r.numerics_version,
-        r.host, r.os, r.cpu_model, r.blas_core, r.threads, r.moerec_version, r.git_commit, r.pid,
+        r.host, r.os, r.cpu_model, r.blas_core, r.threads, r.moerec_version, r.git_commit, r.slurm_job, r.pid,
         r.created_at, r.started_at, r.finished_at, r.wall_seconds, r.steps_done, r.failure_reason, r.failure_step
         """
 
@@ -560,7 +560,7 @@ public final class Store: @unchecked Sendable {
             """
         }
         var sql = "SELECT r.hash, r.parent_hash, r.kind, r.status, r.steps_done, r.wall_seconds, r.created_at, "
-        sql += best("max") + ", " + best("min")
+        sql += best("max") + ", " + best("min") + ", r.slurm_job"
         for extract in extracts { sql += ", " + extract }
         sql += " FROM runs r WHERE \(filter?.sql ?? "1") ORDER BY r.created_at, r.id"
         // Parameters in the order their placeholders appear in the text.
@@ -573,14 +573,15 @@ public final class Store: @unchecked Sendable {
                 var summaries: [RunSummary] = []
                 try db.query(sql, params) { row in
                     var fields: [String: JSONValue] = [:]
-                    for (i, key) in keyFields.enumerated() where !row.isNull(9 + i) {
-                        fields[key] = row.value(9 + i)
+                    for (i, key) in keyFields.enumerated() where !row.isNull(10 + i) {
+                        fields[key] = row.value(10 + i)
                     }
                     summaries.append(RunSummary(
                         hash: row.string(0)!, parentHash: row.string(1), kind: RunKind(rawValue: row.string(2)!)!,
                         status: RunStatus(rawValue: row.string(3)!)!, keyFields: fields,
                         bestValAccuracy: row.double(7), bestValLoss: row.double(8),
-                        stepsDone: Int(row.int(4)!), wallSeconds: row.double(5), createdAt: row.string(6)!))
+                        stepsDone: Int(row.int(4)!), wallSeconds: row.double(5), createdAt: row.string(6)!,
+                        slurmJob: row.string(9)))
                 }
                 return summaries
             }
@@ -611,13 +612,14 @@ public final class Store: @unchecked Sendable {
                     }
                     try db.query("""
                         UPDATE runs SET status = 'running', host = ?, os = ?, cpu_model = ?, blas_core = ?, threads = ?,
-                            moerec_version = ?, git_commit = ?, pid = ?, started_at = \(Store.now), finished_at = NULL,
+                            moerec_version = ?, git_commit = ?, slurm_job = ?, pid = ?, started_at = \(Store.now), finished_at = NULL,
                             wall_seconds = NULL, failure_reason = NULL, failure_step = NULL
                         WHERE hash = ?
                         """,
                         [Store.text(environment.host), Store.text(environment.os), Store.text(environment.cpuModel),
                          Store.text(environment.blasCore), environment.threads.map { .int(Int64($0)) } ?? .null,
-                         Store.text(environment.moerecVersion), Store.text(environment.gitCommit), .int(Int64(pid)),
+                         Store.text(environment.moerecVersion), Store.text(environment.gitCommit), Store.text(environment.slurmJob),
+                         .int(Int64(pid)),
                          .text(hash)])
                 }
             } catch {

@@ -46,7 +46,11 @@ extension Store {
     /// anything is written; it must copy each into this store's object directory after
     /// checking it, or throw, which ends the merge with the database unchanged. The writes
     /// are one transaction: a failure leaves this store as it was.
-    public func merge(from sourcePath: String, copyObjects: ([String]) throws -> Void) throws -> MergeSummary {
+    ///
+    /// With `lineageOf`, only that run and its ancestors are merged, without sweeps or tags:
+    /// how a fine-tuning shard receives its parent.
+    public func merge(from sourcePath: String, lineageOf: String? = nil,
+                      copyObjects: ([String]) throws -> Void) throws -> MergeSummary {
         guard mode == .readWrite else { throw StoreError.invalidArgument("store '\(path)' is open read-only") }
         let resolvedSource = URL(fileURLWithPath: sourcePath).standardizedFileURL.path
         guard resolvedSource != URL(fileURLWithPath: path).standardizedFileURL.path else {
@@ -57,15 +61,15 @@ extension Store {
         return try withDB { db in
             try db.query("ATTACH DATABASE ? AS src", [.text(sourcePath)]) { _ in }
             defer { try? db.execute("DETACH DATABASE src") }
-            let first = try db.read { try mergePlan(db) }
+            let first = try db.read { try mergePlan(db, lineageOf: lineageOf) }
             try copyObjects(first.blobs)
             return try db.write {
                 // Decided again under the write lock: another writer may have moved on.
-                let plan = try mergePlan(db)
+                let plan = try mergePlan(db, lineageOf: lineageOf)
                 guard Set(plan.blobs).isSubset(of: Set(first.blobs)) else {
                     throw StoreError.invalidArgument("the stores changed while merging; run the merge again")
                 }
-                return try applyMerge(plan, db)
+                return try applyMerge(plan, db, runsOnly: lineageOf != nil)
             }
         }
     }
@@ -78,13 +82,22 @@ extension Store {
         var blobs: [String] = []
     }
 
-    private func mergePlan(_ db: Connection) throws -> MergePlan {
+    private func mergePlan(_ db: Connection, lineageOf: String?) throws -> MergePlan {
         var plan = MergePlan()
         struct Side { var id: Int64; var status: RunStatus; var steps: Int64 }
         var source: [(hash: String, side: Side)] = []
-        try db.query("SELECT id, hash, status, steps_done FROM src.runs ORDER BY id") { row in
+        var parents: [String: String] = [:]
+        try db.query("SELECT id, hash, status, steps_done, parent_hash FROM src.runs ORDER BY id") { row in
             source.append((row.string(1)!, Side(id: row.int(0)!, status: RunStatus(rawValue: row.string(2)!) ?? .queued,
                                                 steps: row.int(3) ?? 0)))
+            if let parent = row.string(4) { parents[row.string(1)!] = parent }
+        }
+        if let lineageOf {
+            guard source.contains(where: { $0.hash == lineageOf }) else { throw StoreError.unknownRun(lineageOf) }
+            var lineage: Set<String> = [lineageOf]
+            var next = parents[lineageOf]
+            while let hash = next, lineage.insert(hash).inserted { next = parents[hash] }
+            source.removeAll { !lineage.contains($0.hash) }
         }
         for (hash, theirs) in source {
             var mine: Side?
@@ -162,26 +175,27 @@ extension Store {
 
     private func environment(_ db: Connection, schema: String, id: Int64) throws -> RunEnvironment {
         var env = RunEnvironment()
-        try db.query("SELECT host, os, cpu_model, blas_core, threads, moerec_version, git_commit FROM \(schema).runs WHERE id = ?",
+        try db.query("SELECT host, os, cpu_model, blas_core, threads, moerec_version, git_commit, slurm_job FROM \(schema).runs WHERE id = ?",
                      [.int(id)]) { row in
             env = RunEnvironment(host: row.string(0), os: row.string(1), cpuModel: row.string(2), blasCore: row.string(3),
-                                 threads: row.int(4).map(Int.init), moerecVersion: row.string(5), gitCommit: row.string(6))
+                                 threads: row.int(4).map(Int.init), moerecVersion: row.string(5), gitCommit: row.string(6),
+                                 slurmJob: row.string(7))
         }
         return env
     }
 
-    private func applyMerge(_ plan: MergePlan, _ db: Connection) throws -> MergeSummary {
+    private func applyMerge(_ plan: MergePlan, _ db: Connection, runsOnly: Bool) throws -> MergeSummary {
         var summary = MergeSummary()
         summary.conflicts = plan.conflicts
         summary.objects = plan.blobs.count
         let lifecycle = """
-            status, host, os, cpu_model, blas_core, threads, moerec_version, git_commit, pid, started_at, finished_at,
+            status, host, os, cpu_model, blas_core, threads, moerec_version, git_commit, slurm_job, pid, started_at, finished_at,
             wall_seconds, steps_done, failure_reason, failure_step
             """
         // A run still running in the source is interrupted here: it resumes from its checkpoint.
         let sourceLifecycle = """
             CASE status WHEN 'running' THEN 'interrupted' ELSE status END, host, os, cpu_model, blas_core, threads,
-            moerec_version, git_commit, pid, started_at, finished_at, wall_seconds, steps_done,
+            moerec_version, git_commit, slurm_job, pid, started_at, finished_at, wall_seconds, steps_done,
             CASE status WHEN 'running' THEN coalesce(failure_reason, 'running in the merged store when it was merged')
                  ELSE failure_reason END, failure_step
             """
@@ -244,6 +258,7 @@ extension Store {
                 summary.checkpoints += 1
             }
         }
+        if runsOnly { return summary }
         // Sweeps: the same sweep is the same name, spec and creation time.
         var sweeps: [(id: Int64, name: String, spec: String, created: String)] = []
         try db.query("SELECT id, name, spec_json, created_at FROM src.sweeps ORDER BY id") {

@@ -26,7 +26,10 @@ struct Runs: ParsableCommand {
         let store = try global.readStore()
         let filter = try whereExpression.map { try WhereFilter(runs: $0) }
         let runs = try store.listRuns(filter: filter, keyFields: ["regime", "experts", "seed", "task", "train_size", "baseline"])
+        // Runs trained under Slurm add the column of their job (ARRAYJOB_TASK).
+        let slurm = runs.contains { $0.slurmJob != nil }
         let header = ["hash", "kind", "regime", "experts", "seed", "task", "train_size", "status", "best_val_acc", "steps", "wall_s"]
+            + (slurm ? ["slurm_job"] : [])
         // A baseline run's "regime" is its classifier (majority, linear).
         func regime(_ r: RunSummary) -> String {
             switch r.kind {
@@ -36,11 +39,12 @@ struct Runs: ParsableCommand {
             }
         }
         func cells(_ r: RunSummary, full: Bool) -> [String] {
-            [full ? r.hash : String(r.hash.prefix(12)), r.kind.rawValue,
+            let fields: [String] = [full ? r.hash : String(r.hash.prefix(12)), r.kind.rawValue,
              regime(r), r.experts.map(String.init) ?? "", r.seed.map(String.init) ?? "",
              r.kind == .pretrain ? "" : (r.task ?? ""), r.kind == .pretrain ? "" : (r.trainSize?.display ?? ""),
              r.status.rawValue, r.bestValAccuracy.map { String(format: "%.4f", $0) } ?? "",
              String(r.stepsDone), r.wallSeconds.map { String(format: "%.1f", $0) } ?? ""]
+            return slurm ? fields + [r.slurmJob ?? ""] : fields
         }
         switch format {
         case .table: print(TableOut.render(header: header, rows: runs.map { cells($0, full: false) }))
@@ -55,6 +59,7 @@ struct Runs: ParsableCommand {
                                               "best_val_acc": r.bestValAccuracy.map { .double($0) } ?? .null,
                                               "best_val_loss": r.bestValLoss.map { .double($0) } ?? .null,
                                               "wall_seconds": r.wallSeconds.map { .double($0) } ?? .null]
+                if let job = r.slurmJob { o["slurm_job"] = .string(job) }
                 for (k, v) in r.keyFields { o[k] = v }
                 return .object(o)
             }
@@ -88,7 +93,8 @@ struct Show: ParsableCommand {
         print("dataset     \(r.datasetFingerprint)")
         print("numerics    \(r.numericsVersion)")
         let e = r.environment
-        print("environment host=\(e.host ?? "?") os=\(e.os ?? "?") cpu=\(e.cpuModel ?? "?") blas=\(e.blasCore ?? "?") threads=\(e.threads.map(String.init) ?? "?") moerec=\(e.moerecVersion ?? "?") commit=\(e.gitCommit ?? "?")")
+        print("environment host=\(e.host ?? "?") os=\(e.os ?? "?") cpu=\(e.cpuModel ?? "?") blas=\(e.blasCore ?? "?") threads=\(e.threads.map(String.init) ?? "?") moerec=\(e.moerecVersion ?? "?") commit=\(e.gitCommit ?? "?")"
+              + (e.slurmJob.map { " slurm_job=\($0)" } ?? ""))
         print("time        created \(r.createdAt)  started \(r.startedAt ?? "-")  finished \(r.finishedAt ?? "-")  wall \(r.wallSeconds.map { String(format: "%.1fs", $0) } ?? "-")  steps \(r.stepsDone)")
         let tags = try store.tags(runHash: full)
         if !tags.isEmpty { print("tags        \(tags.joined(separator: ", "))") }

@@ -22,6 +22,9 @@ struct Merge: ParsableCommand {
         overwritten, both environments are printed, and the command exits 1 after merging \
         everything else.
 
+        --lineage HASH merges only that run and its ancestors (no sweeps, no tags): how a \
+        fine-tuning task of a Slurm sweep receives its parent in its own shard store.
+
         Examples:
           moerec merge runs/shards/*.sqlite
           moerec merge ~/laptop-runs/moerec.sqlite --store /scratch/runs/moerec.sqlite --format json
@@ -29,11 +32,13 @@ struct Merge: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Store files to merge from (read only).") var sources: [String] = []
+    @Option(help: "Merge only this run (full hash) and its ancestors.") var lineage: String?
     @Option(help: "table or json.") var format: OutputFormat = .table
 
     func validate() throws {
         if sources.isEmpty { throw ValidationError("give at least one SRC store") }
         if format == .csv { throw ValidationError("--format csv: use table or json") }
+        if let lineage, !RunIdentity.isValidHash(lineage) { throw ValidationError("--lineage \(lineage): expected a full 64-digit run hash") }
     }
 
     func run() throws {
@@ -50,7 +55,7 @@ struct Merge: ParsableCommand {
             }
         }
         let store = try global.openStore()
-        let outcomes = try StoreMerger.merge(sources, into: store)
+        let outcomes = try StoreMerger.merge(sources, into: store, lineageOf: lineage)
         var conflicts = 0
         var rows: [OrderedJSON] = []
         for outcome in outcomes {

@@ -132,11 +132,23 @@ struct Sweep: ParsableCommand {
         stored with them (seconds each). Interrupt at any time; the same command resumes: \
         completed cells are cache hits and an interrupted cell resumes from its checkpoint.
 
+        --launcher slurm submits the study to Slurm instead of training here: a job array \
+        over the pretraining parents not yet completed, a job merging them, a job array over \
+        the cells not yet completed (after that merge), and a job merging the cells and \
+        writing the report tables (shards/<submission>/report-TABLE.md next to the store). \
+        Each task trains into its own shard store under shards/ next to the store, writing \
+        checkpoint objects into the store's objects/. Each task gets --threads CPUs and, \
+        unless --mem says otherwise, the memory its model needs. Run the same command again \
+        to fold finished shards in and resubmit only what is not completed (failed, \
+        cancelled or timed-out tasks). With --dry-run the scripts are printed and nothing \
+        is submitted or written.
+
         Examples:
           moerec sweep finetune.yaml --grid regime=all,moe,ffn --grid seed=0,1,2
           moerec sweep finetune.yaml --grid parent.seed=0,1,2 --grid experts=1,8
           moerec sweep --preset paper --jobs 2
           moerec sweep --preset paper --dry-run
+          moerec sweep --preset paper --launcher slurm --partition cpu --time-limit 4:00:00 --threads 4
         """)
 
     @OptionGroup var global: GlobalOptions
@@ -147,11 +159,31 @@ struct Sweep: ParsableCommand {
     @Option(help: "Cells run in parallel processes (each with --threads worker threads).") var jobs = 1
     @Option(help: "Sweep name recorded in the store.") var name: String?
     @Option(help: "Report tables to print at the end (regimes, experts, overfit, claims).") var table: [String] = []
-    @Flag(help: "Print every cell's hash, its parent's, and whether it is completed, interrupted or new; train and write nothing.")
+    @Flag(help: "Print every cell's hash, its parent's, and whether it is completed, interrupted or new (with --launcher slurm: the job scripts); train, submit and write nothing.")
     var dryRun = false
+    @Option(help: "Where the cells train: local (this machine, --jobs processes) or slurm (job arrays).") var launcher: Launcher = .local
+    @Option(help: "Slurm partition (--launcher slurm).") var partition: String?
+    @Option(help: "Slurm time limit of every job, e.g. 4:00:00 (--launcher slurm).") var timeLimit: String?
+    @Option(help: "Slurm account (--launcher slurm).") var account: String?
+    @Option(help: "Slurm QOS (--launcher slurm).") var qos: String?
+    @Option(help: "An extra #SBATCH option for every job, written --sbatch-line=--constraint=avx512 (repeatable; --launcher slurm).")
+    var sbatchLine: [String] = []
+    @Option(help: "Memory per task in MiB (--launcher slurm; default: what the model needs).") var mem: Int?
+    @Option(help: "The cluster's MaxArraySize: larger arrays are split (--launcher slurm).") var maxArraySize = 1001
+
+    enum Launcher: String, ExpressibleByArgument, CaseIterable { case local, slurm }
 
     func validate() throws {
         guard jobs >= 1 && jobs <= 16 else { throw ValidationError("--jobs \(jobs): must be in 1...16") }
+        if launcher == .slurm && jobs != 1 { throw ValidationError("--jobs \(jobs): Slurm runs the cells; --jobs is for --launcher local") }
+        if launcher == .local, partition != nil || timeLimit != nil || account != nil || qos != nil || !sbatchLine.isEmpty || mem != nil {
+            throw ValidationError("--partition, --time-limit, --account, --qos, --sbatch-line and --mem need --launcher slurm")
+        }
+        if let mem, mem < 64 { throw ValidationError("--mem \(mem): must be at least 64 (MiB)") }
+        guard maxArraySize >= 2 && maxArraySize <= 4_000_001 else { throw ValidationError("--max-array-size \(maxArraySize): must be in 2...4000001") }
+        for line in sbatchLine where !line.hasPrefix("-") || line.contains("\n") {
+            throw ValidationError("--sbatch-line \(line): expected one sbatch option such as --constraint=avx512")
+        }
         if preset == nil && grid.isEmpty { throw ValidationError("give at least one --grid key=v1,v2 (or --preset)") }
         if let preset, !Presets.names.contains(preset) {
             throw ValidationError("--preset \(preset): unknown preset (valid: \(Presets.names.joined(separator: ", ")))")
@@ -205,7 +237,15 @@ struct Sweep: ParsableCommand {
         }
         if let name { study.name = name }
         if !table.isEmpty { study.tables = table }
-        try StudyRunner(global: global, study: study, jobs: jobs, tags: []).run(dryRun: dryRun)
+        var slurm: SlurmOptions?
+        if launcher == .slurm {
+            var options = SlurmOptions(executable: URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path)
+            options.partition = partition; options.timeLimit = timeLimit; options.account = account; options.qos = qos
+            options.extraLines = sbatchLine; options.memoryMiB = mem; options.maxArraySize = maxArraySize; options.dryRun = dryRun
+            options.sbatch = ProcessInfo.processInfo.environment["MOEREC_SBATCH"] ?? "sbatch"
+            slurm = options
+        }
+        try StudyRunner(global: global, study: study, jobs: jobs, tags: [], slurm: slurm).run(dryRun: dryRun)
     }
 }
 
@@ -231,11 +271,16 @@ struct StudyRunner {
     let study: Study
     let jobs: Int
     let tags: [String]
+    var slurm: SlurmOptions? = nil
 
     func run(dryRun: Bool = false) throws {
         let stop = Signals.install()
         let checked = try StudyExecutor.check(study, stop: stop)
         let log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        if let slurm {
+            try submit(checked, slurm)
+            return
+        }
         if dryRun {
             let store = try global.existingStore()
             try DryRun.print(try StudyExecutor.preview(checked, store: store, stop: stop, log: log), store: store)
@@ -251,5 +296,45 @@ struct StudyRunner {
                                            filter: try WhereFilter(runs: StudyExecutor.sweepFilter(outcome.sweepIds))))
         }
         if outcome.failed > 0 { throw ExitCode(1) }
+    }
+
+    /// `--launcher slurm`: submits (or, dry, prints the scripts) and says how to follow it.
+    func submit(_ checked: StudyExecutor.Checked, _ slurm: SlurmOptions) throws {
+        // Checked before the store is opened (or created).
+        if !slurm.dryRun { try StudyExecutor.checkSlurmSetUp(sbatch: slurm.sbatch, storePath: global.storePath) }
+        if let asked = slurm.memoryMiB { try StudyExecutor.checkMemory(StudyExecutor.configs(of: checked), memoryMiB: asked) }
+        // A dry run writes nothing: without a store yet it plans against a scratch one.
+        var scratch: URL?
+        defer { if let scratch { try? FileManager.default.removeItem(at: scratch) } }
+        let store: Store
+        if slurm.dryRun, let existing = try global.existingStore() {
+            store = existing
+        } else if slurm.dryRun {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moerec-slurm-dry-run-\(getpid())")
+            scratch = dir
+            store = try Store(path: dir.appendingPathComponent("moerec.sqlite").path)
+        } else {
+            store = try global.openStore()
+        }
+        let executor = try global.executor(store: store)
+        let submission = try StudyExecutor(study: study, executor: executor, tags: tags)
+            .submit(checked, slurm: slurm, storePath: global.storePath)
+        if slurm.dryRun {
+            for (name, text) in submission.scripts { print("# \(name)\n\(text)") }
+            return
+        }
+        let line = "study \(study.name): \(submission.parents) parents and \(submission.cells) cells submitted"
+        guard !submission.jobs.isEmpty else {
+            print("study \(study.name): every run is completed; nothing submitted")
+            for table in study.tables {
+                print(try ReportCommand.render(store: store, table: table, format: "md",
+                                               filter: try WhereFilter(runs: StudyExecutor.sweepFilter(submission.sweepIds))))
+            }
+            return
+        }
+        print(line)
+        for job in submission.jobs { print("  \(job.stage)\tjob \(job.id)") }
+        print("  shards, logs and (at the end) report-TABLE.md in \(submission.directory)")
+        print("  follow with: squeue --me; run the same command again to resubmit what did not complete")
     }
 }
