@@ -202,5 +202,6 @@ CREATE VIEW metric_points AS
 -- SLURM_JOB_ID); NULL outside Slurm. Like the other environment columns it is recorded,
 -- never part of the run hash.
 ALTER TABLE runs ADD COLUMN slurm_job TEXT;
+
 """#
 }

@@ -15,8 +15,9 @@ struct Bench: ParsableCommand {
           moerec bench store --format json
           moerec bench report --runs 1000 --points 10000000 --format json
           moerec bench plan --cells 100000
+          moerec bench merge --shards 1000 --runs-per-shard 1
         """,
-        subcommands: [BenchModel.self, BenchStore.self, BenchReport.self, BenchStudy.self, BenchPlan.self])
+        subcommands: [BenchModel.self, BenchStore.self, BenchReport.self, BenchStudy.self, BenchPlan.self, BenchMerge.self])
 }
 
 /// Output format shared by commands that print tables or JSON.
