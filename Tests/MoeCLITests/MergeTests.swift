@@ -85,6 +85,31 @@ final class MergeTests: XCTestCase {
         try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])?.first, result.stdout)
     }
 
+    /// `--lineage HASH`: that run and its ancestors only (no other runs, sweeps or tags),
+    /// with their checkpoints, so the child can be reproduced in the new store.
+    func testLineageMergeTakesOneRunAndItsAncestorsOnly() throws {
+        let a = StoreUnderTest.fresh("merge-lineage-a"), b = StoreUnderTest.fresh("merge-lineage-b")
+        defer { for s in [a, b] { s.remove() } }
+        let root = a.dir.deletingLastPathComponent()
+        let data = try Fixtures.writeData(in: root)
+        let pretrain = try write(Fixtures.pretrainConfig(corpus: data.corpus, steps: 20), to: root.appendingPathComponent("pt.json"))
+        let finetune = try write(Fixtures.finetuneConfig(task: data.task, parent: pretrain.path), to: root.appendingPathComponent("ft.json"))
+        let sweep = try a.moerec(["sweep", finetune.path, "--grid", "regime=all,ffn"])
+        XCTAssertEqual(sweep.status, 0, sweep.stderr)
+        let cells = try a.runs(where: "kind=finetune")
+        XCTAssertEqual(cells.count, 2)
+        let child = try XCTUnwrap(cells[0]["hash"] as? String), parent = try XCTUnwrap(cells[0]["parent"] as? String)
+        let merged = try b.moerec(["merge", a.database.path, "--lineage", child])
+        XCTAssertEqual(merged.status, 0, merged.stdout + merged.stderr)
+        XCTAssertEqual(Set(try b.runs().compactMap { $0["hash"] as? String }), [child, parent])
+        XCTAssertEqual(try b.sql("SELECT count(*) FROM sweeps"), "0")
+        XCTAssertEqual(try b.moerec(["reproduce", child]).status, 0)
+        let unknown = try b.moerec(["merge", a.database.path, "--lineage", String(repeating: "a", count: 64)])
+        XCTAssertNotEqual(unknown.status, 0)
+        let short = try b.moerec(["merge", a.database.path, "--lineage", "abc"])
+        XCTAssertEqual(short.status, 2, short.stderr)
+    }
+
     func testUnfinishedRunsStayUnfinishedAndAreReplacedByCompletedOnes() throws {
         let a = StoreUnderTest.fresh("merge-unfinished-a"), c = StoreUnderTest.fresh("merge-unfinished-c")
         defer { a.remove(); c.remove() }
