@@ -66,12 +66,12 @@ extension JSONValue {
             out.append(UInt8(ascii: "{"))
             // Byte order, not String's `<` (which follows Unicode collation rules that could
             // change between releases and would not match other languages' byte sorts).
-            let sorted = members.sorted { JSONValue.bytesPrecede($0.key, $1.key) }
-            for (i, member) in sorted.enumerated() {
+            let keys = members.keys.sorted(by: JSONValue.bytesPrecede)
+            for (i, key) in keys.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
-                JSONString.write(member.key, into: &out)
+                JSONString.write(key, into: &out)
                 out.append(UInt8(ascii: ":"))
-                try member.value.writeCanonical(into: &out)
+                try members[key]!.writeCanonical(into: &out)
             }
             out.append(UInt8(ascii: "}"))
         }

@@ -98,19 +98,11 @@ public final class Trainer {
             if shouldStop?() == true { return .stopped(step: step) }
             let s = step + 1
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let result = withBatch(step: s) { batch -> ForwardResult in
-                let r = model.forward(batch, mode: .train(step: s))
-                guard r.loss.isFinite else { return r }
-                model.zeroGrads()
-                model.backward(batch)
-                return r
-            }
+            let (result, lr, norm) = trainStep(s)
             guard result.loss.isFinite else {
                 try sink.flush()
                 return .failed(step: s, reason: "non-finite loss (\(result.loss)) at step \(s)")
             }
-            let lr = schedule.lr(step: s)
-            let norm = optimizer.step(lr: lr)
             guard norm.isFinite else {
                 try sink.flush()
                 return .failed(step: s, reason: "non-finite gradient norm (\(norm)) at step \(s)")
@@ -175,6 +167,23 @@ public final class Trainer {
             if isLast { break }
         }
         return .completed(steps: step)
+    }
+
+    /// One optimizer step on the batch of step `s` (1-based): forward, backward and the
+    /// AdamW update at the schedule's rate, recording nothing. A non-finite loss skips the
+    /// backward pass and the update (the gradient norm is then NaN). `run` is these steps
+    /// with evaluation, metrics and checkpoints; `moerec bench model` times them alone.
+    public func trainStep(_ s: Int) -> (result: ForwardResult, lr: Float, gradientNorm: Float) {
+        let result = withBatch(step: s) { batch -> ForwardResult in
+            let r = model.forward(batch, mode: .train(step: s))
+            guard r.loss.isFinite else { return r }
+            model.zeroGrads()
+            model.backward(batch)
+            return r
+        }
+        guard result.loss.isFinite else { return (result, 0, .nan) }
+        let lr = schedule.lr(step: s)
+        return (result, lr, optimizer.step(lr: lr))
     }
 
     /// Records a validation accuracy; true when it is a new best (strictly higher, so the
