@@ -20,8 +20,9 @@ public struct SlurmOptions: Sendable {
     public var maxArraySize = 1001
     /// Print the scripts, submit and write nothing.
     public var dryRun = false
-    /// The sbatch command (a test may name another).
+    /// The sbatch and squeue commands (a test may name others).
     public var sbatch = "sbatch"
+    public var squeue = "squeue"
 
     public init(executable: String) { self.executable = executable }
 }
@@ -79,7 +80,10 @@ extension StudyExecutor {
         if let asked = slurm.memoryMiB {
             try StudyExecutor.checkMemory(parents.map(\.plan.config) + cellPlans.pending.map(\.plan.config), memoryMiB: asked)
         }
-        if !slurm.dryRun { try mergeEarlierShards(shardRoot) }
+        if !slurm.dryRun {
+            try StudyExecutor.checkNothingPending(shardRoot, squeue: slurm.squeue)
+            try mergeEarlierShards(shardRoot)
+        }
         var todoParents: [PlannedRun] = []
         for parent in parents where try store.run(hash: parent.plan.hash)?.status != .completed {
             todoParents.append(parent.plan)
@@ -199,8 +203,39 @@ extension StudyExecutor {
             let after = stage2.isEmpty ? jobs.last!.id : stage2.joined(separator: ":")
             jobs.append(("finish", try mergeScript("finish", stage: "stage2", after: "afterany:" + after, report: true)))
         }
+        if !slurm.dryRun && !jobs.isEmpty {
+            try (jobs.map(\.id).joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("jobs"), atomically: true, encoding: .utf8)
+        }
         return SlurmSubmission(directory: dir.path, parents: todoParents.count, cells: todoCells.count, jobs: jobs,
                                scripts: scripts, sweepIds: prepared.sweepIds)
+    }
+
+    /// Exit 2 while jobs of an earlier submission (listed in its `jobs` file) are still
+    /// queued or running: merging their shards now would take running runs as interrupted
+    /// and submit them a second time.
+    static func checkNothingPending(_ shardRoot: URL, squeue: String) throws {
+        guard let submissions = try? FileManager.default.contentsOfDirectory(atPath: shardRoot.path) else { return }
+        var ids: [String] = []
+        for submission in submissions {
+            let file = shardRoot.appendingPathComponent(submission).appendingPathComponent("jobs")
+            guard let text = try? String(contentsOf: file, encoding: .utf8) else { continue }
+            ids += text.split(separator: "\n").map(String.init).filter { !$0.isEmpty && $0.allSatisfy(\.isNumber) }
+        }
+        guard !ids.isEmpty else { return }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [squeue, "-h", "-o", "%i", "-j", ids.joined(separator: ",")]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let listed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        // squeue exits non-zero when none of the jobs is known any more (finished and purged).
+        let pending = listed.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard pending.isEmpty else {
+            throw InputError("--launcher slurm: \(pending.count) jobs of an earlier submission are still queued or running (\(pending.prefix(5).joined(separator: ", "))\(pending.count > 5 ? ", …" : "")); wait for them, or scancel them, then run the command again (nothing was submitted)")
+        }
     }
 
     /// Folds the shard stores of earlier submissions into the store (what their tasks

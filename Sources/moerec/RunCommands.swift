@@ -243,6 +243,7 @@ struct Sweep: ParsableCommand {
             options.partition = partition; options.timeLimit = timeLimit; options.account = account; options.qos = qos
             options.extraLines = sbatchLine; options.memoryMiB = mem; options.maxArraySize = maxArraySize; options.dryRun = dryRun
             options.sbatch = ProcessInfo.processInfo.environment["MOEREC_SBATCH"] ?? "sbatch"
+            options.squeue = ProcessInfo.processInfo.environment["MOEREC_SQUEUE"] ?? "squeue"
             slurm = options
         }
         try StudyRunner(global: global, study: study, jobs: jobs, tags: [], slurm: slurm).run(dryRun: dryRun)

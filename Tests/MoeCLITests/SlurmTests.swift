@@ -81,6 +81,10 @@ final class SlurmTests: XCTestCase {
         let stage2 = try XCTUnwrap(jobs.first { $0.stage == "stage2" }?.id, first.stdout)
         // Still pending behind stage 1: cancelled before it runs.
         XCTAssertEqual(try Self.shell("scancel \(stage2)_2").status, 0)
+        // Submitting again while those jobs are queued is refused.
+        let early = try cluster.moerec(submit)
+        XCTAssertEqual(early.status, 2, early.stdout + early.stderr)
+        XCTAssertTrue(early.stderr.contains("still queued or running"), early.stderr)
         try Self.waitFor(jobs.map(\.id))
 
         let afterFirst = try cluster.moerec(["runs", "--where", "kind=finetune and status=completed", "--format", "json"])
