@@ -72,7 +72,7 @@ extension StudyExecutor {
         if !slurm.dryRun { try StudyExecutor.checkSlurmSetUp(sbatch: slurm.sbatch, storePath: mainStore) }
         // Stage 1: every distinct parent, planned (not trained); stage 2 planned against them.
         var parents: [(config: RunConfig, plan: PlannedRun)] = []
-        for cell in checked.cells where checked.invalid[cell.label] == nil {
+        for cell in checked.valid {
             guard let parentConfig = cell.parent, !parents.contains(where: { $0.config == parentConfig }) else { continue }
             parents.append((parentConfig, try executor.plan(parentConfig)))
         }
@@ -292,7 +292,7 @@ extension StudyExecutor {
     /// cell inherits from its parent config: what `checkMemory` needs before any store exists.
     public static func configs(of checked: Checked) -> [RunConfig] {
         var configs: [RunConfig] = []
-        for cell in checked.cells where checked.invalid[cell.label] == nil {
+        for cell in checked.valid {
             var config = cell.config
             if let parent = cell.parent {
                 config.model = parent.model

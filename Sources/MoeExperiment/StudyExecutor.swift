@@ -25,10 +25,18 @@ public final class StudyExecutor {
         clock = now
     }
 
-    /// A study's cells with the reason each invalid one was rejected (keyed by label).
+    /// A study's cells with, for each, the reason it was rejected (nil: valid).
     public struct Checked {
         public let cells: [Study.Cell]
-        public let invalid: [String: String]
+        public let reasons: [String?]
+        /// The rejected cells' reasons by label.
+        public var invalid: [String: String] {
+            var byLabel: [String: String] = [:]
+            for (cell, reason) in zip(cells, reasons) { if let reason { byLabel[cell.label] = reason } }
+            return byLabel
+        }
+        /// The valid cells, in order.
+        public var valid: [Study.Cell] { zip(cells, reasons).compactMap { $1 == nil ? $0 : nil } }
     }
 
     /// Stage 2, planned and registered: the cells in order (each once), the sweeps they
@@ -69,12 +77,10 @@ public final class StudyExecutor {
             do { try Executor.precheck(cell.config, parent: cell.parent, explicit: cell.explicit) } catch { return "\(error)" }
             return nil
         }
-        var invalid: [String: String] = [:]
-        for (cell, reason) in zip(cells, reasons) { if let reason { invalid[cell.label] = reason } }
-        if invalid.count == cells.count, let first = cells.first.flatMap({ invalid[$0.label] }) {
+        if !cells.isEmpty, reasons.allSatisfy({ $0 != nil }), let first = reasons.first! {
             throw InputError("no valid cell in the sweep (all \(cells.count) rejected); first: \(first)")
         }
-        return Checked(cells: cells, invalid: invalid)
+        return Checked(cells: cells, reasons: reasons)
     }
 
     /// What `--dry-run` prints: each valid cell's plans (its parent's first), labelled with
@@ -84,9 +90,9 @@ public final class StudyExecutor {
                                log: (String) -> Void) throws -> [(label: String?, plan: PlannedRun)] {
         let data = DataProvider()
         var plans: [(String?, PlannedRun)] = []
-        for cell in checked.cells {
+        for (cell, reason) in zip(checked.cells, checked.reasons) {
             try stop.check()
-            if let reason = checked.invalid[cell.label] {
+            if let reason {
                 log("invalid [\(cell.label)]: \(reason)")
                 continue
             }
@@ -115,10 +121,9 @@ public final class StudyExecutor {
     public func prepare(_ checked: Checked, launcher: StudyLauncher?) throws -> Prepared {
         phases = []
         clock = Date()
-        let cells = checked.cells, invalid = checked.invalid
-        log("study \(study.name): \(cells.count) cells")
+        log("study \(study.name): \(checked.cells.count) cells")
         var parents: [(config: RunConfig, plan: PlannedRun)] = []
-        for cell in cells where invalid[cell.label] == nil {
+        for cell in checked.valid {
             guard let parentConfig = cell.parent, !parents.contains(where: { $0.config == parentConfig }) else { continue }
             parents.append((parentConfig, try executor.plan(parentConfig)))
             try executor.stop.check()
@@ -140,7 +145,7 @@ public final class StudyExecutor {
     /// Stage 2 planned with the parents' plans (trained or not): every valid cell's plan
     /// (in parallel) and its baselines. Nothing is written.
     func planCells(_ checked: Checked, parents: [(config: RunConfig, plan: PlannedRun)]) throws -> CellPlans {
-        let cells = checked.cells, invalid = checked.invalid
+        let cells = checked.cells, reasons = checked.reasons
         // Each part's runs in order (each parent before its first cell), registered at once
         // as the part's sweep; a run in two parts is a member of both and runs once.
         var members = [[(run: NewRun, tags: [String])]](repeating: [], count: study.parts.count)
@@ -156,14 +161,14 @@ public final class StudyExecutor {
         // known by then, so no cell reads the store.
         var known: [String: Executor.KnownParent] = [:]
         for parent in parents { known[parent.plan.hash] = Executor.KnownParent(hash: parent.plan.hash, value: parent.plan.value) }
-        for ref in Set(cells.compactMap { invalid[$0.label] == nil && $0.parent == nil ? $0.config.parent : nil }) {
+        for ref in Set(checked.valid.compactMap { $0.parent == nil ? $0.config.parent : nil }) {
             known[ref] = try Executor.storedParent(ref, store: executor.store)
         }
         let parentHash = { (cell: Study.Cell) in cell.parent.flatMap { config in parents.first { $0.config == config }?.plan.hash } }
         let data = executor.data
         let plans = try parallelMap(cells.count, stop: executor.stop) { i -> Result<(PlannedRun, NewRun), InputError>? in
             let cell = cells[i]
-            guard invalid[cell.label] == nil else { return nil }
+            guard reasons[i] == nil else { return nil }
             var config = cell.config, explicit = cell.explicit
             if let hash = parentHash(cell) {
                 config.parent = hash
@@ -177,10 +182,10 @@ public final class StudyExecutor {
             }
         }
         let parentRuns = try parents.map { try Executor.newRun($0.plan) }
-        for (cell, planned) in zip(cells, plans) {
+        for (i, (cell, planned)) in zip(cells, plans).enumerated() {
             guard let planned else {
                 skipped += 1
-                log("skipped [\(cell.label)]: \(invalid[cell.label] ?? "")")
+                log("skipped [\(cell.label)]: \(reasons[i] ?? "")")
                 continue
             }
             switch planned {

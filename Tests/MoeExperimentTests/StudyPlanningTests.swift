@@ -42,9 +42,9 @@ final class StudyPlanningTests: XCTestCase {
         studyExecutor.log = { _ in }
         let prepared = try studyExecutor.prepare(checked, launcher: nil)
         XCTAssertEqual(prepared.skipped, 300)
-        let serial = try checked.cells.filter { checked.invalid[$0.label] == nil }.map { try executor.plan($0.config, explicit: $0.explicit) }
+        let serial = try checked.valid.map { try executor.plan($0.config, explicit: $0.explicit) }
         XCTAssertEqual(prepared.pending.map(\.plan.hash), serial.map(\.hash))
-        XCTAssertEqual(prepared.pending.map(\.label), checked.cells.filter { checked.invalid[$0.label] == nil }.map(\.label))
+        XCTAssertEqual(prepared.pending.map(\.label), checked.valid.map(\.label))
         XCTAssertEqual(Set(try store.runs(RunSelection(filter: try WhereFilter(runs: "sweep=\(prepared.sweepIds[0])"))).map(\.hash)),
                        Set(serial.map(\.hash)))
         XCTAssertEqual(studyExecutor.phases.map(\.name), ["parents", "plan", "register", "completed"])
