@@ -192,16 +192,19 @@ public final class Store: @unchecked Sendable {
                 stale.append((hash, Store.endedReason(pid: row.int(1).map(Int.init))))
             }
         }
-        guard !stale.isEmpty else { return }
         var columns: [String] = []
         try db.query("SELECT name FROM pragma_table_info('runs', 'main') ORDER BY cid") { columns.append($0.string(0)!) }
+        // A store an older moerec wrote lacks the columns later migrations added (a reader
+        // does not migrate): they read as NULL.
+        let missing = Store.runColumnsAddedLater.filter { !columns.contains($0) }
+        guard !stale.isEmpty || !missing.isEmpty else { return }
         let select = columns.map { column -> String in
             switch column {
             case "status": return "CASE WHEN s.hash IS NULL THEN r.status ELSE 'interrupted' END AS status"
             case "failure_reason": return "coalesce(s.reason, r.failure_reason) AS failure_reason"
             default: return "r.\"\(column)\""
             }
-        }
+        } + missing.map { "NULL AS \"\($0)\"" }
         try db.execute("CREATE TEMP TABLE stale_runs (hash TEXT PRIMARY KEY, reason TEXT NOT NULL)")
         for run in stale { try db.query("INSERT INTO temp.stale_runs VALUES (?, ?)", [.text(run.hash), .text(run.reason)]) }
         try db.execute("CREATE TEMP VIEW runs AS SELECT \(select.joined(separator: ", ")) FROM main.runs r LEFT JOIN temp.stale_runs s ON s.hash = r.hash")
@@ -396,6 +399,9 @@ public final class Store: @unchecked Sendable {
     }
 
     // MARK: - Runs
+
+    /// Columns of `runs` added by migrations after the first (`ALTER TABLE ... ADD COLUMN`).
+    static let runColumnsAddedLater = ["slurm_job"]
 
     /// The columns a `RunRecord` decodes from, from `runs` aliased `r`.
     static let runColumns = """

@@ -173,9 +173,15 @@ extension Store {
         return differences
     }
 
+    /// Whether `schema`.runs has `column` (a store an older moerec wrote may lack it).
+    static func hasRunColumn(_ db: Connection, schema: String, _ column: String) throws -> Bool {
+        try db.scalar("SELECT count(*) FROM pragma_table_info('runs', ?) WHERE name = ?", [.text(schema), .text(column)])?.int == 1
+    }
+
     private func environment(_ db: Connection, schema: String, id: Int64) throws -> RunEnvironment {
         var env = RunEnvironment()
-        try db.query("SELECT host, os, cpu_model, blas_core, threads, moerec_version, git_commit, slurm_job FROM \(schema).runs WHERE id = ?",
+        let slurm = try Store.hasRunColumn(db, schema: schema, "slurm_job") ? "slurm_job" : "NULL"
+        try db.query("SELECT host, os, cpu_model, blas_core, threads, moerec_version, git_commit, \(slurm) FROM \(schema).runs WHERE id = ?",
                      [.int(id)]) { row in
             env = RunEnvironment(host: row.string(0), os: row.string(1), cpuModel: row.string(2), blasCore: row.string(3),
                                  threads: row.int(4).map(Int.init), moerecVersion: row.string(5), gitCommit: row.string(6),
@@ -193,9 +199,11 @@ extension Store {
             wall_seconds, steps_done, failure_reason, failure_step
             """
         // A run still running in the source is interrupted here: it resumes from its checkpoint.
+        // A source an older moerec wrote has no slurm_job column.
+        let sourceSlurm = try Store.hasRunColumn(db, schema: "src", "slurm_job") ? "slurm_job" : "NULL"
         let sourceLifecycle = """
             CASE status WHEN 'running' THEN 'interrupted' ELSE status END, host, os, cpu_model, blas_core, threads,
-            moerec_version, git_commit, slurm_job, pid, started_at, finished_at, wall_seconds, steps_done,
+            moerec_version, git_commit, \(sourceSlurm), pid, started_at, finished_at, wall_seconds, steps_done,
             CASE status WHEN 'running' THEN coalesce(failure_reason, 'running in the merged store when it was merged')
                  ELSE failure_reason END, failure_step
             """

@@ -116,6 +116,31 @@ final class SchemaTests: XCTestCase {
     /// A store written by a moerec of schema 1 (runs, a fine-tuning child, metrics, a
     /// checkpoint, sweep members and tags that reference `runs`) migrates to the current
     /// schema with every row and reference intact, and then accepts baseline runs.
+    /// A store an older moerec wrote (schema 2, no `slurm_job`) is read as it is by a
+    /// read-only open, and merged from, without migrating it.
+    func testSchemaTwoStoreIsReadAndMergedWithoutMigrating() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("old.sqlite")
+        try Store.createDatabase(path: path, schemaVersion: 2)
+        let hash = String(repeating: "c", count: 64)
+        try Store.withRawDatabase(path: path) { exec in
+            try exec("INSERT INTO runs (hash, kind, status, config_json, dataset_fingerprint, numerics_version, host) VALUES ('\(hash)', 'pretrain', 'completed', '{\"a\":1}', 'fp', 1, 'old-host')")
+        }
+        let old = try Store(path: path, mode: .readOnly)
+        XCTAssertEqual(try old.migrationRecords().map(\.version), [1, 2])
+        let record = try XCTUnwrap(try old.run(hash: hash))
+        XCTAssertEqual(record.environment.host, "old-host")
+        XCTAssertNil(record.environment.slurmJob)
+        XCTAssertEqual(try old.listRuns().map(\.hash), [hash])
+        old.close()
+        let merged = try Store(path: dir.file("new.sqlite"))
+        let summary = try merged.merge(from: path) { _ in }
+        XCTAssertEqual(summary.runsAdded, 1)
+        XCTAssertEqual(try merged.run(hash: hash)?.environment.host, "old-host")
+        // The read-only open and the merge left the old store at schema 2.
+        XCTAssertEqual(try Store(path: path, mode: .readOnly).migrationRecords().map(\.version), [1, 2])
+    }
+
     func testSchemaOneStoreMigratesWithItsRowsAndReferences() throws {
         let dir = TemporaryDirectory()
         let path = dir.file("moerec.sqlite")
