@@ -224,7 +224,7 @@ final class InspectTests: XCTestCase {
     func testEveryCommandHasHelpWithAnExample() throws {
         let commands: [[String]] = [[], ["run"], ["sweep"], ["runs"], ["show"], ["diff"], ["reproduce"], ["verify"], ["report"],
                                     ["bench"], ["bench", "model"], ["bench", "store"], ["bench", "study"], ["bench", "plan"],
-                                    ["baseline"], ["merge"]]
+                                    ["baseline"], ["merge"], ["export"], ["bench", "merge"]]
         for command in commands {
             let result = try CLI.run(command + ["--help"], timeout: 60)
             let name = (["moerec"] + command).joined(separator: " ")
