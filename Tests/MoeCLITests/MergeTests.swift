@@ -85,6 +85,52 @@ final class MergeTests: XCTestCase {
         try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])?.first, result.stdout)
     }
 
+    /// A merge killed (SIGKILL) while it writes leaves the destination as it was: every
+    /// attempt ends with the destination either untouched or holding the whole source.
+    func testMergeKilledMidwayLeavesTheDestinationUnchanged() throws {
+        let a = StoreUnderTest.fresh("merge-kill-src"), b = StoreUnderTest.fresh("merge-kill-dst")
+        defer { for s in [a, b] { s.remove() } }
+        let root = a.dir.deletingLastPathComponent()
+        let data = try Fixtures.writeData(in: root)
+        let pretrain = try write(Fixtures.pretrainConfig(corpus: data.corpus, steps: 20), to: root.appendingPathComponent("pt.json"))
+        XCTAssertEqual(try a.moerec(["sweep", pretrain.path, "--grid", "seed=1,2,3"]).status, 0)
+        // Enough metric points that the write takes a while: each run's points, shifted
+        // to 2,000 further step ranges.
+        try a.sqlWrite("""
+            WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < 2000)
+            INSERT INTO metrics (run_id, name_id, split, step, value)
+            SELECT m.run_id, m.name_id, m.split, m.step + 1000 * k.n, m.value FROM metrics m, k
+            """)
+        let sourcePoints = Int(try a.sql("SELECT count(*) FROM metrics"))!
+        XCTAssertGreaterThan(sourcePoints, 500_000)
+        // The destination already holds a run of its own.
+        XCTAssertEqual(try b.moerec(["run", pretrain.path]).status, 0)
+        let before = try b.sql("SELECT count(*) || ' ' || (SELECT count(*) FROM metrics) FROM runs")
+        // How long a whole merge takes, on a copy.
+        let copy = try b.copy("merge-kill-timing")
+        defer { copy.remove() }
+        let started = Date()
+        XCTAssertEqual(try copy.moerec(["merge", a.database.path]).status, 0)
+        let whole = Date().timeIntervalSince(started)
+        let after = try copy.sql("SELECT count(*) || ' ' || (SELECT count(*) FROM metrics) FROM runs")
+        var killedUnchanged = 0
+        for fraction in [0.3, 0.5, 0.7, 0.85] {
+            let running = try b.start(["merge", a.database.path])
+            usleep(useconds_t(whole * fraction * 1_000_000))
+            running.signal(SIGKILL)
+            let result = try running.wait(timeout: 60)
+            let now = try b.sql("SELECT count(*) || ' ' || (SELECT count(*) FROM metrics) FROM runs")
+            XCTAssertTrue(now == before || now == after, "after a kill at \(fraction) of the merge: \(now), neither \(before) nor \(after)")
+            XCTAssertEqual(try b.sql("PRAGMA integrity_check"), "ok")
+            if result.status != 0 && now == before { killedUnchanged += 1 }
+            if now == after { break }
+        }
+        XCTAssertGreaterThan(killedUnchanged, 0, "no kill landed before the merge committed (whole merge \(whole) s)")
+        // A merge after the kills completes it.
+        XCTAssertEqual(try b.moerec(["merge", a.database.path]).status, 0)
+        XCTAssertEqual(try b.sql("SELECT count(*) || ' ' || (SELECT count(*) FROM metrics) FROM runs"), after)
+    }
+
     /// `--lineage HASH`: that run and its ancestors only (no other runs, sweeps or tags),
     /// with their checkpoints, so the child can be reproduced in the new store.
     func testLineageMergeTakesOneRunAndItsAncestorsOnly() throws {
