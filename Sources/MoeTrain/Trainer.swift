@@ -172,16 +172,18 @@ public final class Trainer {
     /// One optimizer step on the batch of step `s` (1-based): forward, backward and the
     /// AdamW update at the schedule's rate, recording nothing. A non-finite loss skips the
     /// backward pass and the update (the gradient norm is then NaN). `run` is these steps
-    /// with evaluation, metrics and checkpoints; `moerec bench model` times them alone.
+    /// with evaluation, metrics and checkpoints.
     public func trainStep(_ s: Int) -> (result: ForwardResult, lr: Float, gradientNorm: Float) {
-        let result = withBatch(step: s) { batch -> ForwardResult in
-            let r = model.forward(batch, mode: .train(step: s))
-            guard r.loss.isFinite else { return r }
-            model.zeroGrads()
-            model.backward(batch)
-            return r
-        }
+        withBatch(step: s) { trainStep(s, on: $0) }
+    }
+
+    /// The same step on a batch the caller made instead of the run's data (`moerec bench
+    /// model` times the engine on fixed batches this way).
+    public func trainStep(_ s: Int, on batch: Batch) -> (result: ForwardResult, lr: Float, gradientNorm: Float) {
+        let result = model.forward(batch, mode: .train(step: s))
         guard result.loss.isFinite else { return (result, 0, .nan) }
+        model.zeroGrads()
+        model.backward(batch)
         let lr = schedule.lr(step: s)
         return (result, lr, optimizer.step(lr: lr))
     }

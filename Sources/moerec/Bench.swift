@@ -110,12 +110,39 @@ enum BenchSmall {
         return (0..<count).map { Int32(rng.bits(.test, step: UInt64(step), index: UInt64($0)) % UInt64(vocab)) }
     }
 
+    /// A trainer for `model` as a run config builds it (batch 32): the timing loops below
+    /// drive its own step (`Trainer.trainStep(_:on:)`, what `moerec run` runs) on fixed
+    /// batches of random tokens, so routing, and so the work timed, is the same every time.
+    static func trainer(model: ModelConfig, kind: RunSettings.Kind = .pretrain, regime: Regime = .all, lr: Float) throws -> Trainer {
+        var config = RunConfig()
+        config.model = model
+        config.settings.kind = kind
+        config.settings.batchSize = batch
+        config.settings.steps = 1_000_000
+        config.settings.warmupSteps = 0
+        config.settings.schedule = .constant
+        config.settings.lr = lr
+        config.settings.seed = 1
+        // The trainer needs data; the steps timed here use the fixed batches instead.
+        let data: TrainingData
+        if kind == .finetune {
+            config.settings.regime = regime
+            config.settings.parent = String(repeating: "0", count: 64)
+            let example = TrainingData.encode(text: Array("x".utf8), label: 0, context: model.context)
+            data = .classification(classes: 45, train: [example], validation: [example], test: [example])
+        } else {
+            let bytes = [UInt8](repeating: 0, count: 2 * model.context + 2)
+            data = .corpus(train: bytes, validation: bytes)
+        }
+        return try Trainer(config: config, data: data, sink: MemorySink())
+    }
+
     static func measure(config: ModelConfig, steps: Int) throws -> Result {
         let B = batch, T = config.context, N = B * T
         // Measured first, so its matrices are freed before the model's memory is counted.
         let peak = gemmPeak(config: config, tokens: N)
-        let model = try Transformer(config: config, maxBatch: B, seed: 1)
-        let opt = AdamW(model: model, beta1: 0.9, beta2: 0.95, weightDecay: 0.1, clip: 1.0)
+        let trainer = try trainer(model: config, lr: 1e-3)
+        let model = trainer.model
         let batches = (0..<4).map { randomTokens(vocab: config.vocab, count: N + 1, step: $0) }
         var kept = 0, assigned = 0
         var trainSeconds = 0.0
@@ -123,14 +150,9 @@ enum BenchSmall {
             let data = batches[s % batches.count]
             let tokens = Array(data[0..<N]), targets = Array(data[1...N])
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let r = tokens.withUnsafeBufferPointer { tk in targets.withUnsafeBufferPointer { tg -> ForwardResult in
-                let batch = Batch(tokens: tk.baseAddress!, b: B, t: T, targets: tg.baseAddress!)
-                let r = model.forward(batch, mode: .train(step: s + 1))
-                model.zeroGrads()
-                model.backward(batch)
-                return r
+            let r = tokens.withUnsafeBufferPointer { tk in targets.withUnsafeBufferPointer { tg in
+                trainer.trainStep(s + 1, on: Batch(tokens: tk.baseAddress!, b: B, t: T, targets: tg.baseAddress!)).result
             } }
-            opt.step(lr: 1e-3)
             if s >= 2 {
                 trainSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 kept += r.keptAssignments
@@ -205,25 +227,18 @@ enum BenchSmall {
     /// and the FLOP model's count for that step.
     static func fineTuneStep(config base: ModelConfig, regime: Regime, steps: Int) throws
         -> (seconds: Double, flops: Double, trainableFraction: Double) {
-        var config = base
-        config.classes = 45
         let groups = try regime.groups(custom: [])
-        let B = batch, T = config.context, N = B * T
-        let model = try Transformer(config: config, maxBatch: B, seed: 1, trainable: groups)
-        try regime.check(groups, layout: model.layout, experts: config.experts)
-        let opt = AdamW(model: model)
+        let B = batch, T = base.context, N = B * T
+        let trainer = try trainer(model: base, kind: .finetune, regime: regime, lr: 1e-4)
+        let model = trainer.model
         let tokens = randomTokens(vocab: 256, count: N, step: 0)
         let labels = (0..<B).map { Int32($0 % 45) }, lengths = [Int32](repeating: Int32(T), count: B)
         var seconds = 0.0
         for s in 0..<(steps + 2) {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            tokens.withUnsafeBufferPointer { tk in labels.withUnsafeBufferPointer { lb in lengths.withUnsafeBufferPointer { ln in
-                let batch = Batch(tokens: tk.baseAddress!, b: B, t: T, labels: lb.baseAddress!, lengths: ln.baseAddress!)
-                _ = model.forward(batch, mode: .train(step: s + 1))
-                model.zeroGrads()
-                model.backward(batch)
+            _ = tokens.withUnsafeBufferPointer { tk in labels.withUnsafeBufferPointer { lb in lengths.withUnsafeBufferPointer { ln in
+                trainer.trainStep(s + 1, on: Batch(tokens: tk.baseAddress!, b: B, t: T, labels: lb.baseAddress!, lengths: ln.baseAddress!))
             } } }
-            opt.step(lr: 1e-4)
             if s >= 2 { seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
         }
         let total = model.layout.tensors.reduce(0) { $0 + $1.count }
