@@ -144,7 +144,7 @@ extension Executor {
             precondition(record.hash == plan.hash, "store and planner disagree on the baseline's hash")
             if record.status == .completed { return RunResult(hash: plan.hash, outcome: .cacheHit, resumedFrom: nil) }
             try stop.check()
-            let environment = RunEnvironment.current(blasCore: Blas.coreName, threads: 1,
+            let environment = RunEnvironment.current(blasCore: Blas.coreName, vectorLevel: Blas.vectorKernels, threads: 1,
                                                      moerecVersion: Executor.version, gitCommit: gitCommit)
             let lease = try store.markRunning(hash: plan.hash, environment: environment)
             defer { lease.release() }

@@ -275,7 +275,7 @@ public final class Executor {
         default:
             break
         }
-        let environment = RunEnvironment.current(blasCore: Blas.coreName, threads: Blas.threads,
+        let environment = RunEnvironment.current(blasCore: Blas.coreName, vectorLevel: Blas.vectorKernels, threads: Blas.threads,
                                                  moerecVersion: Executor.version, gitCommit: gitCommit)
         let lease: RunLease
         do {

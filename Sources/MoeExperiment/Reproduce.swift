@@ -86,13 +86,14 @@ public final class Reproducer {
         let corrupt = storedManifest.map { verifyCheckpoint(objects: objects, manifest: $0) } ?? []
         for problem in corrupt { log("stored checkpoint object \(problem.sha256) is \(problem.kind): \(problem.error)") }
         let newDigest = try scratchStore.latestCheckpoint(runHash: hash).map { try CheckpointManifest(json: $0.manifestJSON).parameterDigest }
-        let current = RunEnvironment.current(blasCore: Blas.coreName, threads: Blas.threads, moerecVersion: Executor.version,
+        let current = RunEnvironment.current(blasCore: Blas.coreName, vectorLevel: Blas.vectorKernels, threads: Blas.threads, moerecVersion: Executor.version,
                                              gitCommit: nil)
         var envDiff: [(String, String, String)] = []
         func compare(_ field: String, _ a: String?, _ b: String?) {
             if let a, let b, a != b { envDiff.append((field, a, b)) }
         }
         compare("blas_core", record.environment.blasCore, current.blasCore)
+        if record.environment.vectorLevel != nil { compare("vector_level", record.environment.vectorLevel, current.vectorLevel) }
         compare("threads", record.environment.threads.map(String.init), current.threads.map(String.init))
         compare("moerec_version", record.environment.moerecVersion, current.moerecVersion)
         compare("cpu_model", record.environment.cpuModel, current.cpuModel)

@@ -30,7 +30,7 @@ public enum Migrations {
     public static let all: [Migration] = [
         Migration(version: 1, name: "init", sql: sql001Init),
         Migration(version: 2, name: "baseline_runs", sql: sql002BaselineRuns, rebuildsTables: true),
-        Migration(version: 3, name: "slurm_job", sql: sql003SlurmJob),
+        Migration(version: 3, name: "environment", sql: sql003Environment),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

@@ -40,11 +40,15 @@ public struct RunEnvironment: Codable, Equatable, Sendable {
     public var gitCommit: String?
     /// The Slurm job (ARRAYJOB_TASK for an array task) the run trained in; nil outside Slurm.
     public var slurmJob: String?
+    /// The build of the element-wise kernels the CPU ran (avx512, avx2, sse2).
+    public var vectorLevel: String?
 
     public init(host: String? = nil, os: String? = nil, cpuModel: String? = nil, blasCore: String? = nil,
-                threads: Int? = nil, moerecVersion: String? = nil, gitCommit: String? = nil, slurmJob: String? = nil)
+                threads: Int? = nil, moerecVersion: String? = nil, gitCommit: String? = nil, slurmJob: String? = nil,
+                vectorLevel: String? = nil)
     {
         self.slurmJob = slurmJob
+        self.vectorLevel = vectorLevel
         self.host = host
         self.os = os
         self.cpuModel = cpuModel
@@ -55,7 +59,8 @@ public struct RunEnvironment: Codable, Equatable, Sendable {
     }
 
     /// This machine's host name, OS and CPU model, plus what only the caller knows.
-    public static func current(blasCore: String?, threads: Int?, moerecVersion: String?, gitCommit: String?) -> RunEnvironment {
+    public static func current(blasCore: String?, vectorLevel: String?, threads: Int?, moerecVersion: String?,
+                               gitCommit: String?) -> RunEnvironment {
         var name = [CChar](repeating: 0, count: 256)
         let host = gethostname(&name, name.count) == 0 ? String(cString: name) : nil
         var info = utsname()
@@ -68,7 +73,7 @@ public struct RunEnvironment: Codable, Equatable, Sendable {
             os = "\(field(info.sysname)) \(field(info.release)) \(field(info.machine))"
         }
         return RunEnvironment(host: host, os: os, cpuModel: cpuModelName(), blasCore: blasCore, threads: threads,
-                              moerecVersion: moerecVersion, gitCommit: gitCommit, slurmJob: slurmJob())
+                              moerecVersion: moerecVersion, gitCommit: gitCommit, slurmJob: slurmJob(), vectorLevel: vectorLevel)
     }
 
     /// The Slurm job this process runs in, from the variables Slurm sets: "ARRAYJOB_TASK"

@@ -401,12 +401,12 @@ public final class Store: @unchecked Sendable {
     // MARK: - Runs
 
     /// Columns of `runs` added by migrations after the first (`ALTER TABLE ... ADD COLUMN`).
-    static let runColumnsAddedLater = ["slurm_job"]
+    static let runColumnsAddedLater = ["slurm_job", "vector_level"]
 
     /// The columns a `RunRecord` decodes from, from `runs` aliased `r`.
     static let runColumns = """
         r.id, r.hash, r.parent_hash, r.kind, r.status, r.config_json, r.dataset_fingerprint, r.numerics_version,
-        r.host, r.os, r.cpu_model, r.blas_core, r.threads, r.moerec_version, r.git_commit, r.slurm_job, r.pid,
+        r.host, r.os, r.cpu_model, r.blas_core, r.threads, r.moerec_version, r.git_commit, r.slurm_job, r.vector_level, r.pid,
         r.created_at, r.started_at, r.finished_at, r.wall_seconds, r.steps_done, r.failure_reason, r.failure_step
         """
 
@@ -618,14 +618,14 @@ public final class Store: @unchecked Sendable {
                     }
                     try db.query("""
                         UPDATE runs SET status = 'running', host = ?, os = ?, cpu_model = ?, blas_core = ?, threads = ?,
-                            moerec_version = ?, git_commit = ?, slurm_job = ?, pid = ?, started_at = \(Store.now), finished_at = NULL,
+                            moerec_version = ?, git_commit = ?, slurm_job = ?, vector_level = ?, pid = ?, started_at = \(Store.now), finished_at = NULL,
                             wall_seconds = NULL, failure_reason = NULL, failure_step = NULL
                         WHERE hash = ?
                         """,
                         [Store.text(environment.host), Store.text(environment.os), Store.text(environment.cpuModel),
                          Store.text(environment.blasCore), environment.threads.map { .int(Int64($0)) } ?? .null,
                          Store.text(environment.moerecVersion), Store.text(environment.gitCommit), Store.text(environment.slurmJob),
-                         .int(Int64(pid)),
+                         Store.text(environment.vectorLevel), .int(Int64(pid)),
                          .text(hash)])
                 }
             } catch {

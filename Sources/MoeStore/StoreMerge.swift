@@ -180,12 +180,12 @@ extension Store {
 
     private func environment(_ db: Connection, schema: String, id: Int64) throws -> RunEnvironment {
         var env = RunEnvironment()
-        let slurm = try Store.hasRunColumn(db, schema: schema, "slurm_job") ? "slurm_job" : "NULL"
-        try db.query("SELECT host, os, cpu_model, blas_core, threads, moerec_version, git_commit, \(slurm) FROM \(schema).runs WHERE id = ?",
+        let added = try Store.hasRunColumn(db, schema: schema, "slurm_job") ? "slurm_job, vector_level" : "NULL, NULL"
+        try db.query("SELECT host, os, cpu_model, blas_core, threads, moerec_version, git_commit, \(added) FROM \(schema).runs WHERE id = ?",
                      [.int(id)]) { row in
             env = RunEnvironment(host: row.string(0), os: row.string(1), cpuModel: row.string(2), blasCore: row.string(3),
                                  threads: row.int(4).map(Int.init), moerecVersion: row.string(5), gitCommit: row.string(6),
-                                 slurmJob: row.string(7))
+                                 slurmJob: row.string(7), vectorLevel: row.string(8))
         }
         return env
     }
@@ -195,12 +195,13 @@ extension Store {
         summary.conflicts = plan.conflicts
         summary.objects = plan.blobs.count
         let lifecycle = """
-            status, host, os, cpu_model, blas_core, threads, moerec_version, git_commit, slurm_job, pid, started_at, finished_at,
+            status, host, os, cpu_model, blas_core, threads, moerec_version, git_commit, slurm_job, vector_level, pid, started_at,
+            finished_at,
             wall_seconds, steps_done, failure_reason, failure_step
             """
         // A run still running in the source is interrupted here: it resumes from its checkpoint.
-        // A source an older moerec wrote has no slurm_job column.
-        let sourceSlurm = try Store.hasRunColumn(db, schema: "src", "slurm_job") ? "slurm_job" : "NULL"
+        // A source an older moerec wrote has no slurm_job or vector_level column.
+        let sourceSlurm = try Store.hasRunColumn(db, schema: "src", "slurm_job") ? "slurm_job, vector_level" : "NULL, NULL"
         let sourceLifecycle = """
             CASE status WHEN 'running' THEN 'interrupted' ELSE status END, host, os, cpu_model, blas_core, threads,
             moerec_version, git_commit, \(sourceSlurm), pid, started_at, finished_at, wall_seconds, steps_done,

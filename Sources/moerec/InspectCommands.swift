@@ -93,7 +93,7 @@ struct Show: ParsableCommand {
         print("dataset     \(r.datasetFingerprint)")
         print("numerics    \(r.numericsVersion)")
         let e = r.environment
-        print("environment host=\(e.host ?? "?") os=\(e.os ?? "?") cpu=\(e.cpuModel ?? "?") blas=\(e.blasCore ?? "?") threads=\(e.threads.map(String.init) ?? "?") moerec=\(e.moerecVersion ?? "?") commit=\(e.gitCommit ?? "?")"
+        print("environment host=\(e.host ?? "?") os=\(e.os ?? "?") cpu=\(e.cpuModel ?? "?") blas=\(e.blasCore ?? "?") vector=\(e.vectorLevel ?? "?") threads=\(e.threads.map(String.init) ?? "?") moerec=\(e.moerecVersion ?? "?") commit=\(e.gitCommit ?? "?")"
               + (e.slurmJob.map { " slurm_job=\($0)" } ?? ""))
         print("time        created \(r.createdAt)  started \(r.startedAt ?? "-")  finished \(r.finishedAt ?? "-")  wall \(r.wallSeconds.map { String(format: "%.1fs", $0) } ?? "-")  steps \(r.stepsDone)")
         let tags = try store.tags(runHash: full)

@@ -63,6 +63,7 @@ struct Merge: ParsableCommand {
             conflicts += s.conflicts.count
             func environment(_ e: RunEnvironment) -> OrderedJSON {
                 .object([("host", .string(e.host ?? "")), ("cpu", .string(e.cpuModel ?? "")), ("blas_core", .string(e.blasCore ?? "")),
+                         ("vector_level", .string(e.vectorLevel ?? "")),
                          ("threads", .optional(e.threads)), ("moerec_version", .string(e.moerecVersion ?? "")),
                          ("git_commit", .string(e.gitCommit ?? ""))])
             }
@@ -83,7 +84,7 @@ struct Merge: ParsableCommand {
                     print("reproducibility conflict: run \(c.hash.prefix(12)) is completed in both stores with different results")
                     for d in c.differences { print("  \(d)") }
                     for (side, e) in [("this store", c.ours), ("source", c.theirs)] {
-                        print("  \(side): host \(e.host ?? "?"), CPU \(e.cpuModel ?? "?"), BLAS core \(e.blasCore ?? "?"), threads \(e.threads.map(String.init) ?? "?"), moerec \(e.moerecVersion ?? "?")")
+                        print("  \(side): host \(e.host ?? "?"), CPU \(e.cpuModel ?? "?"), BLAS core \(e.blasCore ?? "?"), vector level \(e.vectorLevel ?? "?"), threads \(e.threads.map(String.init) ?? "?"), moerec \(e.moerecVersion ?? "?")")
                     }
                 }
             }

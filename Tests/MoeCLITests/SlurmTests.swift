@@ -41,6 +41,15 @@ final class SlurmTests: XCTestCase {
         XCTAssertTrue(dry.stdout.contains("#SBATCH --array=0-5") && dry.stdout.contains("#SBATCH --partition=cpu")
                       && dry.stdout.contains("#SBATCH --constraint=avx512"), dry.stdout)
         XCTAssertFalse(FileManager.default.fileExists(atPath: store.dir.path), "a dry run wrote into the store directory")
+        // Arrays longer than MaxArraySize allows (indices below it) are split, with offsets.
+        let split = try CLI.run(sweep + ["--dry-run", "--max-array-size", "3"], timeout: 120)
+        XCTAssertEqual(split.status, 0, split.stderr)
+        for (part, offset) in [(1, 0), (2, 2), (3, 4)] {
+            XCTAssertTrue(split.stdout.contains("# stage2-\(part).sbatch"), split.stdout)
+            XCTAssertTrue(split.stdout.contains("I=$((SLURM_ARRAY_TASK_ID + \(offset)))"), split.stdout)
+        }
+        XCTAssertEqual(split.stdout.components(separatedBy: "#SBATCH --array=0-1\n").count - 1, 3, split.stdout)
+        XCTAssertTrue(split.stdout.contains("--dependency=afterany:<stage2-1>:<stage2-2>:<stage2-3>"), split.stdout)
         XCTAssertFalse(small.stderr.contains("must not be called"), small.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: store.database.path), "a refused submission created the store")
         // A shard directory that cannot be written (a file stands where it would go).

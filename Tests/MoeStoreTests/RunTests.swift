@@ -95,7 +95,7 @@ final class RunTests: XCTestCase {
 
     func testLifecycleTransitions() throws {
         let run = try pretrain()
-        let env = RunEnvironment.current(blasCore: "Haswell", threads: 2, moerecVersion: "0.1.0", gitCommit: "abc123")
+        let env = RunEnvironment.current(blasCore: "Haswell", vectorLevel: "avx2", threads: 2, moerecVersion: "0.1.0", gitCommit: "abc123")
         XCTAssertNotNil(env.host)
         XCTAssertNotNil(env.os)
 
