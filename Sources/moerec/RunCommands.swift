@@ -181,7 +181,16 @@ struct Sweep: ParsableCommand {
         }
         if let mem, mem < 64 { throw ValidationError("--mem \(mem): must be at least 64 (MiB)") }
         guard maxArraySize >= 2 && maxArraySize <= 4_000_001 else { throw ValidationError("--max-array-size \(maxArraySize): must be in 2...4000001") }
-        for line in sbatchLine where !line.hasPrefix("-") || line.contains("\n") {
+        // Values go into #SBATCH lines: one word each, and a time Slurm can read.
+        for (name, value) in [("partition", partition), ("account", account), ("qos", qos)] {
+            if let value, value.isEmpty || value.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 32 } == true }) {
+                throw ValidationError("--\(name) \(value): expected one word")
+            }
+        }
+        if let timeLimit, timeLimit.range(of: #"^([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}$"#, options: .regularExpression) == nil {
+            throw ValidationError("--time-limit \(timeLimit): expected MINUTES, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]")
+        }
+        for line in sbatchLine where !line.hasPrefix("-") || line.contains(where: { $0.isNewline }) {
             throw ValidationError("--sbatch-line \(line): expected one sbatch option such as --constraint=avx512")
         }
         if preset == nil && grid.isEmpty { throw ValidationError("give at least one --grid key=v1,v2 (or --preset)") }

@@ -58,6 +58,12 @@ final class SlurmTests: XCTestCase {
         let blocked = try CLI.run(sweep, environment: ["MOEREC_SBATCH": fake.path], timeout: 120)
         XCTAssertEqual(blocked.status, 2, blocked.stderr)
         XCTAssertTrue(blocked.stderr.contains("shard directory"), blocked.stderr)
+        // Values that would not make a valid #SBATCH line.
+        for bad in [["--time-limit", "four hours"], ["--partition", "cpu gpu"], ["--qos", ""]] {
+            let refused = try CLI.run(sweep + bad, environment: ["MOEREC_SBATCH": fake.path], timeout: 60)
+            XCTAssertEqual(refused.status, 2, "\(bad): \(refused.stderr)")
+            XCTAssertTrue(refused.stderr.contains(bad[0]), refused.stderr)
+        }
         // Slurm options without the Slurm launcher.
         let local = try store.moerec(["sweep", finetune.path] + SlurmTests.grid + ["--partition", "cpu"])
         XCTAssertEqual(local.status, 2, local.stderr)
