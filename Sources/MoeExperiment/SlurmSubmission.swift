@@ -71,22 +71,18 @@ extension StudyExecutor {
         let shardRoot = storeDir.appendingPathComponent("shards")
         if !slurm.dryRun { try StudyExecutor.checkSlurmSetUp(sbatch: slurm.sbatch, storePath: mainStore) }
         // Stage 1: every distinct parent, planned (not trained); stage 2 planned against them.
-        var parents: [(config: RunConfig, plan: PlannedRun)] = []
-        for cell in checked.valid {
-            guard let parentConfig = cell.parent, !parents.contains(where: { $0.config == parentConfig }) else { continue }
-            parents.append((parentConfig, try executor.plan(parentConfig)))
-        }
+        let parents = try planParents(checked)
         let cellPlans = try planCells(checked, parents: parents)
         if let asked = slurm.memoryMiB {
-            try StudyExecutor.checkMemory(parents.map(\.plan.config) + cellPlans.pending.map(\.plan.config), memoryMiB: asked)
+            try StudyExecutor.checkMemory(parents.plans.map(\.config) + cellPlans.pending.map(\.plan.config), memoryMiB: asked)
         }
         if !slurm.dryRun {
             try StudyExecutor.checkNothingPending(shardRoot, squeue: slurm.squeue)
             try mergeEarlierShards(shardRoot)
         }
         var todoParents: [PlannedRun] = []
-        for parent in parents where try store.run(hash: parent.plan.hash)?.status != .completed {
-            todoParents.append(parent.plan)
+        for plan in parents.plans where try store.run(hash: plan.hash)?.status != .completed {
+            todoParents.append(plan)
         }
         let prepared: Prepared
         if slurm.dryRun {
@@ -96,10 +92,7 @@ extension StudyExecutor {
         } else {
             for plan in todoParents { try executor.register(plan) }
             prepared = try register(cellPlans)
-            var done = Set<String>()
-            for config in prepared.baselines where done.insert(StudyExecutor.baselineData(config)).inserted {
-                _ = try executor.executeBaselines(of: config)
-            }
+            try fitBaselines(prepared.baselines)
         }
         let todoCells = prepared.pending.map(\.plan).filter { !prepared.completed.contains($0.hash) }
 

@@ -105,11 +105,7 @@ public final class StudyExecutor {
     /// Prepares the study (see `prepare`) and trains what is not completed with `launcher`.
     public func run(_ checked: Checked, launcher: StudyLauncher) throws -> Outcome {
         let prepared = try prepare(checked, launcher: launcher)
-        var done = Set<String>()
-        for config in prepared.baselines where done.insert(StudyExecutor.baselineData(config)).inserted {
-            _ = try executor.executeBaselines(of: config)
-            try executor.stop.check()
-        }
+        try fitBaselines(prepared.baselines)
         let failed = try launcher.run(prepared.pending, completed: prepared.completed, executor: executor, log: log)
         log("study \(study.name): \(prepared.pending.count) cells run or cached, \(prepared.skipped) skipped, \(failed) failed")
         return Outcome(sweepIds: prepared.sweepIds, cells: prepared.pending.count, skipped: prepared.skipped, failed: failed)
@@ -122,15 +118,47 @@ public final class StudyExecutor {
         phases = []
         clock = Date()
         log("study \(study.name): \(checked.cells.count) cells")
-        var parents: [(config: RunConfig, plan: PlannedRun)] = []
-        for cell in checked.valid {
-            guard let parentConfig = cell.parent, !parents.contains(where: { $0.config == parentConfig }) else { continue }
-            parents.append((parentConfig, try executor.plan(parentConfig)))
-            try executor.stop.check()
-        }
-        try trainParents(parents.map(\.plan), launcher: launcher)
+        let parents = try planParents(checked)
+        try trainParents(parents.plans, launcher: launcher)
         lap("parents")
         return try register(try planCells(checked, parents: parents))
+    }
+
+    /// The distinct pretraining parents of a study's valid cells, planned (not trained).
+    struct Parents {
+        var plans: [PlannedRun]
+        /// For each of `checked.cells`, the index of its parent in `plans` (nil: none, or
+        /// the cell is invalid).
+        var ofCell: [Int?]
+    }
+
+    func planParents(_ checked: Checked) throws -> Parents {
+        var configs: [RunConfig] = [], plans: [PlannedRun] = []
+        var ofCell: [Int?] = []
+        for (cell, reason) in zip(checked.cells, checked.reasons) {
+            guard reason == nil, let parent = cell.parent else {
+                ofCell.append(nil)
+                continue
+            }
+            if let known = configs.firstIndex(of: parent) {
+                ofCell.append(known)
+                continue
+            }
+            plans.append(try executor.plan(parent))
+            configs.append(parent)
+            ofCell.append(plans.count - 1)
+            try executor.stop.check()
+        }
+        return Parents(plans: plans, ofCell: ofCell)
+    }
+
+    /// Fits and stores the baselines of each distinct data set (cache hits when stored).
+    func fitBaselines(_ configs: [RunConfig]) throws {
+        var done = Set<String>()
+        for config in configs where done.insert(StudyExecutor.baselineData(config)).inserted {
+            _ = try executor.executeBaselines(of: config)
+            try executor.stop.check()
+        }
     }
 
     /// Stage 2 planned, nothing written: each valid cell in order, the parts' members
@@ -144,7 +172,7 @@ public final class StudyExecutor {
 
     /// Stage 2 planned with the parents' plans (trained or not): every valid cell's plan
     /// (in parallel) and its baselines. Nothing is written.
-    func planCells(_ checked: Checked, parents: [(config: RunConfig, plan: PlannedRun)]) throws -> CellPlans {
+    func planCells(_ checked: Checked, parents: Parents) throws -> CellPlans {
         let cells = checked.cells, reasons = checked.reasons
         // Each part's runs in order (each parent before its first cell), registered at once
         // as the part's sweep; a run in two parts is a member of both and runs once.
@@ -160,18 +188,17 @@ public final class StudyExecutor {
         // Planning (config, data, hash) runs in parallel: every parent a cell names is
         // known by then, so no cell reads the store.
         var known: [String: Executor.KnownParent] = [:]
-        for parent in parents { known[parent.plan.hash] = Executor.KnownParent(hash: parent.plan.hash, value: parent.plan.value) }
+        for plan in parents.plans { known[plan.hash] = Executor.KnownParent(hash: plan.hash, value: plan.value) }
         for ref in Set(checked.valid.compactMap { $0.parent == nil ? $0.config.parent : nil }) {
             known[ref] = try Executor.storedParent(ref, store: executor.store)
         }
-        let parentHash = { (cell: Study.Cell) in cell.parent.flatMap { config in parents.first { $0.config == config }?.plan.hash } }
         let data = executor.data
         let plans = try parallelMap(cells.count, stop: executor.stop) { i -> Result<(PlannedRun, NewRun), InputError>? in
             let cell = cells[i]
             guard reasons[i] == nil else { return nil }
             var config = cell.config, explicit = cell.explicit
-            if let hash = parentHash(cell) {
-                config.parent = hash
+            if let p = parents.ofCell[i] {
+                config.parent = parents.plans[p].hash
                 explicit.insert("parent")
             }
             do {
@@ -181,7 +208,7 @@ public final class StudyExecutor {
                 return .failure(error)
             }
         }
-        let parentRuns = try parents.map { try Executor.newRun($0.plan) }
+        let parentRuns = try parents.plans.map(Executor.newRun)
         for (i, (cell, planned)) in zip(cells, plans).enumerated() {
             guard let planned else {
                 skipped += 1
@@ -193,9 +220,7 @@ public final class StudyExecutor {
                 skipped += 1
                 log("skipped [\(cell.label)]: \(error)")
             case let .success((plan, run)):
-                if let i = cell.parent.flatMap({ config in parents.firstIndex { $0.config == config } }) {
-                    addMember(parentRuns[i], part: cell.part, tags: [])
-                }
+                if let p = parents.ofCell[i] { addMember(parentRuns[p], part: cell.part, tags: []) }
                 addMember(run, part: cell.part, tags: tags)
                 if pendingHashes.insert(plan.hash).inserted { pending.append((cell.label, plan)) }
                 if plan.config.isFinetune, baselineKeys.insert("\(cell.part)\u{0}" + StudyExecutor.baselineData(plan.config)).inserted {
