@@ -77,7 +77,7 @@ public final class Store: @unchecked Sendable {
         if mode == .readOnly {
             db = try Store.openForReading(path, busyTimeout: busyTimeout)
             appliedMigrations = []
-            try presentStaleRunsAsInterrupted()
+            try presentRunsAsAWriterWould()
             OpenStores.shared.add(self)
             return
         }
@@ -179,10 +179,11 @@ public final class Store: @unchecked Sendable {
     }
 
     /// A reader writes nothing, so a `running` run whose trainer is gone stays `running` in
-    /// the file; this connection sees it as `interrupted`, with the reason the next writer
-    /// will record, through a temporary view `runs` that shadows the table (temporary
-    /// objects live in memory, visible to this connection only).
-    private func presentStaleRunsAsInterrupted() throws {
+    /// the file, and a store an older moerec wrote keeps its older columns; this connection
+    /// sees such a run as `interrupted`, with the reason the next writer will record, and
+    /// the columns later migrations added as NULL, through a temporary view `runs` that
+    /// shadows the table (temporary objects live in memory, visible to this connection only).
+    private func presentRunsAsAWriterWould() throws {
         var stale: [(hash: String, reason: String)] = []
         try db.read {
             stale = []

@@ -173,14 +173,19 @@ extension Store {
         return differences
     }
 
-    /// Whether `schema`.runs has `column` (a store an older moerec wrote may lack it).
-    static func hasRunColumn(_ db: Connection, schema: String, _ column: String) throws -> Bool {
-        try db.scalar("SELECT count(*) FROM pragma_table_info('runs', ?) WHERE name = ?", [.text(schema), .text(column)])?.int == 1
+    /// The columns later migrations added to `runs` (`Store.runColumnsAddedLater`), as a
+    /// select list over `schema`: a store an older moerec wrote lacks them, and they read
+    /// as NULL there.
+    static func addedRunColumns(_ db: Connection, schema: String) throws -> String {
+        var present = Set<String>()
+        try db.query("SELECT name FROM pragma_table_info('runs', ?)", [.text(schema)]) { present.insert($0.string(0)!) }
+        return runColumnsAddedLater.map { present.contains($0) ? $0 : "NULL" }.joined(separator: ", ")
     }
 
     private func environment(_ db: Connection, schema: String, id: Int64) throws -> RunEnvironment {
         var env = RunEnvironment()
-        let added = try Store.hasRunColumn(db, schema: schema, "slurm_job") ? "slurm_job, vector_level" : "NULL, NULL"
+        // The added columns, in `runColumnsAddedLater` order: slurm_job, vector_level.
+        let added = try Store.addedRunColumns(db, schema: schema)
         try db.query("SELECT host, os, cpu_model, blas_core, threads, moerec_version, git_commit, \(added) FROM \(schema).runs WHERE id = ?",
                      [.int(id)]) { row in
             env = RunEnvironment(host: row.string(0), os: row.string(1), cpuModel: row.string(2), blasCore: row.string(3),
@@ -195,16 +200,13 @@ extension Store {
         summary.conflicts = plan.conflicts
         summary.objects = plan.blobs.count
         let lifecycle = """
-            status, host, os, cpu_model, blas_core, threads, moerec_version, git_commit, slurm_job, vector_level, pid, started_at,
-            finished_at,
-            wall_seconds, steps_done, failure_reason, failure_step
+            status, host, os, cpu_model, blas_core, threads, moerec_version, git_commit, \(Store.runColumnsAddedLater.joined(separator: ", ")),
+            pid, started_at, finished_at, wall_seconds, steps_done, failure_reason, failure_step
             """
         // A run still running in the source is interrupted here: it resumes from its checkpoint.
-        // A source an older moerec wrote has no slurm_job or vector_level column.
-        let sourceSlurm = try Store.hasRunColumn(db, schema: "src", "slurm_job") ? "slurm_job, vector_level" : "NULL, NULL"
         let sourceLifecycle = """
             CASE status WHEN 'running' THEN 'interrupted' ELSE status END, host, os, cpu_model, blas_core, threads,
-            moerec_version, git_commit, \(sourceSlurm), pid, started_at, finished_at, wall_seconds, steps_done,
+            moerec_version, git_commit, \(try Store.addedRunColumns(db, schema: "src")), pid, started_at, finished_at, wall_seconds, steps_done,
             CASE status WHEN 'running' THEN coalesce(failure_reason, 'running in the merged store when it was merged')
                  ELSE failure_reason END, failure_step
             """
