@@ -18,14 +18,14 @@ public enum Safetensors {
 
     /// The file's bytes: header and F32 data of `tensors` in order.
     public static func encode(_ tensors: [Tensor], metadata: [(String, String)]) throws -> [UInt8] {
-        var header = "{\"__metadata__\":{" + metadata.map { "\(quoted($0.0)):\(quoted($0.1))" }.joined(separator: ",") + "}"
+        var header = "{\"__metadata__\":{" + metadata.map { "\(JSONString.quoted($0.0)):\(JSONString.quoted($0.1))" }.joined(separator: ",") + "}"
         var offset = 0
         for t in tensors {
             guard t.values.count == t.shape.reduce(1, *) else {
                 throw CheckpointError.invalidTensor(name: t.name, reason: "\(t.values.count) values for shape \(t.shape)")
             }
             let end = offset + 4 * t.values.count
-            header += ",\(quoted(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}"
+            header += ",\(JSONString.quoted(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}"
             offset = end
         }
         header += "}"
@@ -42,6 +42,4 @@ public enum Safetensors {
         }
         return out
     }
-
-    static func quoted(_ s: String) -> String { JSONString.quoted(s) }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoeCheckpoint
+import MoeErrors
 import MoeExperiment
 import MoeJSON
 import MoeStore
@@ -80,45 +81,58 @@ struct Export: ParsableCommand {
                                                                   ("moerec_step", String(manifest.step)), ("moerec_config", config)])
             let configFile = String(out!.dropLast(".safetensors".count)) + ".config.json"
             if FileManager.default.fileExists(atPath: configFile) { throw InputError("--out: \(configFile) exists (nothing was written)") }
-            try write(Data(bytes), to: out!)
-            try write(Data((config + "\n").utf8), to: configFile)
+            try write(to: out!) { try $0.write(contentsOf: bytes) }
+            try write(to: configFile) { try $0.write(contentsOf: Data((config + "\n").utf8)) }
             print("\(out!): \(tensors.count) tensors, \(tensors.reduce(0) { $0 + $1.values.count }) parameters, run \(run.prefix(12)) step \(manifest.step); config in \(configFile)")
         case .csv, .jsonl:
             let runs: [String]
             if let hash { runs = [try store.resolve(prefix: hash)] } else {
                 runs = try store.allRuns(filter: try WhereFilter(runs: whereExpression!)).map(\.hash)
             }
-            var text = format == .csv ? "run,step,split,name,value\n" : ""
-            for run in runs {
-                try store.forEachMetric(runHash: run) { p in
-                    if format == .csv {
-                        text += "\(p.runHash),\(p.step),\(CSV.escape(p.split)),\(CSV.escape(p.name)),\(p.value)\n"
-                    } else {
-                        text += "{\"run\":\"\(p.runHash)\",\"step\":\(p.step),\"split\":\(JSONString.quoted(p.split)),\"name\":\(JSONString.quoted(p.name)),\"value\":\(p.value.isFinite ? String(p.value) : "null")}\n"
+            // Streamed in chunks of about 1 MiB: a selection may hold millions of points.
+            let emit = { (handle: FileHandle) throws in
+                var chunk = format == .csv ? "run,step,split,name,value\n" : ""
+                for run in runs {
+                    try store.forEachMetric(runHash: run) { p in
+                        if format == .csv {
+                            chunk += "\(p.runHash),\(p.step),\(CSV.escape(p.split)),\(CSV.escape(p.name)),\(p.value)\n"
+                        } else {
+                            chunk += "{\"run\":\"\(p.runHash)\",\"step\":\(p.step),\"split\":\(JSONString.quoted(p.split)),\"name\":\(JSONString.quoted(p.name)),\"value\":\(p.value.isFinite ? String(p.value) : "null")}\n"
+                        }
+                        if chunk.utf8.count >= 1 << 20 {
+                            try handle.write(contentsOf: Data(chunk.utf8))
+                            chunk = ""
+                        }
                     }
                 }
+                try handle.write(contentsOf: Data(chunk.utf8))
             }
-            if let out { try write(Data(text.utf8), to: out) } else { FileHandle.standardOutput.write(Data(text.utf8)) }
+            if let out { try write(to: out, emit) } else { try emit(.standardOutput) }
         }
     }
 
-    /// Writes under a temporary name and renames: the file is absent or complete.
-    func write(_ data: Data, to path: String) throws {
+    /// Writes `path` through `body` under a temporary name, then links it into place: the
+    /// file is absent or complete, and an existing one is never replaced.
+    func write(to path: String, _ body: (FileHandle) throws -> Void) throws {
         let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw InputError("--out \(path): cannot write: \(String(cString: strerror(errno))) (nothing was written)") }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         do {
-            try data.write(to: temporary, options: .withoutOverwriting)
-            guard link(temporary.path, url.path) == 0 else {
-                let code = errno
-                try? FileManager.default.removeItem(at: temporary)
-                throw InputError("--out \(path): \(code == EEXIST ? "the file exists" : String(cString: strerror(code))) (nothing was written)")
-            }
-            try FileManager.default.removeItem(at: temporary)
-        } catch let error as InputError {
+            try body(handle)
+            try handle.close()
+        } catch let error as MoeError {
+            unlink(temporary)
             throw error
         } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw InputError("--out \(path): cannot write: \(error.localizedDescription)")
+            unlink(temporary)
+            throw InputError("--out \(path): cannot write: \(error.localizedDescription) (nothing was written)")
+        }
+        defer { unlink(temporary) }
+        guard link(temporary, url.path) == 0 else {
+            let code = errno
+            throw InputError("--out \(path): \(code == EEXIST ? "the file exists" : String(cString: strerror(code))) (nothing was written)")
         }
     }
 }
