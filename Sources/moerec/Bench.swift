@@ -49,8 +49,8 @@ struct BenchModel: ParsableCommand {
 
     func validate() throws {
         guard model == "bench-small" else { throw ValidationError("--model \(model): unknown model (valid: bench-small)") }
-        guard threads >= 1 && threads <= 64 else { throw ValidationError("--threads \(threads): must be in 1...64") }
-        guard steps >= 1 && steps <= 100_000 else { throw ValidationError("--steps \(steps): must be in 1...100000") }
+        try requireOption("--threads", threads, in: 1...64)
+        try requireOption("--steps", steps, in: 1...100_000)
         if let cf = capacityFactor, !(cf > 0 && cf.isFinite) { throw ValidationError("--capacity-factor \(cf): must be > 0") }
         if let regime, Regime(rawValue: regime) == nil || regime == Regime.custom.rawValue {
             let named = Regime.allCases.filter { $0 != .custom }.map(\.rawValue)

@@ -30,10 +30,10 @@ struct BenchMerge: ParsableCommand {
     @Option(help: "table or json.") var format: OutputFormat = .table
 
     func validate() throws {
-        guard shards >= 1 && shards <= 100_000 else { throw ValidationError("--shards \(shards): must be in 1...100000") }
-        guard runsPerShard >= 1 && runsPerShard <= 100_000 else { throw ValidationError("--runs-per-shard \(runsPerShard): must be in 1...100000") }
-        guard points >= 0 && points <= 1_000_000 else { throw ValidationError("--points \(points): must be in 0...1000000") }
-        guard tensors >= 1 && tensors <= 1000 else { throw ValidationError("--tensors \(tensors): must be in 1...1000") }
+        try requireOption("--shards", shards, in: 1...100_000)
+        try requireOption("--runs-per-shard", runsPerShard, in: 1...100_000)
+        try requireOption("--points", points, in: 0...1_000_000)
+        try requireOption("--tensors", tensors, in: 1...1000)
         if format == .csv { throw ValidationError("--format csv: use table or json") }
     }
 

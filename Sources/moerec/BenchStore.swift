@@ -24,8 +24,8 @@ struct BenchStore: ParsableCommand {
     @Option(help: "table or json.") var format: OutputFormat = .table
 
     func validate() throws {
-        guard points >= 1000 && points <= 100_000_000 else { throw ValidationError("--points \(points): must be in 1000...100000000") }
-        guard batch >= 1 && batch <= 1_000_000 else { throw ValidationError("--batch \(batch): must be in 1...1000000") }
+        try requireOption("--points", points, in: 1000...100_000_000)
+        try requireOption("--batch", batch, in: 1...1_000_000)
     }
 
     func run() throws {

@@ -67,7 +67,7 @@ struct GlobalOptions: ParsableArguments {
     var storePath: String { store ?? Store.defaultPath() }
 
     func validate() throws {
-        guard threads >= 1 && threads <= 64 else { throw ValidationError("--threads \(threads): must be in 1...64") }
+        try requireOption("--threads", threads, in: 1...64)
         if let store, store.isEmpty { throw ValidationError("--store: empty path") }
     }
 

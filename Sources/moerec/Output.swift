@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import MoeJSON
 
@@ -39,4 +40,10 @@ enum TableOut {
         return ([line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")] + rows.map(line))
             .joined(separator: "\n")
     }
+}
+
+/// Checks an integer option against its bounds, with the message every command uses:
+/// "--name VALUE: must be in LOW...HIGH".
+func requireOption(_ name: String, _ value: Int, in range: ClosedRange<Int>) throws {
+    guard range.contains(value) else { throw ValidationError("\(name) \(value): must be in \(range.lowerBound)...\(range.upperBound)") }
 }

@@ -124,7 +124,7 @@ struct BenchReport: ParsableCommand {
     }
 
     func validate() throws {
-        guard runs >= 1 && runs <= 1_000_000 else { throw ValidationError("--runs \(runs): must be in 1...1000000") }
+        try requireOption("--runs", runs, in: 1...1_000_000)
         guard points >= runs * ReportBenchmark.minimumPointsPerRun else {
             throw ValidationError("--points \(points): must be at least \(ReportBenchmark.minimumPointsPerRun) per run (\(runs * ReportBenchmark.minimumPointsPerRun))")
         }

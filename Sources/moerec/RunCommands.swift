@@ -45,7 +45,7 @@ struct RunCommand: ParsableCommand {
         if let preset, !Presets.names.contains(preset) {
             throw ValidationError("--preset \(preset): unknown preset (valid: \(Presets.names.joined(separator: ", ")))")
         }
-        guard jobs >= 1 && jobs <= 16 else { throw ValidationError("--jobs \(jobs): must be in 1...16") }
+        try requireOption("--jobs", jobs, in: 1...16)
         // Before anything trains: a tag refused after the run would leave it untagged.
         for t in tag {
             do { try Store.validateTag(t) } catch { throw ValidationError("--tag: \(error)") }
@@ -174,13 +174,13 @@ struct Sweep: ParsableCommand {
     enum Launcher: String, ExpressibleByArgument, CaseIterable { case local, slurm }
 
     func validate() throws {
-        guard jobs >= 1 && jobs <= 16 else { throw ValidationError("--jobs \(jobs): must be in 1...16") }
+        try requireOption("--jobs", jobs, in: 1...16)
         if launcher == .slurm && jobs != 1 { throw ValidationError("--jobs \(jobs): Slurm runs the cells; --jobs is for --launcher local") }
         if launcher == .local, partition != nil || timeLimit != nil || account != nil || qos != nil || !sbatchLine.isEmpty || mem != nil {
             throw ValidationError("--partition, --time-limit, --account, --qos, --sbatch-line and --mem need --launcher slurm")
         }
         if let mem, mem < 64 { throw ValidationError("--mem \(mem): must be at least 64 (MiB)") }
-        guard maxArraySize >= 2 && maxArraySize <= 4_000_001 else { throw ValidationError("--max-array-size \(maxArraySize): must be in 2...4000001") }
+        try requireOption("--max-array-size", maxArraySize, in: 2...4_000_001)
         // Values go into #SBATCH lines: one word each, and a time Slurm can read.
         for (name, value) in [("partition", partition), ("account", account), ("qos", qos)] {
             if let value, value.isEmpty || value.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 32 } == true }) {
@@ -248,7 +248,7 @@ struct Sweep: ParsableCommand {
         if !table.isEmpty { study.tables = table }
         var slurm: SlurmOptions?
         if launcher == .slurm {
-            var options = SlurmOptions(executable: URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path)
+            var options = SlurmOptions(executable: StudyRunner.executable)
             options.partition = partition; options.timeLimit = timeLimit; options.account = account; options.qos = qos
             options.extraLines = sbatchLine; options.memoryMiB = mem; options.maxArraySize = maxArraySize; options.dryRun = dryRun
             options.sbatch = ProcessInfo.processInfo.environment["MOEREC_SBATCH"] ?? "sbatch"
@@ -283,6 +283,9 @@ struct StudyRunner {
     let tags: [String]
     var slurm: SlurmOptions? = nil
 
+    /// This binary's absolute path: what child processes and Slurm tasks run.
+    static var executable: String { URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path }
+
     func run(dryRun: Bool = false) throws {
         let stop = Signals.install()
         let checked = try StudyExecutor.check(study, stop: stop)
@@ -299,7 +302,7 @@ struct StudyRunner {
         let store = try global.openStore()
         let executor = try global.executor(store: store, processes: jobs)
         let launcher: StudyLauncher = jobs <= 1 ? InProcessLauncher()
-            : ProcessLauncher(executable: URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path, jobs: jobs)
+            : ProcessLauncher(executable: StudyRunner.executable, jobs: jobs)
         let outcome = try StudyExecutor(study: study, executor: executor, tags: tags).run(checked, launcher: launcher)
         for table in study.tables {
             print(try ReportCommand.render(store: store, table: table, format: "md",
