@@ -193,6 +193,9 @@ public final class Executor {
         }
         guard let parent = try store.run(hash: hash) else { throw InputError("parent=\(ref): no such run") }
         guard parent.kind == .pretrain else { throw InputError("parent=\(ref): run \(hash.prefix(12)) is a \(parent.kind.rawValue) run, not pretraining") }
+        if let source = parent.importSource {
+            throw InputError("parent=\(ref): run \(hash.prefix(12)) was imported (\(source)) and has no checkpoint to fine-tune from")
+        }
         guard parent.status == .completed else {
             throw InputError("parent=\(ref): run \(hash.prefix(12)) is \(parent.status.rawValue), not completed")
         }

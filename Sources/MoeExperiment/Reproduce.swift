@@ -48,6 +48,9 @@ public final class Reproducer {
     /// it, but re-running as recorded is the plainest check).
     public func reproduce(hash: String, threads: Int?, log: @escaping (String) -> Void) throws -> ReproduceReport {
         guard let record = try store.run(hash: hash) else { throw InputError("no run \(hash)") }
+        if let source = record.importSource {
+            throw InputError("run \(hash.prefix(12)) was trained elsewhere and imported (\(source)): moerec has neither its code nor its checkpoints, so it cannot re-execute it; verify checks its imported content")
+        }
         guard record.status == .completed else {
             throw InputError("run \(hash.prefix(12)) is \(record.status.rawValue); only completed runs can be reproduced")
         }

@@ -33,7 +33,8 @@ public enum StoreConsistency {
                 let value = try JSONValue(parsing: run.configJSON)
                 config = value.objectValue ?? [:]
                 let recomputed = try RunIdentity.hash(config: value, parent: run.parentHash,
-                                                      datasetFingerprint: run.datasetFingerprint, numerics: run.numericsVersion)
+                                                      datasetFingerprint: run.datasetFingerprint, numerics: run.numericsVersion,
+                                                      imported: run.importFingerprint)
                 if recomputed != run.hash {
                     problem(nil, nil, "config_json, parent_hash, dataset_fingerprint and numerics_version hash to \(recomputed), not to the run's hash: one of them was edited")
                 }
@@ -43,6 +44,18 @@ public enum StoreConsistency {
             }
             if case let .string(kind)? = config["kind"], kind != run.kind.rawValue {
                 problem(nil, nil, "kind is \(run.kind.rawValue) but its config says \(kind)")
+            }
+            // An imported run has no checkpoints: its content is its status and metric points,
+            // which must still hash to the fingerprint its run hash was made from.
+            if run.isImported {
+                let points = try store.allMetrics(runHash: run.hash).map {
+                    ImportedRun.Point(step: $0.step, split: $0.split, name: $0.name, value: $0.value)
+                }
+                let content = try ImportedRun.fingerprint(status: run.status, points: points)
+                if content != run.importFingerprint {
+                    problem(nil, nil, "its status and \(points.count) metric points hash to \(content), not to the imported content's fingerprint \(run.importFingerprint!): they were edited after the import")
+                }
+                continue
             }
             let checkpoints = try store.checkpoints(runHash: run.hash)
             for checkpoint in checkpoints {

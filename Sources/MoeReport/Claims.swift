@@ -77,6 +77,8 @@ public struct ClaimEvidence: Sendable {
     /// Run hashes of both sides, for tracing.
     public var runsA: [String]
     public var runsB: [String]
+    /// The origin of each run of both sides: "moerec" or the format it was imported from.
+    public var origins: [String: String] = [:]
 
     /// The fewer pretraining runs of the two arms.
     public var pretrainingRuns: Int { min(pretrainingRunsA, pretrainingRunsB) }
@@ -97,6 +99,18 @@ public struct ClaimRow: Sendable {
     public var evidence: [ClaimEvidence]
     /// The evidence in one line.
     public var summary: String
+
+    /// The distinct runs its comparisons rest on, counted by origin: "6 runs (moerec 4,
+    /// mlflow-file 2)".
+    public var restsOn: String {
+        var origins: [String: String] = [:]
+        for e in evidence { origins.merge(e.origins) { a, _ in a } }
+        guard !origins.isEmpty else { return "no runs" }
+        var counts: [String: Int] = [:]
+        for origin in origins.values { counts[origin, default: 0] += 1 }
+        let parts = counts.keys.sorted { ($0 == "moerec" ? "" : $0) < ($1 == "moerec" ? "" : $1) }.map { "\($0) \(counts[$0]!)" }
+        return "\(origins.count) runs (\(parts.joined(separator: ", ")))"
+    }
 
     public var verdictText: String { verdict.text(pretrainingRuns: pretrainingRuns) }
 }
@@ -169,6 +183,10 @@ public struct ClaimsTable: Sendable {
         return sides.isEmpty ? nil : "incomplete: " + sides.joined(separator: "; ")
     }
 
+    static func origins(_ runs: [RunFacts]) -> [String: String] {
+        Dictionary(runs.map { ($0.hash, $0.origin) }, uniquingKeysWith: { a, _ in a })
+    }
+
     static func caveats(_ groups: [RunGroup]) -> [Caveat] {
         let present = Set(groups.flatMap(\.caveats))
         return Caveat.allCases.filter(present.contains)
@@ -179,6 +197,7 @@ public struct ClaimsTable: Sendable {
                         value: (RunFacts) -> Double?, missing: String) -> ClaimEvidence {
         var e = ClaimEvidence(setting: setting(a), measure: measure, seedsA: 0, seedsB: 0, verdict: .notEnoughData,
                               runsA: a.contributing.map(\.hash), runsB: b?.contributing.map(\.hash) ?? [])
+        e.origins = origins(a.contributing + (b?.contributing ?? []))
         guard let b else {
             e.note = missing
             return e
@@ -214,6 +233,7 @@ public struct ClaimsTable: Sendable {
                               seedsB: armB.map { $0.values(value).count }.reduce(0, +), unit: .pretrainingRun,
                               verdict: .notEnoughData, caveats: caveats(armA + armB),
                               runsA: armA.flatMap { $0.contributing.map(\.hash) }, runsB: armB.flatMap { $0.contributing.map(\.hash) })
+        e.origins = origins((armA + armB).flatMap(\.contributing))
         /// The mean of `value` over each parent's fine-tuning seeds.
         func parentMeans(_ arm: [RunGroup]) -> [Double] {
             var byParent: [String: [Double]] = [:]

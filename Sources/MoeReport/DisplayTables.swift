@@ -92,10 +92,10 @@ struct DisplayTable {
 
     static func claims(_ t: ClaimsTable) -> DisplayTable {
         let rows = t.rows.map { r -> [String] in
-            [r.claim + (r.note.map { " Note: " + $0 } ?? ""), r.source, r.expectation, r.verdictText, r.summary]
+            [r.claim + (r.note.map { " Note: " + $0 } ?? ""), r.source, r.expectation, r.verdictText, r.summary, r.restsOn]
         }
         return DisplayTable(id: "claims", title: "Claims", description: Explain.claims,
-                            headers: ["claim", "source", "agrees if Δ in", "verdict", "evidence"], numeric: [],
+                            headers: ["claim", "source", "agrees if Δ in", "verdict", "evidence", "rests on"], numeric: [],
                             rows: rows, wrapping: [0, 1, 2, 4], notes: [ClaimsTable.rule])
     }
 }

@@ -129,6 +129,7 @@ enum JSONRenderer {
                     ("note", .optional(r.note)), ("agrees_if", .string(r.expectation)),
                     ("verdict", .string(r.verdict.rawValue)), ("verdict_text", .string(r.verdictText)),
                     ("pretraining_runs", .optional(r.pretrainingRuns)), ("summary", .string(r.summary)),
+                    ("rests_on", .string(r.restsOn)),
                     ("evidence", .array(r.evidence.map { e in
                         .object([("setting", .string(e.setting)), ("measure", .string(e.measure)),
                                  ("unit", .string(e.unit.rawValue)), ("test", .optional(e.test?.rawValue)),
@@ -140,7 +141,8 @@ enum JSONRenderer {
                                  ("seeds_needed", seedsNeeded(e.seedsNeeded)), ("caveats", caveats(e.caveats)),
                                  ("note", .optional(e.note)),
                                  ("runs_a", .array(e.runsA.map { .string($0) })),
-                                 ("runs_b", .array(e.runsB.map { .string($0) }))])
+                                 ("runs_b", .array(e.runsB.map { .string($0) })),
+                                 ("origins", .object(e.origins.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))])
                     })),
                 ])
             })),

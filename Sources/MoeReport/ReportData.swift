@@ -70,6 +70,11 @@ public struct RunFacts: Sendable {
     public var parameters: Double?
     /// `info/majority_acc`: majority-class validation accuracy.
     public var majorityAccuracy: Double?
+    /// For a run trained elsewhere: the format it was imported from (run-log, trainer,
+    /// mlflow-file, mlflow-sqlite); nil for a run moerec trained.
+    public var importedFrom: String?
+    /// "moerec", or the format the run was imported from.
+    public var origin: String { importedFrom ?? "moerec" }
 
     public init(hash: String, status: RunStatus, seed: Int?, parent: String? = nil, plannedSteps: Int? = nil,
                 curve: Curve = Curve()) {
@@ -199,6 +204,7 @@ public struct ReportData: Sendable {
             var facts = RunFacts(hash: run.hash, status: run.status, seed: seed, parent: run.parentHash,
                                  plannedSteps: plannedSteps)
             facts.failureReason = run.failureReason
+            facts.importedFrom = run.importSource.map { String($0.prefix { $0 != " " }) }
             facts.stepTime = stepTimes[run.hash]
             facts.trainableFraction = trainableFractions[run.hash]
             facts.parameters = parameters[run.hash]

@@ -119,7 +119,9 @@ enum Explain {
 
     static let claims = """
         Each fine-tuning finding of ST-MoE (Zoph et al., 2022), and one commonly attributed to Switch Transformers, \
-        checked against this store. Unconverged and no-test-at-best groups are named in the evidence.
+        checked against this store. Unconverged and no-test-at-best groups are named in the evidence. "Rests on" \
+        counts the distinct runs a claim's comparisons use by origin: trained by moerec, or imported (run-log, \
+        trainer, mlflow-file, mlflow-sqlite); the JSON report lists their hashes (runs_a, runs_b, origins).
         """
 }
 

@@ -31,6 +31,7 @@ public enum Migrations {
         Migration(version: 1, name: "init", sql: sql001Init),
         Migration(version: 2, name: "baseline_runs", sql: sql002BaselineRuns, rebuildsTables: true),
         Migration(version: 3, name: "environment", sql: sql003Environment),
+        Migration(version: 4, name: "imported_runs", sql: sql004ImportedRuns),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

@@ -114,6 +114,14 @@ public struct RunRecord: Codable, Equatable, Sendable {
     public var stepsDone: Int
     public var failureReason: String?
     public var failureStep: Int?
+    /// Where an imported run came from (format and location); nil for a run moerec trained.
+    public var importSource: String?
+    /// SHA-256 of an imported run's content (`ImportedRun.fingerprint`), part of its hash.
+    public var importFingerprint: String?
+
+    /// Whether the run was trained elsewhere and imported: it has no checkpoints and cannot
+    /// be re-executed.
+    public var isImported: Bool { importFingerprint != nil }
 
     /// The resolved config, parsed.
     public var config: JSONValue {
@@ -233,6 +241,8 @@ public struct RunSummary: Codable, Equatable, Sendable {
     public var createdAt: String
     /// The Slurm job (ARRAYJOB_TASK) that last trained the run; nil outside Slurm.
     public var slurmJob: String? = nil
+    /// Where an imported run came from (`RunRecord.importSource`); nil for a run moerec trained.
+    public var importSource: String? = nil
 
     public var regime: String? { keyFields["regime"]?.stringValue }
     public var experts: Int? { keyFields["experts"]?.intValue.map(Int.init) }

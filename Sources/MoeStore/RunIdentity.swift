@@ -8,6 +8,11 @@ import MoeJSON
 ///
 ///     {"config":<resolved config>,"dataset":"<fingerprint>","numerics":<int>,"parent":"<hash>"|null}
 ///
+/// A run trained elsewhere and imported adds `"imported":"<content fingerprint>"` (between
+/// `dataset` and `numerics` in canonical order): its config alone does not make it the
+/// same run, its logged content does. Runs moerec trains never have the member, so their
+/// hashes are unchanged by it.
+///
 /// The config must be the *resolved* config, every default written out, so that a config
 /// file that spells out a default and one that omits it hash the same. Environment facts
 /// (host, BLAS core, threads, moerec version) are deliberately not part of the hash: they
@@ -16,18 +21,25 @@ import MoeJSON
 /// Changing this function, the canonical form or the field names changes every hash in
 /// every store; golden tests pin them.
 public enum RunIdentity {
-    public static func hash(config: JSONValue, parent: String?, datasetFingerprint: String, numerics: Int) throws -> String {
-        try hash(configJSON: config.canonicalString, parent: parent, datasetFingerprint: datasetFingerprint, numerics: numerics)
+    public static func hash(config: JSONValue, parent: String?, datasetFingerprint: String, numerics: Int,
+                            imported: String? = nil) throws -> String {
+        try hash(configJSON: config.canonicalString, parent: parent, datasetFingerprint: datasetFingerprint, numerics: numerics,
+                 imported: imported)
     }
 
     /// The same from the config's canonical JSON text (`JSONValue.canonicalString`), which
     /// a planner has already written: the identity object's canonical bytes are that text
     /// spliced between its other members, in the canonical (sorted) key order.
-    public static func hash(configJSON: String, parent: String?, datasetFingerprint: String, numerics: Int) throws -> String {
+    public static func hash(configJSON: String, parent: String?, datasetFingerprint: String, numerics: Int,
+                            imported: String? = nil) throws -> String {
         var bytes = Array(#"{"config":"#.utf8)
         bytes += configJSON.utf8
         bytes += #","dataset":"#.utf8
         bytes += try JSONValue.string(datasetFingerprint).canonicalBytes
+        if let imported {
+            bytes += #","imported":"#.utf8
+            bytes += try JSONValue.string(imported).canonicalBytes
+        }
         bytes += #","numerics":"#.utf8
         bytes += try JSONValue.int(Int64(numerics)).canonicalBytes
         bytes += #","parent":"#.utf8

@@ -402,13 +402,14 @@ public final class Store: @unchecked Sendable {
     // MARK: - Runs
 
     /// Columns of `runs` added by migrations after the first (`ALTER TABLE ... ADD COLUMN`).
-    static let runColumnsAddedLater = ["slurm_job", "vector_level"]
+    static let runColumnsAddedLater = ["slurm_job", "vector_level", "import_source", "import_fingerprint"]
 
     /// The columns a `RunRecord` decodes from, from `runs` aliased `r`.
     static let runColumns = """
         r.id, r.hash, r.parent_hash, r.kind, r.status, r.config_json, r.dataset_fingerprint, r.numerics_version,
         r.host, r.os, r.cpu_model, r.blas_core, r.threads, r.moerec_version, r.git_commit, r.slurm_job, r.vector_level, r.pid,
-        r.created_at, r.started_at, r.finished_at, r.wall_seconds, r.steps_done, r.failure_reason, r.failure_step
+        r.created_at, r.started_at, r.finished_at, r.wall_seconds, r.steps_done, r.failure_reason, r.failure_step,
+        r.import_source, r.import_fingerprint
         """
 
     static func validateHash(_ hash: String) throws {
@@ -567,7 +568,7 @@ public final class Store: @unchecked Sendable {
             """
         }
         var sql = "SELECT r.hash, r.parent_hash, r.kind, r.status, r.steps_done, r.wall_seconds, r.created_at, "
-        sql += best("max") + ", " + best("min") + ", r.slurm_job"
+        sql += best("max") + ", " + best("min") + ", r.slurm_job, r.import_source"
         for extract in extracts { sql += ", " + extract }
         sql += " FROM runs r WHERE \(filter?.sql ?? "1") ORDER BY r.created_at, r.id"
         // Parameters in the order their placeholders appear in the text.
@@ -580,15 +581,15 @@ public final class Store: @unchecked Sendable {
                 var summaries: [RunSummary] = []
                 try db.query(sql, params) { row in
                     var fields: [String: JSONValue] = [:]
-                    for (i, key) in keyFields.enumerated() where !row.isNull(10 + i) {
-                        fields[key] = row.value(10 + i)
+                    for (i, key) in keyFields.enumerated() where !row.isNull(11 + i) {
+                        fields[key] = row.value(11 + i)
                     }
                     summaries.append(RunSummary(
                         hash: row.string(0)!, parentHash: row.string(1), kind: RunKind(rawValue: row.string(2)!)!,
                         status: RunStatus(rawValue: row.string(3)!)!, keyFields: fields,
                         bestValAccuracy: row.double(7), bestValLoss: row.double(8),
                         stepsDone: Int(row.int(4)!), wallSeconds: row.double(5), createdAt: row.string(6)!,
-                        slurmJob: row.string(9)))
+                        slurmJob: row.string(9), importSource: row.string(10)))
                 }
                 return summaries
             }

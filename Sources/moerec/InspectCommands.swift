@@ -28,8 +28,10 @@ struct Runs: ParsableCommand {
         let runs = try store.listRuns(filter: filter, keyFields: ["regime", "experts", "seed", "task", "train_size", "baseline"])
         // Runs trained under Slurm add the column of their job (ARRAYJOB_TASK).
         let slurm = runs.contains { $0.slurmJob != nil }
+        // Imported runs add the column of their origin (the format they were imported from).
+        let imported = runs.contains { $0.importSource != nil }
         let header = ["hash", "kind", "regime", "experts", "seed", "task", "train_size", "status", "best_val_acc", "steps", "wall_s"]
-            + (slurm ? ["slurm_job"] : [])
+            + (slurm ? ["slurm_job"] : []) + (imported ? ["imported_from"] : [])
         // A baseline run's "regime" is its classifier (majority, linear).
         func regime(_ r: RunSummary) -> String {
             switch r.kind {
@@ -38,13 +40,15 @@ struct Runs: ParsableCommand {
             case .pretrain: return ""
             }
         }
+        /// The source format of an imported run (run-log, trainer, mlflow-file, mlflow-sqlite).
+        func origin(_ r: RunSummary) -> String { r.importSource.map { String($0.prefix { $0 != " " }) } ?? "" }
         func cells(_ r: RunSummary, full: Bool) -> [String] {
             let fields: [String] = [full ? r.hash : String(r.hash.prefix(12)), r.kind.rawValue,
              regime(r), r.experts.map(String.init) ?? "", r.seed.map(String.init) ?? "",
              r.kind == .pretrain ? "" : (r.task ?? ""), r.kind == .pretrain ? "" : (r.trainSize?.display ?? ""),
              r.status.rawValue, r.bestValAccuracy.map { String(format: "%.4f", $0) } ?? "",
              String(r.stepsDone), r.wallSeconds.map { String(format: "%.1f", $0) } ?? ""]
-            return slurm ? fields + [r.slurmJob ?? ""] : fields
+            return fields + (slurm ? [r.slurmJob ?? ""] : []) + (imported ? [origin(r)] : [])
         }
         switch format {
         case .table: print(TableOut.render(header: header, rows: runs.map { cells($0, full: false) }))
@@ -60,6 +64,7 @@ struct Runs: ParsableCommand {
                                               "best_val_loss": r.bestValLoss.map { .double($0) } ?? .null,
                                               "wall_seconds": r.wallSeconds.map { .double($0) } ?? .null]
                 if let job = r.slurmJob { o["slurm_job"] = .string(job) }
+                if let source = r.importSource { o["imported_from"] = .string(source) }
                 for (k, v) in r.keyFields { o[k] = v }
                 return .object(o)
             }
@@ -92,9 +97,14 @@ struct Show: ParsableCommand {
         print("lineage     \(([String(r.hash.prefix(12))] + ancestors).joined(separator: " ← "))")
         print("dataset     \(r.datasetFingerprint)")
         print("numerics    \(r.numericsVersion)")
+        if let source = r.importSource {
+            // An imported run was trained elsewhere: no environment, no checkpoints.
+            print("imported    \(source)")
+            print("content     \(r.importFingerprint ?? "?") (SHA-256 of its status and metric points)")
+        }
         let e = r.environment
-        print("environment host=\(e.host ?? "?") os=\(e.os ?? "?") cpu=\(e.cpuModel ?? "?") blas=\(e.blasCore ?? "?") vector=\(e.vectorLevel ?? "?") threads=\(e.threads.map(String.init) ?? "?") moerec=\(e.moerecVersion ?? "?") commit=\(e.gitCommit ?? "?")"
-              + (e.slurmJob.map { " slurm_job=\($0)" } ?? ""))
+        if r.importSource == nil { print("environment host=\(e.host ?? "?") os=\(e.os ?? "?") cpu=\(e.cpuModel ?? "?") blas=\(e.blasCore ?? "?") vector=\(e.vectorLevel ?? "?") threads=\(e.threads.map(String.init) ?? "?") moerec=\(e.moerecVersion ?? "?") commit=\(e.gitCommit ?? "?")"
+              + (e.slurmJob.map { " slurm_job=\($0)" } ?? "")) }
         print("time        created \(r.createdAt)  started \(r.startedAt ?? "-")  finished \(r.finishedAt ?? "-")  wall \(r.wallSeconds.map { String(format: "%.1fs", $0) } ?? "-")  steps \(r.stepsDone)")
         let tags = try store.tags(runHash: full)
         if !tags.isEmpty { print("tags        \(tags.joined(separator: ", "))") }

@@ -23,7 +23,7 @@ struct Moerec: ParsableCommand {
         """,
         version: Executor.version,
         subcommands: [RunCommand.self, Sweep.self, Runs.self, Show.self, Diff.self, Reproduce.self, Verify.self,
-                      Report.self, Backup.self, Merge.self, Export.self, Baseline.self, Bench.self])
+                      Report.self, Backup.self, Merge.self, Import.self, Export.self, Baseline.self, Bench.self])
 
     /// ArgumentParser's own messages start with this prefix, as moerec's do.
     static var _errorPrefix: String { "error: " }
