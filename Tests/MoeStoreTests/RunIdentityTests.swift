@@ -32,6 +32,27 @@ final class RunIdentityTests: XCTestCase {
                        RunIdentity.sha256Hex(Array(document.utf8)))
     }
 
+    /// An imported run's identity adds its content fingerprint; the content is the documented
+    /// canonical document of its status and sorted points (NaN as null).
+    func testImportedRunHashesItsConfigAndTheFingerprintOfItsContent() throws {
+        let config: JSONValue = ["b": 1.5, "a": "x"]
+        let document = #"{"config":{"a":"x","b":1.5},"dataset":"fp","imported":"f00d","numerics":0,"parent":null}"#
+        XCTAssertEqual(try RunIdentity.hash(config: config, parent: nil, datasetFingerprint: "fp", numerics: 0, imported: "f00d"),
+                       RunIdentity.sha256Hex(Array(document.utf8)))
+        let points = [ImportedRun.Point(step: 5, split: "val", name: "loss", value: .nan),
+                      ImportedRun.Point(step: 5, split: "val", name: "acc", value: 0.25)]
+        let content = #"{"points":[["val","acc",5,0.25],["val","loss",5,null]],"status":"completed"}"#
+        XCTAssertEqual(try ImportedRun.fingerprint(status: .completed, points: points), RunIdentity.sha256Hex(Array(content.utf8)))
+        let run = try ImportedRun(kind: .pretrain, config: config, parentHash: nil, datasetFingerprint: "fp", status: .completed,
+                                  source: "test", points: points)
+        XCTAssertEqual(run.hash, try RunIdentity.hash(config: config, parent: nil, datasetFingerprint: "fp", numerics: 0,
+                                                       imported: RunIdentity.sha256Hex(Array(content.utf8))))
+        // Any other logged value is another run.
+        let other = try ImportedRun(kind: .pretrain, config: config, parentHash: nil, datasetFingerprint: "fp", status: .completed,
+                                    source: "test", points: [points[1]])
+        XCTAssertNotEqual(run.hash, other.hash)
+    }
+
     func testKeyOrderAndWhitespaceDoNotChangeTheHash() throws {
         let a = try JSONValue(parsing: #"{"regime":"ffn","experts":4,"nested":{"y":1,"x":[1,2]}}"#)
         let b = try JSONValue(parsing: "{\n  \"nested\": {\"x\": [1, 2], \"y\": 1},\n  \"experts\": 4,\n  \"regime\": \"ffn\"\n}")
