@@ -69,6 +69,9 @@ let package = Package(
         .testTarget(name: "MoeReportTests", dependencies: ["MoeJSON", "MoeReport", "MoeStore", "MoeMetricNames", "MoeTestSupport"]),
         .testTarget(name: "MoeExperimentTests", dependencies: ["MoeErrors", "MoeJSON", "MoeExperiment", "MoeTestSupport"]),
         .testTarget(name: "MoeCLITests", dependencies: ["MoeTestSupport"]),
+        // moerec's forward pass against the NumPy reference in Tests/Reference (python3-numpy).
+        .testTarget(name: "MoeReferenceTests", dependencies: ["MoeModel", "MoeTrain", "MoeCheckpoint", "MoeExperiment",
+                                                              "MoeJSON", "MoeTestSupport"]),
         .testTarget(name: "MoeFaultTests", dependencies: ["MoeTestSupport"]),
     ],
     swiftLanguageModes: [.v5]

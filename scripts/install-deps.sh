@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs the system packages moerec needs (OpenBLAS, SQLite and zlib headers, WordNet)
-# when any is missing. Safe to run repeatedly; does nothing when all are present.
+# Installs the system packages moerec needs (OpenBLAS, SQLite and zlib headers, WordNet;
+# NumPy for the tests' reference forward pass) when any is missing. Safe to run repeatedly; does nothing when all are present.
 set -euo pipefail
-packages=(libopenblas-dev libsqlite3-dev zlib1g-dev wordnet-base)
+packages=(libopenblas-dev libsqlite3-dev zlib1g-dev wordnet-base python3-numpy)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -43,3 +43,33 @@ public enum Safetensors {
         return out
     }
 }
+
+extension Safetensors {
+    /// What `moerec export --format safetensors` writes for one checkpoint: every parameter
+    /// tensor of `manifest` (no optimizer state), in manifest order, each read from its
+    /// object and checked against its SHA-256, with the run hash, step and resolved config
+    /// in the metadata. Returns the file's bytes and how many tensors and parameters it holds.
+    public static func exportParameters(objects: ObjectStore, manifest: CheckpointManifest, runHash: String,
+                                        configJSON: String) throws -> (bytes: [UInt8], tensors: Int, parameters: Int) {
+        var buffers: [(entry: TensorEntry, values: UnsafeMutableBufferPointer<Float>)] = []
+        defer { for b in buffers { b.values.deallocate() } }
+        _ = try readCheckpoint(objects: objects, manifest: manifest) { entry in
+            guard manifest.tensors.contains(entry) else { return nil }
+            let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: entry.elementCount)
+            buffers.append((entry, values))
+            return values
+        }
+        let tensors = buffers.map { Tensor(name: $0.entry.name, shape: $0.entry.shape, values: Array($0.values)) }
+        let bytes = try encode(tensors, metadata: [("format", "pt"), ("moerec_run", runHash),
+                                                   ("moerec_step", String(manifest.step)), ("moerec_config", configJSON)])
+        return (bytes, tensors.count, tensors.reduce(0) { $0 + $1.values.count })
+    }
+
+    /// The config file written beside an exported `FILE.safetensors`: `FILE.config.json`,
+    /// holding the resolved config and a newline.
+    public static func configPath(besideExport path: String) -> String {
+        String(path.dropLast(".safetensors".count)) + ".config.json"
+    }
+
+    public static func configFileText(_ configJSON: String) -> String { configJSON + "\n" }
+}

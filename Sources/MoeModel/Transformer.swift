@@ -404,6 +404,17 @@ extension UnsafeMutablePointer where Pointee == Float {
 }
 
 extension Transformer {
+    /// The logits of the last forward pass, which must have run in `.eval` mode (a training
+    /// forward leaves their gradient in the same buffer): (B·T, vocab) for the language
+    /// model, (B, classes) for the classification head, row-major.
+    public func lastLogits() -> [Float] {
+        precondition(lastMode == .eval, "logits are kept only by an evaluation forward")
+        let count = classification ? lastB * config.classes : lastB * lastT * config.vocab
+        return Array(UnsafeBufferPointer(start: memory.logits, count: count))
+    }
+}
+
+extension Transformer {
     /// The routing decisions of the last forward pass (chosen experts and packed rows of
     /// every sparse layer): tests use it to tell when a perturbation changed the routing,
     /// where the loss is not differentiable.

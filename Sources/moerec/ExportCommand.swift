@@ -66,24 +66,13 @@ struct Export: ParsableCommand {
                                  ?? "run \(run.prefix(12)) has no checkpoint to export")
             }
             let manifest = try CheckpointManifest(json: chosen.manifestJSON)
-            // Parameters only (a last checkpoint has no optimizer state; an earlier one does).
-            var buffers: [(entry: TensorEntry, values: UnsafeMutableBufferPointer<Float>)] = []
-            defer { for b in buffers { b.values.deallocate() } }
-            _ = try readCheckpoint(objects: objects, manifest: manifest) { entry in
-                guard manifest.tensors.contains(entry) else { return nil }
-                let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: entry.elementCount)
-                buffers.append((entry, values))
-                return values
-            }
-            let tensors = buffers.map { Safetensors.Tensor(name: $0.entry.name, shape: $0.entry.shape, values: Array($0.values)) }
             let config = try store.run(hash: run)!.configJSON
-            let bytes = try Safetensors.encode(tensors, metadata: [("format", "pt"), ("moerec_run", run),
-                                                                  ("moerec_step", String(manifest.step)), ("moerec_config", config)])
-            let configFile = String(out!.dropLast(".safetensors".count)) + ".config.json"
+            let exported = try Safetensors.exportParameters(objects: objects, manifest: manifest, runHash: run, configJSON: config)
+            let configFile = Safetensors.configPath(besideExport: out!)
             if FileManager.default.fileExists(atPath: configFile) { throw InputError("--out: \(configFile) exists (nothing was written)") }
-            try write(to: out!) { try $0.write(contentsOf: bytes) }
-            try write(to: configFile) { try $0.write(contentsOf: Data((config + "\n").utf8)) }
-            print("\(out!): \(tensors.count) tensors, \(tensors.reduce(0) { $0 + $1.values.count }) parameters, run \(run.prefix(12)) step \(manifest.step); config in \(configFile)")
+            try write(to: out!) { try $0.write(contentsOf: exported.bytes) }
+            try write(to: configFile) { try $0.write(contentsOf: Data(Safetensors.configFileText(config).utf8)) }
+            print("\(out!): \(exported.tensors) tensors, \(exported.parameters) parameters, run \(run.prefix(12)) step \(manifest.step); config in \(configFile)")
         case .csv, .jsonl:
             let runs: [String]
             if let hash { runs = [try store.resolve(prefix: hash)] } else {

@@ -53,6 +53,28 @@ final class ExportTests: XCTestCase {
         XCTAssertEqual(try lineage.store.moerec(["export", lineage.attention, "--format", "safetensors"]).status, 2)
     }
 
+    /// The NumPy reference's own safetensors parser reads an exported sparse run back with
+    /// every tensor's bytes identical to its checkpoint object (SHA-256 per tensor).
+    func testTheReferenceParserReadsAnExportedRunByteForByte() throws {
+        _ = try NumPyReference.python()
+        let lineage = try Lineage.shared()
+        let dir = TestSupport.temporaryDirectory("export-reference")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("moe.safetensors")
+        let result = try lineage.store.moerec(["export", lineage.moeParent, "--format", "safetensors", "--out", file.path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let manifestJSON = try lineage.store.sql("""
+            SELECT manifest_json FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE r.hash = '\(lineage.moeParent)'
+            ORDER BY c.step DESC LIMIT 1
+            """)
+        let manifest = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(manifestJSON.utf8)) as? [String: Any])
+        let entries = try XCTUnwrap(manifest["tensors"] as? [[String: Any]])
+        var expected: [String: String] = [:]
+        for entry in entries { expected[try XCTUnwrap(entry["name"] as? String)] = try XCTUnwrap(entry["sha256"] as? String) }
+        XCTAssertTrue(expected.keys.contains("layers.1.router.w"), "the exported run is sparse")
+        XCTAssertEqual(try NumPyReference.digests(of: file), expected)
+    }
+
     func testMetricPointsAsCSVAndJSONLines() throws {
         let lineage = try Lineage.shared()
         let csv = try lineage.store.moerec(["export", lineage.ffn, "--format", "csv"])

@@ -18,11 +18,12 @@ public enum CLI {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
     }
 
-    /// Runs `moerec args…` to completion; `environment` adds to (and overrides) the process's.
+    /// Runs `moerec args…` (or another `executable`) to completion; `environment` adds to
+    /// (and overrides) the process's.
     @discardableResult
     public static func run(_ args: [String], environment: [String: String] = [:], directory: URL? = nil,
-                           timeout: TimeInterval = 600) throws -> Result {
-        try start(args, environment: environment, directory: directory).wait(timeout: timeout)
+                           timeout: TimeInterval = 600, executable: URL = binary) throws -> Result {
+        try start(args, environment: environment, directory: directory, executable: executable).wait(timeout: timeout)
     }
 
     /// A started process whose output is collected in temporary files (no pipe can fill up).
@@ -50,9 +51,10 @@ public enum CLI {
         public var stderrSoFar: String { (try? String(contentsOf: errURL, encoding: .utf8)) ?? "" }
     }
 
-    public static func start(_ args: [String], environment: [String: String] = [:], directory: URL? = nil) throws -> Running {
+    public static func start(_ args: [String], environment: [String: String] = [:], directory: URL? = nil,
+                             executable: URL = binary) throws -> Running {
         let process = Process()
-        process.executableURL = binary
+        process.executableURL = executable
         process.arguments = args
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
