@@ -3,7 +3,11 @@ import MoeModel
 
 /// The fine-tuning regimes as sets of parameter groups (the head is always added). The
 /// five ST-MoE regimes, `experts-only` (the router counted as frozen, the other reading of
-/// "MoE"), and `custom`, which trains the groups the config names.
+/// "MoE"), `custom`, which trains the groups the config names, and the expert-specialized
+/// regimes, which train only some experts of each sparse layer (`ExpertSelection`):
+/// `esft-gate` and `esft-token` select them by the parent's routing of the task's text
+/// (Wang et al., 2024), `random-experts` takes as many per layer as `esft-gate` does, at
+/// random by the run's seed, as the control that tells relevance from count.
 public enum Regime: String, CaseIterable, ConfigChoice, Equatable {
     case all
     case nonMoe = "non-moe"
@@ -12,6 +16,9 @@ public enum Regime: String, CaseIterable, ConfigChoice, Equatable {
     case ffn
     case expertsOnly = "experts-only"
     case custom
+    case esftGate = "esft-gate"
+    case esftToken = "esft-token"
+    case randomExperts = "random-experts"
 
     /// The groups a named regime updates besides the head; nil for `custom`.
     public var namedGroups: Set<ParamGroup>? {
@@ -21,10 +28,13 @@ public enum Regime: String, CaseIterable, ConfigChoice, Equatable {
         case .moe: return [.router, .experts]
         case .attention: return [.attn]
         case .ffn: return [.ffn]
-        case .expertsOnly: return [.experts]
+        case .expertsOnly, .esftGate, .esftToken, .randomExperts: return [.experts]
         case .custom: return nil
         }
     }
+
+    /// Whether the regime trains a per-layer selection of experts rather than whole groups.
+    public var selectsExperts: Bool { [.esftGate, .esftToken, .randomExperts].contains(self) }
 
     public struct Invalid: MoeError {
         public let description: String

@@ -136,6 +136,14 @@ public struct RunConfig: Codable, Equatable, Sendable {
         }
         if s.evalExamples < 1 { try fail("eval_examples", s.evalExamples, "must be ≥ 1") }
         if s.patience < 0 || s.patience > 1_000_000 { try fail("patience", s.patience, "must be in 0...1000000 (0: no early stopping)") }
+        if !(s.esftTopP > 0 && s.esftTopP <= 1) { try fail("esft_top_p", s.esftTopP, "must be in (0, 1]") }
+        if s.esftSampleTokens < 1 || s.esftSampleTokens > 10_000_000 { try fail("esft_sample_tokens", s.esftSampleTokens, "must be in 1...10000000") }
+        if !s.regime.selectsExperts {
+            // They would change the hash and do nothing.
+            let defaults = RunSettings()
+            if s.esftTopP != defaults.esftTopP { try fail("esft_top_p", s.esftTopP, "applies to the regimes esft-gate, esft-token and random-experts, not \(s.regime.rawValue)") }
+            if s.esftSampleTokens != defaults.esftSampleTokens { try fail("esft_sample_tokens", s.esftSampleTokens, "applies to the regimes esft-gate, esft-token and random-experts, not \(s.regime.rawValue)") }
+        }
         if isFinetune {
             if s.parent == nil { try fail("parent", "null", "a fine-tuning run needs a parent pretraining run") }
             // The regime against this architecture: `moe` on a dense model would train
@@ -207,6 +215,12 @@ public struct RunSettings: Codable, Equatable, Sendable {
     public var patience = 0
     /// Fine-tuning: when the test split is evaluated (see `TestEvaluation`). Late key.
     public var testEval = TestEvaluation.last
+    /// Expert-specialized regimes: per sparse layer, the experts taken in descending score
+    /// until their share of the layer's total score reaches this (ESFT's example: 0.2). Late key.
+    public var esftTopP = 0.2
+    /// Expert-specialized regimes: task tokens the parent routes to score the experts (the
+    /// first training batches, whole sequences up to this many tokens; ESFT's default 8,192). Late key.
+    public var esftSampleTokens = 8192
 
     public init() {}
 
@@ -225,6 +239,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
         case beta1, beta2, weightDecay = "weight_decay", gradClip = "grad_clip", evalInterval = "eval_interval"
         case evalBatches = "eval_batches", checkpointInterval = "checkpoint_interval", seed
         case parent, regime, groups, patience, testEval = "test_eval"
+        case esftTopP = "esft_top_p", esftSampleTokens = "esft_sample_tokens"
 
         /// The one kind of run this key applies to, nil for both. The resolver refuses a key
         /// given for the other kind at any value but its default (it would change the hash
@@ -232,7 +247,8 @@ public struct RunSettings: Codable, Equatable, Sendable {
         public var onlyFor: Kind? {
             switch self {
             case .corpus, .evalBatches: return .pretrain
-            case .task, .trainSize, .evalExamples, .parent, .regime, .groups, .patience, .testEval: return .finetune
+            case .task, .trainSize, .evalExamples, .parent, .regime, .groups, .patience, .testEval, .esftTopP, .esftSampleTokens:
+                return .finetune
             case .kind, .steps, .batchSize, .lr, .warmupSteps, .schedule, .minLrRatio, .beta1, .beta2, .weightDecay,
                  .gradClip, .evalInterval, .checkpointInterval, .seed:
                 return nil
@@ -248,7 +264,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
                  .minLrRatio, .beta1, .beta2, .weightDecay, .gradClip, .evalInterval, .evalBatches,
                  .checkpointInterval, .seed, .parent, .regime, .groups:
                 return false
-            case .patience, .testEval:
+            case .patience, .testEval, .esftTopP, .esftSampleTokens:
                 return true
             }
         }
