@@ -461,6 +461,45 @@ extension Transformer {
     }
 }
 
+/// What the router of one sparse layer decided in a forward pass: views into the model's
+/// activation memory, valid until its next forward pass.
+public struct LayerRouting {
+    /// The layer's index among all layers.
+    public let layer: Int
+    /// N, E, K
+    public let tokens: Int, experts: Int, topK: Int
+    /// (N, E) the router's softmax probabilities
+    public let probs: UnsafeBufferPointer<Float>
+    /// (N, K) chosen experts by descending probability, before capacity dropping
+    public let chosen: UnsafeBufferPointer<Int32>
+    /// (N) 1 for real tokens, 0 for padding; nil when every token is real
+    public let valid: UnsafeBufferPointer<Float>?
+
+    public init(layer: Int, tokens: Int, experts: Int, topK: Int, probs: UnsafeBufferPointer<Float>,
+                chosen: UnsafeBufferPointer<Int32>, valid: UnsafeBufferPointer<Float>?) {
+        precondition(probs.count == tokens * experts && chosen.count == tokens * topK && (valid?.count ?? tokens) == tokens,
+                     "routing views of the wrong sizes")
+        self.layer = layer; self.tokens = tokens; self.experts = experts; self.topK = topK
+        self.probs = probs; self.chosen = chosen; self.valid = valid
+    }
+}
+
+extension Transformer {
+    /// The routing of every sparse layer in the last forward pass, in layer order: the
+    /// probabilities and top-k choices the forward computed anyway (expert scoring reads
+    /// them; nothing is kept beyond the activation memory they live in).
+    public func lastRouting() -> [LayerRouting] {
+        let n = lastB * lastT, e = config.experts, k = config.topK
+        let valid = classification ? UnsafeBufferPointer(start: memory.valid, count: n) : nil
+        return memory.blocks.enumerated().compactMap { l, block in
+            block.moe.map {
+                LayerRouting(layer: l, tokens: n, experts: e, topK: k, probs: UnsafeBufferPointer(start: $0.probs, count: n * e),
+                             chosen: UnsafeBufferPointer(start: $0.idx, count: n * k), valid: valid)
+            }
+        }
+    }
+}
+
 extension Transformer {
     /// Per sparse layer, the share of tokens whose first choice was each expert in the last
     /// forward pass (the fᵢ of the load-balancing loss): the "per-expert load" metric.

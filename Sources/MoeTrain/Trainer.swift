@@ -98,6 +98,25 @@ public final class Trainer {
         optimizer = AdamW(model: model, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip)
     }
 
+    /// ESFT's expert scores of the current parameters on a sample of the run's own training
+    /// data: the batches of steps 1, 2, … (what the run trains on first, a function of the
+    /// seed), run forward in eval mode (no dropout) until at least `sampleTokens` real
+    /// tokens were scored. The sample is whole batches, so it may exceed `sampleTokens` by
+    /// less than one batch.
+    public func scoreExperts(sampleTokens: Int) -> ExpertScores {
+        var scores = ExpertScores(config: model.config)
+        guard !model.config.sparseLayers.isEmpty else { return scores }
+        var s = 1
+        while scores.tokens < max(1, sampleTokens) {
+            withBatch(step: s) { batch in
+                _ = model.forward(batch, mode: .eval)
+                scores.add(model.lastRouting())
+            }
+            s += 1
+        }
+        return scores
+    }
+
     // MARK: The loop
 
     public func run() throws -> TrainOutcome {

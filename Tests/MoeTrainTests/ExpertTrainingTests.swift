@@ -6,7 +6,7 @@ import MoeTrain
 import MoeTestSupport
 
 /// Fine-tuning single experts through the trainer: what is updated, what optimizer state
-/// exists, and that the training does not depend on the thread count.
+/// exists, and that neither the scores nor the training depend on the thread count.
 final class ExpertTrainingTests: XCTestCase {
     /// The pretrained parameters of TrainingTests' tiny model (one sparse layer, 4 experts),
     /// widened as its thread-count test widens it, so that passes and the optimizer's
@@ -108,5 +108,44 @@ final class ExpertTrainingTests: XCTestCase {
         }
         XCTAssertEqual(runs[0].0, runs[1].0, "metric series differ at 2 threads")
         XCTAssertTrue(Self.sameBytes(runs[0].1[...], runs[1].1[...]), "parameters differ at 2 threads")
+    }
+
+    /// Scores of the pretrained model on the run's first training batches, and the experts
+    /// they select, are bit-identical at 1 and 2 threads; the sample stops at the first
+    /// whole batch that reaches the requested tokens; and scoring before training leaves
+    /// the training unchanged.
+    func testScoresAndSelectionAreBitIdenticalAcrossThreadCounts() throws {
+        let saved = Blas.threads
+        defer { Blas.threads = saved }
+        var results: [(ExpertScores, [ExpertSelection])] = []
+        for threads in [1, 2] {
+            Blas.threads = threads
+            let (trainer, _) = try fineTuner(.expertsOnly)
+            let scores = trainer.scoreExperts(sampleTokens: 300)
+            let selections = try [ExpertScoreFunction.gate, .token].flatMap { f in
+                try [0.2, 0.5].map { try scores.selection(f, topP: $0) }
+            }
+            results.append((scores, selections))
+        }
+        XCTAssertEqual(results[0].0, results[1].0, "scores differ at 2 threads")
+        XCTAssertEqual(results[0].1, results[1].1, "selections differ at 2 threads")
+        let scores = results[0].0
+        XCTAssertGreaterThanOrEqual(scores.tokens, 300)
+        XCTAssertLessThan(scores.tokens, 300 + Self.pretrained.config.batchSize * Self.pretrained.config.context)
+        XCTAssertEqual(scores.selections[0].reduce(0, +), scores.tokens * scores.topK)
+        XCTAssertGreaterThan(Set(scores.scores(.gate)[0]).count, 1, "the routing is uniform: the test would prove little")
+
+        // Score, select, train: the same run as selecting without scoring.
+        Blas.threads = 1
+        let selection = try scores.selection(.gate, topP: 0.5)
+        let (scored, scoredSink) = try fineTuner(.expertsOnly)
+        _ = scored.scoreExperts(sampleTokens: 300)
+        try scored.trainExperts(selection)
+        let (direct, directSink) = try fineTuner(.expertsOnly)
+        try direct.trainExperts(selection)
+        _ = try scored.run()
+        _ = try direct.run()
+        let keep = { (p: MemorySink.Point) in p.split != Split.timing }
+        XCTAssertEqual(scoredSink.points.filter(keep), directSink.points.filter(keep))
     }
 }
