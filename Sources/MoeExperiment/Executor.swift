@@ -366,12 +366,12 @@ public final class Executor {
                         values: UnsafeBufferPointer(start: model.params.base + t.offset, count: t.count))
         }
         var moments: [NamedTensor] = []
-        for (i, off) in opt.slots where withOptimizer {
-            let t = model.layout.tensors[i]
-            moments.append(NamedTensor(name: t.name + ".m", shape: t.shape, group: t.group.rawValue,
-                                       values: UnsafeBufferPointer(start: opt.m.base + off, count: t.count)))
-            moments.append(NamedTensor(name: t.name + ".v", shape: t.shape, group: t.group.rawValue,
-                                       values: UnsafeBufferPointer(start: opt.v.base + off, count: t.count)))
+        for (slice, off) in opt.slots where withOptimizer {
+            let group = model.layout.tensors[slice.tensor].group.rawValue
+            moments.append(NamedTensor(name: slice.name + ".m", shape: slice.shape, group: group,
+                                       values: UnsafeBufferPointer(start: opt.m.base + off, count: slice.count)))
+            moments.append(NamedTensor(name: slice.name + ".v", shape: slice.shape, group: group,
+                                       values: UnsafeBufferPointer(start: opt.v.base + off, count: slice.count)))
         }
         let (manifest, _) = try writeCheckpoint(objects: objects, runHash: hash, step: step, tensors: tensors,
                                                 optimizer: moments, optimizerStep: opt.t,
@@ -390,10 +390,9 @@ public final class Executor {
         var byName: [String: (UnsafeMutablePointer<Float>, Int)] = [:]
         for t in model.layout.tensors { byName[t.name] = (model.params.base + t.offset, t.count) }
         if optimizer {
-            for (i, off) in opt.slots {
-                let t = model.layout.tensors[i]
-                byName[t.name + ".m"] = (opt.m.base + off, t.count)
-                byName[t.name + ".v"] = (opt.v.base + off, t.count)
+            for (slice, off) in opt.slots {
+                byName[slice.name + ".m"] = (opt.m.base + off, slice.count)
+                byName[slice.name + ".v"] = (opt.v.base + off, slice.count)
             }
         }
         try readCheckpoint(objects: objects, manifest: manifest) { entry in

@@ -8,7 +8,7 @@ public struct CounterRng: Sendable {
 
     /// Purposes keep independent streams apart (initialisation vs data order vs dropout).
     public enum Purpose: UInt64, Sendable {
-        case initialisation = 1, dataOrder = 2, dropout = 3, expertDropout = 4, evalSample = 5, test = 99
+        case initialisation = 1, dataOrder = 2, dropout = 3, expertDropout = 4, evalSample = 5, expertChoice = 6, test = 99
     }
 
     @inlinable @inline(__always)

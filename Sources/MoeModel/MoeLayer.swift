@@ -147,9 +147,13 @@ public struct MoeLayer {
     }
 
     /// Accumulates parameter gradients (nil when frozen) and dx (nil when nothing below learns).
+    /// `trainedExperts` (E), when given, narrows the expert gradients to the experts marked
+    /// true: the others get nil weight-gradient pointers, as a frozen group does, so they
+    /// cost no weight-gradient GEMM and only pass dx through when something below learns.
     public func backward(dx: UnsafeMutablePointer<Float>?, dwr: UnsafeMutablePointer<Float>?,
                          dw1: UnsafeMutablePointer<Float>?, db1: UnsafeMutablePointer<Float>?,
                          dw2: UnsafeMutablePointer<Float>?, db2: UnsafeMutablePointer<Float>?,
+                         trainedExperts: [Bool]? = nil,
                          dout: UnsafePointer<Float>, x: UnsafePointer<Float>, wr: UnsafePointer<Float>,
                          w1: UnsafePointer<Float>, w2: UnsafePointer<Float>, n: Int,
                          valid: UnsafePointer<Float>?, validCount: Int, auxCoef: Float, zCoef: Float,
@@ -173,10 +177,12 @@ public struct MoeLayer {
             if dx != nil { ParallelOps.fill(scratch.dxPacked, count: rowsTotal * c) }
             let ffn = FeedForward(c: c, f: f)
             for j in 0..<e {
+                let learns = expertsLearn && (trainedExperts?[j] ?? true)
+                if !learns && dx == nil { continue }
                 let s = Int(cache.expertStart[j]), rows = Int(cache.expertStart[j + 1]) - s
                 ffn.backward(dx: dx == nil ? nil : scratch.dxPacked + s * c,
-                             dw1: dw1.map { $0 + j * c * f }, db1: db1.map { $0 + j * f },
-                             dw2: dw2.map { $0 + j * f * c }, db2: db2.map { $0 + j * c },
+                             dw1: learns ? dw1.map { $0 + j * c * f } : nil, db1: learns ? db1.map { $0 + j * f } : nil,
+                             dw2: learns ? dw2.map { $0 + j * f * c } : nil, db2: learns ? db2.map { $0 + j * c } : nil,
                              dy: scratch.dyPacked + s * c, x: cache.xPacked + s * c, h: cache.h + s * f,
                              act: scratch.act, dh: scratch.dh,
                              w1: w1 + j * c * f, w2: w2 + j * f * c, n: rows,

@@ -43,7 +43,8 @@ public struct ForwardResult: Sendable {
 
 /// A decoder-only MoE transformer: learned positions, pre-norm blocks, a tied LM head or
 /// a mean-pooled classification head. Parameters, gradients and activations are each one
-/// allocation; `trainable` decides which groups receive gradients at all.
+/// allocation; `trainable` (narrowed per expert by `trainedExperts`) decides which
+/// parameters receive gradients at all.
 public final class Transformer {
     public let config: ModelConfig
     public let layout: ParameterLayout
@@ -52,6 +53,16 @@ public final class Transformer {
     /// Groups that get gradients. Frozen groups cost no weight-gradient GEMM, and backward
     /// stops below the lowest block that holds anything trainable.
     public private(set) var trainable: Set<ParamGroup>
+    /// The experts of each sparse layer that train with the `experts` group; nil: all.
+    public private(set) var trainedExperts: ExpertSelection?
+    /// What gets gradients, in layout order: whole tensors and single experts' slices.
+    /// Gradient zeroing and the optimizer walk these and nothing else.
+    public private(set) var trainedSlices: [TrainedSlice] = []
+    /// Per tensor: whether any of it trains (its gradient pointer is then non-nil).
+    private var tensorTrains: [Bool] = []
+    /// Per layer: which experts train, when the layer is sparse and only some of its
+    /// experts train; nil otherwise (every expert follows its group).
+    private var expertMasks: [[Bool]?] = []
     var memory: ActivationMemory
     let rng: CounterRng
     private var lastMode: Mode = .eval
@@ -60,7 +71,7 @@ public final class Transformer {
     private var classification: Bool { config.classes > 0 }
 
     public init(config: ModelConfig, maxBatch: Int, maxTime: Int? = nil, seed: UInt64,
-                trainable: Set<ParamGroup> = Set(ParamGroup.allCases)) throws {
+                trainable: Set<ParamGroup> = Set(ParamGroup.allCases), experts: ExpertSelection? = nil) throws {
         try config.validate()
         self.config = config
         layout = ParameterLayout(config)
@@ -69,10 +80,41 @@ public final class Transformer {
         self.trainable = trainable
         rng = CounterRng(seed: seed)
         memory = ActivationMemory(config: config, maxB: maxBatch, maxT: maxTime ?? config.context)
+        try setTrainable(trainable, experts: experts)
         initialiseParameters()
     }
 
-    public func setTrainable(_ groups: Set<ParamGroup>) { trainable = groups }
+    /// Trains `groups`, every expert of the `experts` group.
+    public func setTrainable(_ groups: Set<ParamGroup>) { apply(groups, experts: nil) }
+
+    /// Trains `groups`, with the `experts` group narrowed to `experts` in each sparse layer.
+    /// Refuses a selection that does not fit the model, or one given while the `experts`
+    /// group is frozen (it would change nothing).
+    public func setTrainable(_ groups: Set<ParamGroup>, experts: ExpertSelection?) throws {
+        if let experts {
+            try experts.validate(for: config)
+            guard groups.contains(.experts) else {
+                throw ExpertSelection.Invalid(description: "an expert selection narrows the experts group, which is frozen here (trained groups: \(groups.map(\.rawValue).sorted().joined(separator: ", ")))")
+            }
+        }
+        apply(groups, experts: experts)
+    }
+
+    private func apply(_ groups: Set<ParamGroup>, experts: ExpertSelection?) {
+        trainable = groups
+        trainedExperts = experts
+        trainedSlices = layout.trainedSlices(groups: groups, experts: experts)
+        tensorTrains = Array(repeating: false, count: layout.tensors.count)
+        for s in trainedSlices { tensorTrains[s.tensor] = true }
+        let stacked = layout.expertTensorLayers
+        expertMasks = layout.blocks.map { bp in
+            guard let experts, groups.contains(.experts), let l = stacked[bp.w1],
+                  experts.experts[l].count < config.experts else { return nil }
+            var mask = Array(repeating: false, count: config.experts)
+            for j in experts.experts[l] { mask[j] = true }
+            return mask
+        }
+    }
 
     public var activationBytes: Int { memory.bytes }
 
@@ -97,16 +139,16 @@ public final class Transformer {
     }
 
     @inline(__always) func w(_ i: Int) -> UnsafeMutablePointer<Float> { params.base + layout.tensors[i].offset }
+    /// The gradient of tensor i, nil when none of it trains. A stacked expert tensor has one
+    /// when any of its experts trains; `expertMasks` then says which experts' slices of it
+    /// the MoE layer writes.
     @inline(__always) func g(_ i: Int) -> UnsafeMutablePointer<Float>? {
-        let t = layout.tensors[i]
-        return trainable.contains(t.group) ? grads.base + t.offset : nil
+        tensorTrains[i] ? grads.base + layout.tensors[i].offset : nil
     }
 
-    /// Zeroes the gradients of trainable tensors (frozen ones are never written).
+    /// Zeroes the gradients of what trains (frozen tensors and experts are never written).
     public func zeroGrads() {
-        for t in layout.tensors where trainable.contains(t.group) {
-            ParallelOps.fill(grads.base + t.offset, count: t.count)
-        }
+        for s in trainedSlices { ParallelOps.fill(grads.base + s.offset, count: s.count) }
     }
 
     // MARK: Forward
@@ -275,7 +317,7 @@ public final class Transformer {
             if let cache = a.moe, let router = bp.router {
                 let moe = MoeLayer(c: C, f: cfg.dFF, e: cfg.experts, k: cfg.topK)
                 moe.backward(dx: passDown || g(bp.ln2w) != nil ? m.dLn : nil, dwr: g(router),
-                             dw1: g(bp.w1), db1: g(bp.b1), dw2: g(bp.w2), db2: g(bp.b2),
+                             dw1: g(bp.w1), db1: g(bp.b1), dw2: g(bp.w2), db2: g(bp.b2), trainedExperts: expertMasks[l],
                              dout: m.dBranch, x: m.lnOut, wr: w(router), w1: w(bp.w1), w2: w(bp.w2), n: N,
                              valid: validPtr, validCount: lastValidCount,
                              auxCoef: cfg.auxLossCoef, zCoef: cfg.zLossCoef,
@@ -430,6 +472,45 @@ extension Transformer {
     }
 }
 
+/// What the router of one sparse layer decided in a forward pass: views into the model's
+/// activation memory, valid until its next forward pass.
+public struct LayerRouting {
+    /// The layer's index among all layers.
+    public let layer: Int
+    /// N, E, K
+    public let tokens: Int, experts: Int, topK: Int
+    /// (N, E) the router's softmax probabilities
+    public let probs: UnsafeBufferPointer<Float>
+    /// (N, K) chosen experts by descending probability, before capacity dropping
+    public let chosen: UnsafeBufferPointer<Int32>
+    /// (N) 1 for real tokens, 0 for padding; nil when every token is real
+    public let valid: UnsafeBufferPointer<Float>?
+
+    public init(layer: Int, tokens: Int, experts: Int, topK: Int, probs: UnsafeBufferPointer<Float>,
+                chosen: UnsafeBufferPointer<Int32>, valid: UnsafeBufferPointer<Float>?) {
+        precondition(probs.count == tokens * experts && chosen.count == tokens * topK && (valid?.count ?? tokens) == tokens,
+                     "routing views of the wrong sizes")
+        self.layer = layer; self.tokens = tokens; self.experts = experts; self.topK = topK
+        self.probs = probs; self.chosen = chosen; self.valid = valid
+    }
+}
+
+extension Transformer {
+    /// The routing of every sparse layer in the last forward pass, in layer order: the
+    /// probabilities and top-k choices the forward computed anyway (expert scoring reads
+    /// them; nothing is kept beyond the activation memory they live in).
+    public func lastRouting() -> [LayerRouting] {
+        let n = lastB * lastT, e = config.experts, k = config.topK
+        let valid = classification ? UnsafeBufferPointer(start: memory.valid, count: n) : nil
+        return memory.blocks.enumerated().compactMap { l, block in
+            block.moe.map {
+                LayerRouting(layer: l, tokens: n, experts: e, topK: k, probs: UnsafeBufferPointer(start: $0.probs, count: n * e),
+                             chosen: UnsafeBufferPointer(start: $0.idx, count: n * k), valid: valid)
+            }
+        }
+    }
+}
+
 extension Transformer {
     /// Per sparse layer, the share of tokens whose first choice was each expert in the last
     /// forward pass (the fᵢ of the load-balancing loss): the "per-expert load" metric.
@@ -463,7 +544,7 @@ extension Transformer {
         let C = Double(config.dModel), F = Double(config.dFF), E = Double(config.experts), K = Double(config.topK)
         let n = Double(N), tt = Double(T)
         let lowest = lowestTrainableSite()
-        func trains(_ i: Int?) -> Bool { i.map { trainable.contains(layout.tensors[$0].group) } ?? false }
+        func trains(_ i: Int?) -> Bool { i.map { g($0) != nil } ?? false }
         var total = 0.0
         for l in 0..<config.layers {
             let bp = layout.blocks[l]
@@ -473,9 +554,11 @@ extension Transformer {
             if trains(bp.wqkv) { total += proj }
             let ffn = config.isSparse(layer: l) ? 2 * n * K * 2 * C * F : 2 * n * 2 * C * F
             let router = config.isSparse(layer: l) ? 2 * n * C * E : 0
+            // Only the trained experts' share of the expert work, routing taken as balanced.
+            let trainedShare = expertMasks[l].map { Double($0.filter { $0 }.count) / E } ?? 1
             total += ffn + router
-            if 2 + 2 * l > lowest { total += ffn + router } else if 2 + 2 * l == lowest { total += ffn / 2 }
-            if trains(bp.w1) { total += ffn }
+            if 2 + 2 * l > lowest { total += ffn + router } else if 2 + 2 * l == lowest { total += ffn / 2 * trainedShare }
+            if trains(bp.w1) { total += ffn * trainedShare }
             if trains(bp.router) { total += router }
         }
         return total

@@ -6,11 +6,13 @@ import Glibc
 #endif
 
 /// AdamW (decoupled weight decay) with global-norm clipping over the flat buffers.
-/// Moments exist only for trainable tensors: a frozen group costs no optimizer state.
+/// Moments exist only for what trains (`Transformer.trainedSlices`): a frozen group or
+/// expert costs no optimizer state.
 public final class AdamW {
     public let beta1: Float, beta2: Float, eps: Float, weightDecay: Float, clip: Float
-    /// (tensor index, offset into the moment buffers) for each trainable tensor, in layout order.
-    public private(set) var slots: [(tensor: Int, offset: Int)] = []
+    /// (trained slice, offset into the moment buffers) for each trained tensor or expert's
+    /// slice of one, in layout order.
+    public private(set) var slots: [(slice: TrainedSlice, offset: Int)] = []
     /// First and second moments, each of `stateCount` floats.
     public let m: FloatArena, v: FloatArena
     public let stateCount: Int
@@ -25,9 +27,7 @@ public final class AdamW {
         self.model = model
         self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay; self.clip = clip
         var planner = ArenaPlanner()
-        for (i, info) in model.layout.tensors.enumerated() where model.trainable.contains(info.group) {
-            slots.append((i, planner.reserve(info.count)))
-        }
+        for slice in model.trainedSlices { slots.append((slice, planner.reserve(slice.count))) }
         stateCount = planner.size
         m = FloatArena(count: stateCount)
         v = FloatArena(count: stateCount)
@@ -36,17 +36,16 @@ public final class AdamW {
 
     deinit { partialNorms.deallocate() }
 
-    /// Global L2 norm of the trainable gradients: each tensor's sum of squares in Float,
-    /// those summed in Double in layout order. Workers take contiguous runs of tensors;
-    /// each tensor's own sum is never split, so the norm does not depend on the split.
+    /// Global L2 norm of the trained gradients: each slice's sum of squares in Float, those
+    /// summed in Double in layout order. Workers take contiguous runs of slices; each
+    /// slice's own sum is never split, so the norm does not depend on the split.
     public func gradNorm() -> Float {
         let partial = partialNorms
-        let grads = model.grads.base, tensors = model.layout.tensors, slots = self.slots
+        let grads = model.grads.base, slots = self.slots
         Parallel.ranges(stateCount, granule: 4096) { range, _ in
-            // A tensor belongs to the part its first moment element falls in.
+            // A slice belongs to the part its first moment element falls in.
             for (n, slot) in slots.enumerated() where range.contains(slot.offset) {
-                let info = tensors[slot.tensor]
-                partial[n] = moe_sum_squares(grads + info.offset, info.count)
+                partial[n] = moe_sum_squares(grads + slot.slice.offset, slot.slice.count)
             }
         }
         var s = 0.0
@@ -66,12 +65,11 @@ public final class AdamW {
         let mBase = m.base, vBase = v.base
         // Element-wise: workers take contiguous ranges of the concatenated moment buffers.
         Parallel.ranges(stateCount, granule: 4096) { range, _ in
-            for (i, off) in slots where off < range.upperBound && off + tensors[i].count > range.lowerBound {
-                let info = tensors[i]
-                let lo = max(range.lowerBound, off) - off, hi = min(range.upperBound, off + info.count) - off
-                let p = params + info.offset, g = grads + info.offset
+            for (slice, off) in slots where off < range.upperBound && off + slice.count > range.lowerBound {
+                let lo = max(range.lowerBound, off) - off, hi = min(range.upperBound, off + slice.count) - off
+                let p = params + slice.offset, g = grads + slice.offset
                 let mm = mBase + off, vv = vBase + off
-                let decay = info.decay ? lr * weightDecay : 0
+                let decay = tensors[slice.tensor].decay ? lr * weightDecay : 0
                 moe_adamw(p + lo, g + lo, mm + lo, vv + lo, hi - lo, scale, beta1, beta2, c1, c2, lr, eps, decay)
             }
         }

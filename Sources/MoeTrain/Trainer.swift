@@ -35,7 +35,8 @@ public struct Progress: Sendable {
 public final class Trainer {
     public let config: RunConfig
     public let model: Transformer
-    public let optimizer: AdamW
+    /// Re-planned once by `trainExperts` when a selection narrows what trains.
+    public private(set) var optimizer: AdamW
     public let data: TrainingData
     public let sink: MetricSink
     let schedule: LRSchedule
@@ -80,8 +81,40 @@ public final class Trainer {
     /// Share of parameters the regime updates (head included).
     public var trainableFraction: Double {
         let total = model.layout.tensors.reduce(0) { $0 + $1.count }
-        let trained = model.layout.tensors.filter { model.trainable.contains($0.group) }.reduce(0) { $0 + $1.count }
+        let trained = model.trainedSlices.reduce(0) { $0 + $1.count }
         return Double(trained) / Double(total)
+    }
+
+    // MARK: Training single experts
+
+    /// Narrows the `experts` group to `selection` (ESFT, random experts): the model's
+    /// gradients and the optimizer's moments are planned again for what now trains. Called
+    /// before the first step and before an optimizer state is restored (ESFT scores the
+    /// parent's parameters, so those are loaded first).
+    public func trainExperts(_ selection: ExpertSelection) throws {
+        precondition(step == 0 && optimizer.t == 0, "the trained experts are chosen before the first step")
+        try model.setTrainable(model.trainable, experts: selection)
+        let o = optimizer
+        optimizer = AdamW(model: model, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip)
+    }
+
+    /// ESFT's expert scores of the current parameters on a sample of the run's own training
+    /// data: the batches of steps 1, 2, … (what the run trains on first, a function of the
+    /// seed), run forward in eval mode (no dropout) until at least `sampleTokens` real
+    /// tokens were scored. The sample is whole batches, so it may exceed `sampleTokens` by
+    /// less than one batch.
+    public func scoreExperts(sampleTokens: Int) -> ExpertScores {
+        var scores = ExpertScores(config: model.config)
+        guard !model.config.sparseLayers.isEmpty else { return scores }
+        var s = 1
+        while scores.tokens < max(1, sampleTokens) {
+            withBatch(step: s) { batch in
+                _ = model.forward(batch, mode: .eval)
+                scores.add(model.lastRouting())
+            }
+            s += 1
+        }
+        return scores
     }
 
     // MARK: The loop
