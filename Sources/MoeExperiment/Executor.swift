@@ -302,6 +302,41 @@ public final class Executor {
         }
     }
 
+    /// The manifest of a parent's last checkpoint, the parameters a fine-tuning run starts from.
+    private func parentManifest(_ parent: String) throws -> CheckpointManifest {
+        guard let checkpoint = try store.latestCheckpoint(runHash: parent) else {
+            throw InputError("parent \(parent.prefix(12)) has no checkpoint")
+        }
+        return try CheckpointManifest(json: checkpoint.manifestJSON)
+    }
+
+    /// The experts an expert-specialized regime trains, scored on the parameters the trainer
+    /// holds (the parent's): `esft-gate` and `esft-token` by ESFT's top-p rule on their score;
+    /// `random-experts` as many per layer as `esft-gate` takes, drawn by the run's seed.
+    /// Every expert's two scores and whether it trains are recorded (split info, step 0), so
+    /// `show`, `diff` and `reproduce` see the choice.
+    static func selectExperts(trainer: Trainer, config: RunConfig, sink: MetricSink) throws -> ExpertSelection {
+        let scores = trainer.scoreExperts(sampleTokens: config.esftSampleTokens)
+        let byGate = try scores.selection(.gate, topP: config.esftTopP)
+        let selection: ExpertSelection
+        switch config.regime {
+        case .esftToken: selection = try scores.selection(.token, topP: config.esftTopP)
+        case .randomExperts:
+            selection = ExpertSelection.random(counts: byGate.experts.map(\.count), experts: config.experts, seed: UInt64(config.seed))
+        default: selection = byGate
+        }
+        let gate = scores.scores(.gate), token = scores.scores(.token)
+        for (l, layer) in trainer.model.config.sparseLayers.enumerated() {
+            for e in 0..<config.experts {
+                sink.record(step: 0, split: Split.info, name: MetricName.esft(layer: layer, "gate", expert: e), value: gate[l][e])
+                sink.record(step: 0, split: Split.info, name: MetricName.esft(layer: layer, "token", expert: e), value: token[l][e])
+                sink.record(step: 0, split: Split.info, name: MetricName.esft(layer: layer, MetricName.esftSelected, expert: e),
+                            value: selection.experts[l].contains(e) ? 1 : 0)
+            }
+        }
+        return selection
+    }
+
     /// The part of `execute` that runs under the run's lease.
     private func train(_ plan: PlannedRun, record: RunRecord) throws -> RunResult {
         let config = plan.config
@@ -310,6 +345,14 @@ public final class Executor {
         let trainer = try Trainer(config: config, data: plan.prepared.data, sink: sink)
         var resumedFrom: Int? = nil
         var previousWall = 0.0
+        var parentLoaded = false
+        if config.regime.selectsExperts, let parent = config.parent {
+            // The experts are chosen on the parent's parameters, before a resumed run's own
+            // checkpoint (whose optimizer moments exist for the chosen experts only) is read.
+            try restore(trainer: trainer, from: try parentManifest(parent), optimizer: false)
+            parentLoaded = true
+            try trainer.trainExperts(try Executor.selectExperts(trainer: trainer, config: config, sink: sink))
+        }
         if let checkpoint = try store.latestCheckpoint(runHash: plan.hash) {
             let manifest = try CheckpointManifest(json: checkpoint.manifestJSON)
             try restore(trainer: trainer, from: manifest, optimizer: true)
@@ -317,11 +360,8 @@ public final class Executor {
             trainer.restoreValidation(try store.metrics(runHash: plan.hash, name: MetricName.accuracy, split: Split.val))
             previousWall = record.wallSeconds ?? 0
             log("resuming \(plan.hash.prefix(12)) from its checkpoint at step \(manifest.step)")
-        } else if let parent = config.parent {
-            guard let checkpoint = try store.latestCheckpoint(runHash: parent) else {
-                throw InputError("parent \(parent.prefix(12)) has no checkpoint")
-            }
-            try restore(trainer: trainer, from: try CheckpointManifest(json: checkpoint.manifestJSON), optimizer: false)
+        } else if let parent = config.parent, !parentLoaded {
+            try restore(trainer: trainer, from: try parentManifest(parent), optimizer: false)
         }
         // Facts about the run that reports need and the config alone does not give.
         let total = trainer.model.layout.tensors.reduce(0) { $0 + $1.count }

@@ -17,6 +17,8 @@ public struct RunDiff {
     /// First step at which any shared, deterministic series differs (nil: identical where shared).
     public let firstDifferentStep: (step: Int, split: String, name: String)?
     public let groups: [GroupChange]
+    /// The experts each run trained, for expert-specialized runs (nil otherwise).
+    public let expertsA: ExpertChoice?, expertsB: ExpertChoice?
 
     public static func compute(store: Store, a: String, b: String) throws -> RunDiff {
         guard let ra = try store.run(hash: a), let rb = try store.run(hash: b) else { throw InputError("unknown run") }
@@ -50,7 +52,8 @@ public struct RunDiff {
         let groups = try tensorChanges(store: store, a: a, b: b)
         return RunDiff(a: a, b: b, configChanges: changes, lineageA: try store.lineage(of: a).map(\.hash),
                        lineageB: try store.lineage(of: b).map(\.hash),
-                       metrics: metrics, firstDifferentStep: first, groups: groups)
+                       metrics: metrics, firstDifferentStep: first, groups: groups,
+                       expertsA: try ExpertChoice.read(store: store, run: a), expertsB: try ExpertChoice.read(store: store, run: b))
     }
 
     /// Per parameter group: tensors compared, tensors that differ, max |Δ| over them. Equal

@@ -50,6 +50,14 @@ public enum MetricName {
     /// Expert `expert`'s share of the tokens routed at sparse layer `layer`.
     public static func load(layer: Int, expert: Int) -> String { self.layer(layer, "load.\(expert)") }
 
+    /// `info`, expert-specialized regimes: expert `expert`'s score (`gate` or `token`) at
+    /// sparse layer `layer`, and whether it trains (`selected`, 1 or 0): `esft.moe<layer>.<what>.<expert>`.
+    public static func esft(layer: Int, _ what: String, expert: Int) -> String { "esft.moe\(layer).\(what).\(expert)" }
+    public static let esftSelected = "selected"
+
+    /// Whether `name` is an ESFT score or selection flag.
+    public static func isExpertSelection(_ name: String) -> Bool { name.hasPrefix("esft.moe") }
+
     /// Whether `name` is a per-expert load share (many series, hidden from summaries).
     public static func isLoad(_ name: String) -> Bool { name.contains(".load.") }
 }

@@ -113,12 +113,16 @@ struct Show: ParsableCommand {
             print("  \(k.padding(toLength: 22, withPad: " ", startingAt: 0)) \(v.display)")
         }
         print("\nmetrics (last / min / max over the series)")
-        let summary = try store.metricSummary(runHash: full).filter { !MetricName.isLoad($0.name) }
+        let summary = try store.metricSummary(runHash: full).filter { !MetricName.isLoad($0.name) && !MetricName.isExpertSelection($0.name) }
         print(TableOut.render(header: ["split", "name", "points", "steps", "last", "min", "max"], rows: summary.map {
             [$0.split, $0.name, String($0.count), "\($0.firstStep)-\($0.lastStep)",
              $0.lastValue.map { String(format: "%.5g", $0) } ?? "", $0.minValue.map { String(format: "%.5g", $0) } ?? "",
              $0.maxValue.map { String(format: "%.5g", $0) } ?? ""]
         }))
+        if let choice = try ExpertChoice.read(store: store, run: full) {
+            print("\nexperts trained (scored on the parent's routing of the task's text)")
+            for line in choice.lines { print("  " + line) }
+        }
         print("\ncheckpoints")
         for c in try store.checkpoints(runHash: full) {
             let m = try CheckpointManifest(json: c.manifestJSON)
@@ -156,6 +160,15 @@ struct Diff: ParsableCommand {
                                                      f($0.bestA), f($0.bestB), delta($0.bestA, $0.bestB)] }))
         if let s = d.firstDifferentStep { print("\nfirst step where the series differ: \(s.step) (\(s.split)/\(s.name))") }
         else { print("\nshared metric series are identical") }
+        if d.expertsA != nil || d.expertsB != nil {
+            // Expert-specialized runs: which experts each trained, layer by layer.
+            print("\nexperts trained")
+            for (label, choice) in [("A", d.expertsA), ("B", d.expertsB)] {
+                for line in choice?.lines ?? ["(all experts of the regime's groups)"] { print("  \(label): \(line)") }
+            }
+            let same = d.expertsA?.layers.map(\.selected) == d.expertsB?.layers.map(\.selected)
+            print("  \(same ? "same experts" : "different experts")")
+        }
         print("\nfinal parameters by group")
         print(TableOut.render(header: ["group", "tensors", "differ", "max |Δ|"], rows: d.groups.map {
             [$0.group, String($0.tensors), String($0.changed), String(format: "%.3g", $0.maxAbsDelta)]

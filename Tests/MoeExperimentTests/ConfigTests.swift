@@ -68,7 +68,10 @@ final class ConfigResolverTests: XCTestCase {
         XCTAssertEqual(types["capacity_factor_eval"], .float)
         XCTAssertEqual(types["steps"], .int)
         XCTAssertEqual(types["parent"], .optionalString)
-        XCTAssertEqual(types["regime"], .choice(["all", "non-moe", "moe", "attention", "ffn", "experts-only", "custom"]))
+        XCTAssertEqual(types["regime"], .choice(["all", "non-moe", "moe", "attention", "ffn", "experts-only", "custom",
+                                              "esft-gate", "esft-token", "random-experts"]))
+        XCTAssertEqual(types["esft_top_p"], .float)
+        XCTAssertEqual(types["esft_sample_tokens"], .int)
         XCTAssertEqual(types["norm"], .choice(["layernorm", "rmsnorm"]))
         XCTAssertEqual(types["schedule"], .choice(["cosine", "linear", "constant"]))
         XCTAssertEqual(types["kind"], .choice(["pretrain", "finetune"]))
