@@ -337,6 +337,19 @@ public final class Executor {
         return selection
     }
 
+    /// The forgetting probe of a fine-tuning run with `forgetting_eval: parent`: the parent's
+    /// config, corpus and parameters; nil otherwise.
+    private func forgettingProbe(config: RunConfig) throws -> ForgettingProbe? {
+        guard config.isFinetune, config.forgettingEval == .parent, let parent = config.parent else { return nil }
+        guard let record = try store.run(hash: parent) else { throw InputError("parent \(parent.prefix(12)) is not in the store") }
+        let parentConfig = try ConfigResolver.decode(try JSONValue(parsing: record.configJSON).objectValue ?? [:])
+        let corpus = try data.prepare(parentConfig).data
+        let manifest = try parentManifest(parent)
+        return try ForgettingProbe(parentConfig: parentConfig, corpus: corpus) { trainer in
+            try restore(trainer: trainer, from: manifest, optimizer: false)
+        }
+    }
+
     /// The part of `execute` that runs under the run's lease.
     private func train(_ plan: PlannedRun, record: RunRecord) throws -> RunResult {
         let config = plan.config
@@ -379,7 +392,24 @@ public final class Executor {
         trainer.onProgress = { [weak self] p in self?.progress?(String(plan.hash.prefix(12)), p) }
         let stop = self.stop
         trainer.shouldStop = { stop.isRaised }
-        let outcome = try trainer.run()
+        // Forgetting: the body before the first step (the parent's, or on resume the point
+        // already stored) and after the last, on the parent's own validation text.
+        let probe = try forgettingProbe(config: config)
+        var before: Double?
+        if let probe, trainer.step == 0 {
+            before = probe.loss(of: trainer.model, shouldStop: trainer.shouldStop)
+            if let before { sink.record(step: 0, split: Split.val, name: MetricName.parentLMLoss, value: before) }
+        }
+        var outcome = try trainer.run()
+        if let probe, case let .completed(steps) = outcome {
+            if before == nil { before = try store.metrics(runHash: plan.hash, name: MetricName.parentLMLoss, split: Split.val).first { $0.step == 0 }?.value }
+            if let after = probe.loss(of: trainer.model, shouldStop: trainer.shouldStop), let before {
+                sink.record(step: steps, split: Split.val, name: MetricName.parentLMLoss, value: after)
+                sink.record(step: steps, split: Split.info, name: MetricName.forgetting, value: after - before)
+            } else {
+                outcome = .stopped(step: steps)
+            }
+        }
         try sink.flush()
         let wall = previousWall + Date().timeIntervalSince(started)
         switch outcome {

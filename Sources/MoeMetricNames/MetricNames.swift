@@ -55,6 +55,11 @@ public enum MetricName {
     public static func esft(layer: Int, _ what: String, expert: Int) -> String { "esft.moe\(layer).\(what).\(expert)" }
     public static let esftSelected = "selected"
 
+    /// `val`, with `forgetting_eval: parent`: the body's language-modelling loss (nats per
+    /// byte) on the parent's validation text with the parent's LM head, at step 0 (before
+    /// fine-tuning) and at the last step. `info`, at the last step: the second minus the first.
+    public static let parentLMLoss = "parent_lm_loss", forgetting = "forgetting"
+
     /// Whether `name` is an ESFT score or selection flag.
     public static func isExpertSelection(_ name: String) -> Bool { name.hasPrefix("esft.moe") }
 

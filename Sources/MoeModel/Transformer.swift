@@ -60,6 +60,12 @@ public final class Transformer {
     public private(set) var trainedSlices: [TrainedSlice] = []
     /// Per tensor: whether any of it trains (its gradient pointer is then non-nil).
     private var tensorTrains: [Bool] = []
+    /// (V, C) An output projection used in place of the tied `wte` by evaluation forwards of
+    /// a language model: a fine-tuned body scored with its parent's LM head (forgetting),
+    /// while its own `wte` still embeds the input. nil: the tied head.
+    public var evaluationHead: [Float]? {
+        didSet { precondition(evaluationHead.map { $0.count == config.vocab * config.dModel } ?? true, "an LM head is (vocab, d_model)") }
+    }
     /// Per layer: which experts train, when the layer is sparse and only some of its
     /// experts train; nil otherwise (every expert follows its group).
     private var expertMasks: [[Bool]?] = []
@@ -242,9 +248,17 @@ public final class Transformer {
                                   gradScale: 1 / Float(B), backward: training, scratch: m.ceScratch)
         } else {
             precondition(batch.targets != nil, "language-model batches need targets")
-            // Tied output projection: logits = lnf · wteᵀ
-            Gemm.sgemmParallel(transB: true, m: N, n: cfg.vocab, k: C, a: m.lnf, lda: C, b: wte, ldb: C, beta: 0,
-                               c: m.logits, ldc: cfg.vocab)
+            // Tied output projection: logits = lnf · wteᵀ (or the evaluation head's, never in training).
+            precondition(evaluationHead == nil || !training, "an evaluation head is for evaluation forwards only")
+            if let head = evaluationHead {
+                head.withUnsafeBufferPointer { h in
+                    Gemm.sgemmParallel(transB: true, m: N, n: cfg.vocab, k: C, a: m.lnf, lda: C, b: h.baseAddress!, ldb: C, beta: 0,
+                                       c: m.logits, ldc: cfg.vocab)
+                }
+            } else {
+                Gemm.sgemmParallel(transB: true, m: N, n: cfg.vocab, k: C, a: m.lnf, lda: C, b: wte, ldb: C, beta: 0,
+                                   c: m.logits, ldc: cfg.vocab)
+            }
             var counted = 0
             for i in 0..<N where batch.targets![i] >= 0 { counted += 1 }
             ce = Ops.crossEntropy(logits: m.logits, targets: batch.targets!, rows: N, v: cfg.vocab,

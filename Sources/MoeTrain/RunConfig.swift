@@ -221,8 +221,20 @@ public struct RunSettings: Codable, Equatable, Sendable {
     /// Expert-specialized regimes: task tokens the parent routes to score the experts (the
     /// first training batches, whole sequences up to this many tokens; ESFT's default 8,192). Late key.
     public var esftSampleTokens = 8192
+    /// Fine-tuning: measure what the run forgets (see `ForgettingEvaluation`). Late key.
+    public var forgettingEval = ForgettingEvaluation.none
 
     public init() {}
+
+    /// Whether a fine-tuning run measures forgetting.
+    public enum ForgettingEvaluation: String, CaseIterable, ConfigChoice, Equatable {
+        /// No (the behaviour before the key existed).
+        case none
+        /// The language-modelling loss of the run's body on the parent's pretraining
+        /// validation text with the parent's LM head (`ForgettingProbe`), before the first
+        /// step and after the last; their difference is the run's forgetting.
+        case parent
+    }
 
     /// When a fine-tuning run evaluates its test split.
     public enum TestEvaluation: String, CaseIterable, ConfigChoice, Equatable {
@@ -239,7 +251,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
         case beta1, beta2, weightDecay = "weight_decay", gradClip = "grad_clip", evalInterval = "eval_interval"
         case evalBatches = "eval_batches", checkpointInterval = "checkpoint_interval", seed
         case parent, regime, groups, patience, testEval = "test_eval"
-        case esftTopP = "esft_top_p", esftSampleTokens = "esft_sample_tokens"
+        case esftTopP = "esft_top_p", esftSampleTokens = "esft_sample_tokens", forgettingEval = "forgetting_eval"
 
         /// The one kind of run this key applies to, nil for both. The resolver refuses a key
         /// given for the other kind at any value but its default (it would change the hash
@@ -247,7 +259,8 @@ public struct RunSettings: Codable, Equatable, Sendable {
         public var onlyFor: Kind? {
             switch self {
             case .corpus, .evalBatches: return .pretrain
-            case .task, .trainSize, .evalExamples, .parent, .regime, .groups, .patience, .testEval, .esftTopP, .esftSampleTokens:
+            case .task, .trainSize, .evalExamples, .parent, .regime, .groups, .patience, .testEval, .esftTopP, .esftSampleTokens,
+                 .forgettingEval:
                 return .finetune
             case .kind, .steps, .batchSize, .lr, .warmupSteps, .schedule, .minLrRatio, .beta1, .beta2, .weightDecay,
                  .gradClip, .evalInterval, .checkpointInterval, .seed:
@@ -264,7 +277,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
                  .minLrRatio, .beta1, .beta2, .weightDecay, .gradClip, .evalInterval, .evalBatches,
                  .checkpointInterval, .seed, .parent, .regime, .groups:
                 return false
-            case .patience, .testEval, .esftTopP, .esftSampleTokens:
+            case .patience, .testEval, .esftTopP, .esftSampleTokens, .forgettingEval:
                 return true
             }
         }

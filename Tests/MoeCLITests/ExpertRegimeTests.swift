@@ -61,4 +61,33 @@ final class ExpertRegimeTests: XCTestCase {
         let dense = try store.moerec(["run", lineage.finetuneFile.path, "--set", "regime=esft-token", "--set", "parent=\(lineage.denseParent)"])
         XCTAssertEqual(dense.status, 2, dense.stderr)
     }
+
+    /// `forgetting_eval: parent`: before the first step the body is the parent's, so its loss
+    /// on the parent's validation text is the parent's own final validation loss, to the
+    /// bit; fine-tuning everything at a high learning rate on a classification task moves
+    /// the body away from the corpus, and the loss rises.
+    func testForgettingIsMeasuredOnTheParentsOwnValidationText() throws {
+        let lineage = try Lineage.shared()
+        let store = try lineage.store.copy("forgetting")
+        defer { store.remove() }
+        let result = try store.moerec(["run", lineage.finetuneFile.path, "--set", "forgetting_eval=parent", "--set", "lr=0.01",
+                                       "--set", "steps=30"] + Lineage.fewCheckpoints)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let hash = try XCTUnwrap(Output.runHash(result.stdout), result.stdout)
+        func value(_ run: String, _ split: String, _ name: String, _ step: String) throws -> String {
+            try store.sql("SELECT printf('%!.17g', value) FROM metric_points WHERE run_hash = '\(run)' AND split = '\(split)' AND name = '\(name)' AND step = \(step)")
+        }
+        let parentFinal = try value(lineage.moeParent, "val", "loss", "(SELECT max(step) FROM metric_points WHERE run_hash = '\(lineage.moeParent)' AND split = 'val' AND name = 'loss')")
+        XCTAssertFalse(parentFinal.isEmpty)
+        XCTAssertEqual(try value(hash, "val", "parent_lm_loss", "0"), parentFinal, "an unchanged body scores the parent's own validation loss")
+        let after = try XCTUnwrap(Double(try value(hash, "val", "parent_lm_loss", "30")))
+        let forgetting = try XCTUnwrap(Double(try value(hash, "info", "forgetting", "30")))
+        XCTAssertEqual(forgetting, after - Double(parentFinal)!, accuracy: 1e-12)
+        XCTAssertGreaterThan(forgetting, 0, "fine-tuning every parameter on the task raised nothing on the corpus")
+        let reproduce = try store.moerec(["reproduce", hash])
+        XCTAssertEqual(reproduce.status, 0, reproduce.stdout + reproduce.stderr)
+        // A pretraining run has nothing to forget: the key is refused there.
+        let pretrain = try store.moerec(["run", lineage.pretrainFile.path, "--set", "forgetting_eval=parent"])
+        XCTAssertEqual(pretrain.status, 2, pretrain.stderr)
+    }
 }
