@@ -16,6 +16,14 @@ public struct ExpertSelection: Equatable, Sendable, Codable {
     /// Takes each layer's experts as a set: order and repeats do not matter.
     public init(_ experts: [[Int]]) { self.experts = experts.map { Array(Set($0)).sorted() } }
 
+    private enum CodingKeys: String, CodingKey { case experts }
+
+    /// Decoded through `init(_:)`, so a stored selection is ascending and free of repeats
+    /// too (a repeat would give one expert's slice two optimizer slots).
+    public init(from decoder: Decoder) throws {
+        self.init(try decoder.container(keyedBy: CodingKeys.self).decode([[Int]].self, forKey: .experts))
+    }
+
     /// The first `k` experts (0..<k) of every sparse layer of `config`.
     public static func first(_ k: Int, of config: ModelConfig) -> ExpertSelection {
         ExpertSelection(Array(repeating: Array(0..<min(k, config.experts)), count: config.sparseLayers.count))

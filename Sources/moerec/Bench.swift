@@ -12,6 +12,7 @@ struct Bench: ParsableCommand {
         Examples:
           moerec bench model --model bench-small --threads 2 --steps 20 --format json
           moerec bench model --regime attention
+          moerec bench model --train-experts 2
           moerec bench store --format json
           moerec bench report --runs 1000 --points 10000000 --format json
           moerec bench plan --cells 100000
@@ -35,9 +36,17 @@ struct BenchModel: ParsableCommand {
         only expert work actually executed), the share of top-k assignments kept, and the peak \
         resident memory.
 
+        --regime R times a fine-tuning step with only R's groups trained against one with \
+        all trained. --train-experts K times a fine-tuning step in which only the first K \
+        experts of each sparse layer train (router and every other group frozen, the new \
+        head trained) against the same step with all experts trained (regime experts-only) \
+        and against regime moe (router and all experts), the three steps taken in turn; it \
+        prints the median step time of each.
+
         Example:
           moerec bench model --model bench-small --threads 1 --steps 20 --format json
           moerec bench model --regime attention --steps 10
+          moerec bench model --train-experts 2 --steps 20
         """)
 
     @Option(help: "Reference model (bench-small).") var model = "bench-small"
@@ -45,6 +54,8 @@ struct BenchModel: ParsableCommand {
     @Option(help: "Timed training steps (after 2 warm-up steps).") var steps = 20
     @Option(help: "Override the training capacity factor (4.0 drops no token).") var capacityFactor: Float?
     @Option(help: "Time a fine-tuning step with only this regime's groups trained, against 'all'.") var regime: String?
+    @Option(help: "Time a fine-tuning step training only the first K experts of each sparse layer (and the head), against all experts and against 'moe'.")
+    var trainExperts: Int?
     @Option(help: "table or json.") var format: OutputFormat = .table
 
     func validate() throws {
@@ -55,6 +66,10 @@ struct BenchModel: ParsableCommand {
         if let regime, Regime(rawValue: regime) == nil || regime == Regime.custom.rawValue {
             let named = Regime.allCases.filter { $0 != .custom }.map(\.rawValue)
             throw ValidationError("--regime \(regime): unknown regime (valid: \(named.joined(separator: ", ")))")
+        }
+        if let trainExperts {
+            try requireOption("--train-experts", trainExperts, in: 1...BenchSmall.config().experts)
+            if regime != nil { throw ValidationError("--train-experts and --regime time different comparisons: give one") }
         }
     }
 
@@ -69,12 +84,24 @@ struct BenchModel: ParsableCommand {
             ("capacity_factor_train", .number(Double(config.capacityFactorTrain))),
         ]
         if let regime {
-            let all = try BenchSmall.fineTuneStep(config: config, regime: .all, steps: steps)
-            let sub = try BenchSmall.fineTuneStep(config: config, regime: Regime(rawValue: regime)!, steps: steps)
+            let all = try BenchSmall.fineTuneSteps(config: config, variants: [(.all, nil)], steps: steps)[0]
+            let sub = try BenchSmall.fineTuneSteps(config: config, variants: [(Regime(rawValue: regime)!, nil)], steps: steps)[0]
             fields += [("regime", .string(regime)), ("step_seconds_all", .number(all.seconds)),
                        ("step_seconds_regime", .number(sub.seconds)), ("measured_ratio", .number(sub.seconds / all.seconds)),
                        ("flop_model_ratio", .number(sub.flops / all.flops)),
                        ("trainable_fraction", .number(sub.trainableFraction))]
+        } else if let k = trainExperts {
+            let timed = try BenchSmall.fineTuneSteps(config: config, variants: [(.moe, nil), (.expertsOnly, nil),
+                                                                                (.expertsOnly, .first(k, of: config))], steps: steps)
+            let (moe, every, some) = (timed[0], timed[1], timed[2])
+            fields += [("train_experts", .int(k)), ("experts", .int(config.experts)),
+                       ("step_seconds_moe", .number(moe.median)), ("step_seconds_experts_all", .number(every.median)),
+                       ("step_seconds_train_experts", .number(some.median)),
+                       ("measured_ratio", .number(some.median / every.median)),
+                       ("flop_model_ratio", .number(some.flops / every.flops)),
+                       ("measured_ratio_vs_moe", .number(some.median / moe.median)),
+                       ("trainable_fraction", .number(some.trainableFraction)),
+                       ("trainable_fraction_experts_all", .number(every.trainableFraction))]
         } else {
             let r = try BenchSmall.measure(config: config, steps: steps)
             fields += [("tokens_per_s_train", .number(r.trainTokensPerSecond)),
@@ -223,27 +250,42 @@ enum BenchSmall {
         return best
     }
 
-    /// Mean seconds of a fine-tuning (classification) step with only `regime` trained,
-    /// and the FLOP model's count for that step.
-    static func fineTuneStep(config base: ModelConfig, regime: Regime, steps: Int) throws
-        -> (seconds: Double, flops: Double, trainableFraction: Double) {
-        let groups = try regime.groups(custom: [])
+    /// One fine-tuning step as timed: the mean and median seconds over the timed steps, the
+    /// FLOP model's count for it, and the share of parameters it trains.
+    struct StepTiming {
+        var seconds: Double, median: Double, flops: Double, trainableFraction: Double
+    }
+
+    /// Fine-tuning (classification) steps of each variant: `regime` trained, its experts
+    /// narrowed to `experts` when given. The variants' steps are taken in turn (step s of
+    /// each, then step s + 1), so a machine whose load changes while they run slows all of
+    /// them alike.
+    static func fineTuneSteps(config base: ModelConfig, variants: [(regime: Regime, experts: ExpertSelection?)],
+                              steps: Int) throws -> [StepTiming] {
         let B = batch, T = base.context, N = B * T
-        let trainer = try trainer(model: base, kind: .finetune, regime: regime, lr: 1e-4)
-        let model = trainer.model
+        let trainers = try variants.map { v in
+            let trainer = try trainer(model: base, kind: .finetune, regime: v.regime, lr: 1e-4)
+            if let experts = v.experts { try trainer.trainExperts(experts) }
+            return trainer
+        }
         let tokens = randomTokens(vocab: 256, count: N, step: 0)
         let labels = (0..<B).map { Int32($0 % 45) }, lengths = [Int32](repeating: Int32(T), count: B)
-        var seconds = 0.0
+        var times = [[Double]](repeating: [], count: trainers.count)
         for s in 0..<(steps + 2) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            _ = tokens.withUnsafeBufferPointer { tk in labels.withUnsafeBufferPointer { lb in lengths.withUnsafeBufferPointer { ln in
-                trainer.trainStep(s + 1, on: Batch(tokens: tk.baseAddress!, b: B, t: T, labels: lb.baseAddress!, lengths: ln.baseAddress!))
-            } } }
-            if s >= 2 { seconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+            for (v, trainer) in trainers.enumerated() {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                _ = tokens.withUnsafeBufferPointer { tk in labels.withUnsafeBufferPointer { lb in lengths.withUnsafeBufferPointer { ln in
+                    trainer.trainStep(s + 1, on: Batch(tokens: tk.baseAddress!, b: B, t: T, labels: lb.baseAddress!, lengths: ln.baseAddress!))
+                } } }
+                if s >= 2 { times[v].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
+            }
         }
-        let total = model.layout.tensors.reduce(0) { $0 + $1.count }
-        let trained = model.layout.tensors.filter { groups.contains($0.group) }.reduce(0) { $0 + $1.count }
-        return (seconds / Double(steps), model.stepFlops(t: T, tokens: N), Double(trained) / Double(total))
+        return zip(trainers, times).map { trainer, times in
+            let sorted = times.sorted(), mid = sorted.count / 2
+            let median = sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+            return StepTiming(seconds: times.reduce(0, +) / Double(steps), median: median,
+                              flops: trainer.model.stepFlops(t: T, tokens: N), trainableFraction: trainer.trainableFraction)
+        }
     }
 }
 

@@ -234,6 +234,34 @@ final class InspectTests: XCTestCase {
         }
     }
 
+    // MARK: bench model
+
+    /// `--train-experts K` times three fine-tuning steps of bench-small (regime moe, all 8
+    /// experts with the router frozen, the first K only) and prints each median with the
+    /// shares of parameters they train; bad values and a second comparison are refused.
+    func testBenchModelTrainExpertsTimesTheNarrowedStep() throws {
+        let result = try CLI.run(["bench", "model", "--train-experts", "2", "--steps", "1", "--format", "json"], timeout: 300)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let fields = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stdout)
+        XCTAssertEqual(fields["train_experts"] as? Int, 2)
+        XCTAssertEqual(fields["experts"] as? Int, 8)
+        for key in ["step_seconds_moe", "step_seconds_experts_all", "step_seconds_train_experts", "measured_ratio", "measured_ratio_vs_moe"] {
+            XCTAssertGreaterThan(try XCTUnwrap(fields[key] as? Double, "\(key) missing: \(result.stdout)"), 0, key)
+        }
+        // Frozen experts drop their weight-gradient GEMMs from the FLOP model, and 2 of 8
+        // experts are a quarter of the experts' parameters.
+        XCTAssertLessThan(try XCTUnwrap(fields["flop_model_ratio"] as? Double), 1)
+        let some = try XCTUnwrap(fields["trainable_fraction"] as? Double)
+        let every = try XCTUnwrap(fields["trainable_fraction_experts_all"] as? Double)
+        XCTAssertLessThan(some, every / 3)
+        for (arguments, words) in [(["--train-experts", "9"], "--train-experts 9"), (["--train-experts", "0"], "--train-experts 0"),
+                                   (["--train-experts", "2", "--regime", "moe"], "give one")] {
+            let bad = try CLI.run(["bench", "model"] + arguments, timeout: 60)
+            XCTAssertEqual(bad.status, 2, bad.stderr)
+            XCTAssertTrue(bad.stderr.contains(words), bad.stderr)
+        }
+    }
+
     // MARK: bench plan
 
     func testBenchPlanTimesEachPhaseOfASweepItPlans() throws {

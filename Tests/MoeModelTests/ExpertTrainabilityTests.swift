@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 import MoeKernels
 import MoeModel
@@ -149,6 +150,11 @@ final class ExpertTrainabilityTests: XCTestCase {
         XCTAssertEqual(layout.trainedSlices(groups: [.experts, .head], experts: .first(4, of: c)),
                        layout.trainedSlices(groups: [.experts, .head], experts: nil))
         XCTAssertEqual(ExpertSelection.first(2, of: c).experts, [[0, 1], [0, 1]])
+        // Given or decoded, a layer's experts are a set.
+        XCTAssertEqual(ExpertSelection([[3, 1, 3], []]).experts, [[1, 3], []])
+        let decoded = try JSONDecoder().decode(ExpertSelection.self, from: Data(#"{"experts": [[2, 0, 2], [1]]}"#.utf8))
+        XCTAssertEqual(decoded.experts, [[0, 2], [1]])
+        XCTAssertEqual(try JSONDecoder().decode(ExpertSelection.self, from: try JSONEncoder().encode(decoded)), decoded)
     }
 
     /// A selection that cannot apply is refused with a message that names the problem.
