@@ -79,11 +79,30 @@ public struct ClaimEvidence: Sendable {
     public var runsB: [String]
     /// The origin of each run of both sides: "moerec" or the format it was imported from.
     public var origins: [String: String] = [:]
+    /// What the difference is measured in: accuracy points, or nats per byte (forgetting).
+    public var scale: MeasureScale = .points
 
     /// The fewer pretraining runs of the two arms.
     public var pretrainingRuns: Int { min(pretrainingRunsA, pretrainingRunsB) }
     public var verdictText: String { verdict.text(pretrainingRuns: pretrainingRuns) }
     var isUndecided: Bool { verdict == .notEnoughData || verdict == .conditional }
+}
+
+/// The unit of a claim's difference: accuracies and gaps in percentage points, losses in
+/// nats per byte.
+public enum MeasureScale: String, Sendable {
+    case points, nats
+
+    func format(_ x: Double) -> String {
+        switch self {
+        case .points: return Fmt.signedPoints(x)
+        case .nats:
+            guard x.isFinite else { return Fmt.dash }
+            return String(format: "%+.3f", x)
+        }
+    }
+
+    var suffix: String { self == .points ? "pp" : "nats/B" }
 }
 
 public struct ClaimRow: Sendable {
@@ -166,6 +185,7 @@ public struct ClaimsTable: Sendable {
         }
         rows.append(try overfitClaim(data))
         rows.append(try fewerExpertsClaim(data))
+        rows += try expertSpecializedClaims(data, index: index)
         return ClaimsTable(rows: rows)
     }
 
@@ -310,9 +330,9 @@ public struct ClaimsTable: Sendable {
         let items = evidence.map { e -> String in
             var text = "\(e.setting): \(e.measure) "
             if let d = e.delta {
-                text += Fmt.signedPoints(d)
-                if let i = e.interval { text += " [\(Fmt.signedPoints(i.low)), \(Fmt.signedPoints(i.high))]" }
-                text += " pp ("
+                text += e.scale.format(d)
+                if let i = e.interval { text += " [\(e.scale.format(i.low)), \(e.scale.format(i.high))]" }
+                text += " \(e.scale.suffix) ("
                 if e.unit == .pretrainingRun {
                     text += "\(e.pretrainingRunsA) vs \(e.pretrainingRunsB) pretraining runs, \(e.seedsA) vs \(e.seedsB) seeds"
                 } else {
@@ -426,6 +446,46 @@ public struct ClaimsTable: Sendable {
         }
         return row(id: "fewer-experts-better", claim: claim, source: "attributed to Switch Transformers", range: range,
                    evidence: evidence, note: note, emptyNote: "needs regime-all groups with two or more sparse expert counts")
+    }
+}
+
+extension ClaimsTable {
+    /// Expert-specialized fine-tuning (Wang et al., 2024): ESFT reaches full fine-tuning's
+    /// accuracy within the margin, forgets less (forgetting: the rise of the body's loss on
+    /// the parent's validation text), and relevance-chosen experts beat as many random ones.
+    /// Each compares groups of one parent, paired by seed.
+    static func expertSpecializedClaims(_ data: ReportData, index: GroupIndex) throws -> [ClaimRow] {
+        let source = "ESFT, Wang et al. 2024 (arXiv 2407.01906)"
+        var accuracy: [ClaimEvidence] = [], forgetting: [ClaimEvidence] = [], relevance: [ClaimEvidence] = []
+        let accuracyRange = ClaimRange(low: -margin, high: .infinity)
+        for g in data.groups where g.regime == "esft-gate" || g.regime == "esft-token" {
+            let all = try index.allBaseline(of: g)
+            accuracy.append(compare(g, all, measure: "acc, \(g.regime) − all", range: accuracyRange, value: \.reportedAcc,
+                                    missing: "no 'all' group"))
+            if g.contributing.contains(where: { $0.forgetting != nil }) {
+                var e = compare(g, all, measure: "forgetting, \(g.regime) − all", range: ClaimRange(low: -.infinity, high: 0),
+                                value: \.forgetting, missing: "no 'all' group")
+                e.scale = .nats
+                forgetting.append(e)
+            }
+            if g.regime == "esft-gate" {
+                relevance.append(compare(g, try index.sibling(of: g, regime: "random-experts"), measure: "acc, esft-gate − random-experts",
+                                         range: ClaimRange(low: 0, high: .infinity), value: \.reportedAcc,
+                                         missing: "no 'random-experts' group"))
+            }
+        }
+        return [
+            row(id: "esft-matches-all", claim: "Fine-tuning only the experts relevant to the task (ESFT) reaches the task accuracy of fine-tuning all parameters.",
+                source: source, range: accuracyRange, evidence: accuracy,
+                emptyNote: "needs esft-gate or esft-token groups with an 'all' group of the same config"),
+            row(id: "esft-forgets-less", claim: "ESFT forgets less of the pretraining task than fine-tuning all parameters (forgetting = rise of the body's loss on the parent's validation text, nats/byte).",
+                source: source, range: ClaimRange(low: -.infinity, high: 0), evidence: forgetting,
+                emptyNote: "needs esft and 'all' groups run with forgetting_eval: parent")
+                .with { $0.expectation = "< 0 nats/B" },
+            row(id: "relevance-beats-random", claim: "Experts chosen by their relevance to the task fine-tune better than as many experts chosen at random.",
+                source: source, range: ClaimRange(low: 0, high: .infinity), evidence: relevance,
+                emptyNote: "needs esft-gate and random-experts groups of the same config"),
+        ]
     }
 }
 

@@ -31,8 +31,10 @@ struct DisplayTable {
         let baseline = t.table == .regimes ? "all" : "1 expert"
         var headers = ["task", "train", "experts", "regime"]
         if showVariant { headers.append("variant") }
+        // Forgetting only where runs measured it (forgetting_eval: parent).
+        let showForgetting = t.rows.contains { $0.forgetting.n > 0 }
         headers += ["seeds", "acc %", "val acc %", "val loss", "Δ acc vs \(baseline), pp [95% CI]", "test", "n for ±1 pp",
-                    "updated", "step ms", "gap@best pp", "gap@end pp", "flags"]
+                    "updated", "step ms"] + (showForgetting ? ["forgetting nats/B"] : []) + ["gap@best pp", "gap@end pp", "flags"]
         let text: Set<String> = ["task", "regime", "variant", "test", "n for ±1 pp", "flags"]
         let numeric = Set(headers.indices.filter { !text.contains(headers[$0]) })
         var rows: [[String]] = [], flagged = Set<Int>()
@@ -46,7 +48,7 @@ struct DisplayTable {
                     var cells = [ref.task, Fmt.int(ref.trainSize), Fmt.dash, "baseline: \(ref.baseline.rawValue)"]
                     if showVariant { cells.append("") }
                     cells += [String(ref.runs.count), Fmt.percentStat(ref.acc), Fmt.percentStat(ref.valAcc)]
-                    cells += Array(repeating: Fmt.dash, count: 8)
+                    cells += Array(repeating: Fmt.dash, count: showForgetting ? 9 : 8)
                     cells.append(ref.testAvailable ? "reference" : "reference; no test accuracy, validation shown")
                     rows.append(cells)
                 }
@@ -57,8 +59,9 @@ struct DisplayTable {
             cells += [Fmt.seeds(r.seedsCompleted, r.seedsExpected, complete: r.complete), Fmt.percentStat(r.acc),
                       Fmt.percentStat(r.valAcc), Fmt.numberStat(r.valLoss, digits: 3), Fmt.comparison(c),
                       c.test?.rawValue ?? "", c.isBaseline ? "" : Fmt.seedsNeeded(c.seedsNeeded),
-                      Fmt.fraction(r.trainableFraction), Fmt.milliseconds(r.stepTime), Fmt.pointsStat(r.gapAtBest),
-                      Fmt.pointsStat(r.gapAtEnd), Fmt.flags(r.flags, r.caveats)]
+                      Fmt.fraction(r.trainableFraction), Fmt.milliseconds(r.stepTime)]
+            if showForgetting { cells.append(Fmt.numberStat(r.forgetting, digits: 3)) }
+            cells += [Fmt.pointsStat(r.gapAtBest), Fmt.pointsStat(r.gapAtEnd), Fmt.flags(r.flags, r.caveats)]
             if !r.complete { flagged.insert(rows.count) }
             rows.append(cells)
         }

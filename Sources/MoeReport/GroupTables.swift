@@ -159,6 +159,8 @@ public struct SeedResult: Sendable {
     public var gapAtEnd: Double?
     public var stepTime: Double?
     public var unconverged: Bool
+    /// `info/forgetting` (nats per byte), for runs that measured it.
+    public var forgetting: Double? = nil
 }
 
 /// What every report row that summarises one group of seeds has: the group's identity
@@ -201,6 +203,8 @@ public struct GroupRow: SeedGroupRow, Sendable {
     public var trainableFraction: Double?
     /// Mean seconds per training step (mean over seeds of each run's mean step time).
     public var stepTime: Double?
+    /// Forgetting (nats per byte) over the seeds that measured it (`forgetting_eval: parent`).
+    public var forgetting = SampleStats([])
     public var majorityAccuracy: Double?
     public var comparison: Comparison
     public var flags: [String]
@@ -266,13 +270,14 @@ enum GroupTables {
             gapAtBest: SampleStats(group.values(\.gapAtBest)), gapAtEnd: SampleStats(group.values(\.gapAtEnd)),
             bestStep: SampleStats(group.values { $0.bestStep.map(Double.init) }),
             trainableFraction: mean(runs.map(\.trainableFraction)), stepTime: mean(runs.map(\.stepTime)),
+            forgetting: SampleStats(group.values(\.forgetting)),
             majorityAccuracy: mean(runs.map(\.majorityAccuracy)),
             comparison: comparison, flags: group.flags, caveats: caveats,
             seeds: group.runs.map { r in
                 SeedResult(seed: r.seed, hash: r.hash, status: r.status, bestStep: r.bestStep, acc: r.reportedAcc,
                            testAtBest: r.testAccAtBest != nil, valAcc: r.valAccAtBest, valLoss: r.valLossAtBest,
                            gapAtBest: r.gapAtBest, gapAtEnd: r.gapAtEnd, stepTime: r.stepTime,
-                           unconverged: r.hasValues && r.isUnconverged)
+                           unconverged: r.hasValues && r.isUnconverged, forgetting: r.forgetting)
             })
     }
 
@@ -364,10 +369,19 @@ struct GroupIndex {
     }
 
     /// The group with regime `all` and otherwise the same identity.
-    func allBaseline(of group: RunGroup) throws -> RunGroup? {
+    func allBaseline(of group: RunGroup) throws -> RunGroup? { try sibling(of: group, regime: "all") }
+
+    /// The regimes that train a selection of experts, and the keys only they take.
+    static let expertRegimes: Set<String> = ["esft-gate", "esft-token", "random-experts"]
+    static let expertRegimeKeys = ["esft_top_p", "esft_sample_tokens"]
+
+    /// The group with `regime` and otherwise the same identity (the expert-selection keys
+    /// dropped for a regime that does not take them).
+    func sibling(of group: RunGroup, regime: String) throws -> RunGroup? {
         var id = group.identity
-        id["regime"] = .string("all")
+        id["regime"] = .string(regime)
         if id["groups"] != nil { id["groups"] = .array([]) }
+        if !GroupIndex.expertRegimes.contains(regime) { for key in GroupIndex.expertRegimeKeys { id.removeValue(forKey: key) } }
         return byKey[try JSONValue.object(id).canonicalString]
     }
 

@@ -77,14 +77,14 @@ enum JSONRenderer {
                     ])),
                     ("trainable_fraction", .optional(r.trainableFraction)), ("step_time_s", .optional(r.stepTime)),
                     ("gap_at_best", stats(r.gapAtBest)), ("gap_at_end", stats(r.gapAtEnd)), ("best_step", stats(r.bestStep)),
-                    ("majority_acc", .optional(r.majorityAccuracy)),
+                    ("majority_acc", .optional(r.majorityAccuracy)), ("forgetting", stats(r.forgetting)),
                     ("runs", .array(r.seeds.map { s in
                         .object([("seed", .optional(s.seed)), ("hash", .string(s.hash)), ("status", .string(s.status.rawValue)),
                                  ("best_step", .optional(s.bestStep)), ("acc", .optional(s.acc)),
                                  ("test_at_best", .bool(s.testAtBest)), ("val_acc", .optional(s.valAcc)),
                                  ("val_loss", .optional(s.valLoss)), ("gap_at_best", .optional(s.gapAtBest)),
                                  ("gap_at_end", .optional(s.gapAtEnd)), ("step_time_s", .optional(s.stepTime)),
-                                 ("unconverged", .bool(s.unconverged))])
+                                 ("unconverged", .bool(s.unconverged)), ("forgetting", .optional(s.forgetting))])
                     })),
                 ])
             })),

@@ -70,6 +70,9 @@ public struct RunFacts: Sendable {
     public var parameters: Double?
     /// `info/majority_acc`: majority-class validation accuracy.
     public var majorityAccuracy: Double?
+    /// `info/forgetting`: the rise of the body's language-modelling loss on the parent's
+    /// validation text over fine-tuning (nats per byte); runs with `forgetting_eval: parent`.
+    public var forgetting: Double?
     /// For a run trained elsewhere: the format it was imported from (run-log, trainer,
     /// mlflow-file, mlflow-sqlite); nil for a run moerec trained.
     public var importedFrom: String?
@@ -188,6 +191,7 @@ public struct ReportData: Sendable {
         let trainableFractions = try info(MetricName.trainableFraction)
         let parameters = try info(MetricName.parameters)
         let majorityAccuracies = try info(MetricName.majorityAccuracy)
+        let forgettings = try store.seriesValues(.first, name: MetricName.forgetting, split: Split.info, of: completed)
 
         struct Loaded {
             var facts: RunFacts
@@ -209,6 +213,7 @@ public struct ReportData: Sendable {
             facts.trainableFraction = trainableFractions[run.hash]
             facts.parameters = parameters[run.hash]
             facts.majorityAccuracy = majorityAccuracies[run.hash]
+            facts.forgetting = forgettings[run.hash]
             indexByHash[run.hash] = loaded.count
             loaded.append(Loaded(facts: facts, identity: identity))
         }

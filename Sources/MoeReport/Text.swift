@@ -100,7 +100,7 @@ enum Explain {
     static let regimes = """
         One row per fine-tuning group (runs with the same config except the seed), grouped by task, train-subset \
         size and expert count; Δ is against regime `all` with the same config otherwise. Updated: share of \
-        parameters the regime trains. Step: mean training-step time. Gap: train accuracy − validation accuracy \
+        parameters the regime trains. Step: mean training-step time. Forgetting (shown when runs measured it, forgetting_eval: parent): the rise of the body's language-modelling loss on the parent's validation text over fine-tuning, nats per byte. Gap: train accuracy − validation accuracy \
         (points), at the best step and at the last evaluation. \(accuracyAndDelta)
         """
 

@@ -46,7 +46,7 @@ final class ClaimsTests: XCTestCase {
 
     func testVerdictsFollowTheIntervals() throws {
         let c = try claims()
-        XCTAssertEqual(c.count, 6)
+        XCTAssertEqual(c.count, 9)
         XCTAssertEqual(c["non-moe-vs-all"]?.verdict, .agrees)
         XCTAssertEqual(c["ffn-vs-all"]?.verdict, .agrees)
         XCTAssertEqual(c["attention-vs-all"]?.verdict, .disagrees)
@@ -109,8 +109,38 @@ final class ClaimsTests: XCTestCase {
     func testEmptyStoreGivesNotEnoughDataEverywhere() throws {
         let empty = try ScratchStore("empty")
         let rows = try XCTUnwrap(Reports.build(store: empty.store, tables: [.claims], filter: nil).claims).rows
-        XCTAssertEqual(rows.count, 6)
+        XCTAssertEqual(rows.count, 9)
         XCTAssertTrue(rows.allSatisfy { $0.verdict == .notEnoughData })
         XCTAssertTrue(rows.allSatisfy { !$0.summary.isEmpty })
+    }
+
+    /// ESFT's claims on groups of one parent paired by seed: esft-gate −0.1 pp from all
+    /// (within the margin → agrees), esft-token −0.2 pp (agrees); forgetting 0.10 and 0.20
+    /// nats/B against all's 0.30 (less → agrees); esft-gate 3 pp below random-experts
+    /// (relevance does not beat random → disagrees).
+    func testExpertSpecializedClaims() throws {
+        let store = try ScratchStore("esft-claims")
+        let parent = try store.pretrain(experts: 8)
+        func add(_ regime: String, center: Double, forgetting: Double) throws {
+            for (seed, acc) in seeds(center).enumerated() {
+                try store.finetune(parent: parent, regime: regime, experts: 8, seed: seed, trainSize: 4096,
+                                   curve: peakedCurve(best: acc), forgetting: forgetting + Double(seed) * 0.001)
+            }
+        }
+        try add("all", center: 0.801, forgetting: 0.30)
+        try add("esft-gate", center: 0.800, forgetting: 0.10)
+        try add("esft-token", center: 0.799, forgetting: 0.20)
+        try add("random-experts", center: 0.830, forgetting: 0.15)
+        let report = try Reports.build(store: store.store, tables: [.claims, .regimes], filter: nil)
+        let c = Dictionary(uniqueKeysWithValues: try XCTUnwrap(report.claims).rows.map { ($0.id, $0) })
+        XCTAssertEqual(c["esft-matches-all"]?.verdict, .agrees, c["esft-matches-all"]?.summary ?? "")
+        XCTAssertEqual(c["esft-matches-all"]?.evidence.count, 2)
+        XCTAssertEqual(c["esft-forgets-less"]?.verdict, .agrees, c["esft-forgets-less"]?.summary ?? "")
+        XCTAssertTrue(c["esft-forgets-less"]?.summary.contains("-0.200 [") ?? false, c["esft-forgets-less"]?.summary ?? "")
+        XCTAssertTrue(c["esft-forgets-less"]?.summary.contains("nats/B") ?? false)
+        XCTAssertEqual(c["relevance-beats-random"]?.verdict, .disagrees, c["relevance-beats-random"]?.summary ?? "")
+        // The regimes table shows the forgetting column once runs measured it.
+        let regimes = try XCTUnwrap(report.regimes)
+        XCTAssertEqual(regimes.rows.first { $0.regime == "esft-gate" }?.forgetting.mean ?? .nan, 0.101, accuracy: 1e-12)
     }
 }

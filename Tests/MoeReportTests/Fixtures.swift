@@ -44,7 +44,8 @@ final class ScratchStore {
     @discardableResult
     func finetune(parent: String, regime: String, experts: Int, seed: Int, trainSize: Int = 256,
                   task: String = "wn-supersense", lr: Double = 1e-3, curve: Curve, stepTimes: [Double] = [0.1],
-                  trainableFraction: Double = 1, status: RunStatus = .completed, extra: [String: JSONValue] = [:]) throws -> String {
+                  trainableFraction: Double = 1, status: RunStatus = .completed, extra: [String: JSONValue] = [:],
+                  forgetting: Double? = nil) throws -> String {
         let testAcc = curve.testAcc.contains(where: \.isFinite) ? curve.testAcc : curve.valAcc
         var config = ScratchStore.config(parent: parent, regime: regime, experts: experts, seed: seed, trainSize: trainSize,
                                          task: task, lr: lr)
@@ -57,6 +58,7 @@ final class ScratchStore {
         try writer.add(step: 0, split: "info", name: "trainable_fraction", value: trainableFraction)
         try writer.add(step: 0, split: "info", name: "parameters", value: 1000)
         try writer.add(step: 0, split: "info", name: "majority_acc", value: 0.2)
+        if let forgetting { try writer.add(step: 100, split: "info", name: "forgetting", value: forgetting) }
         for (i, t) in stepTimes.enumerated() {
             try writer.add(step: i + 1, split: "timing", name: "step_time", value: t)
             try writer.add(step: i + 1, split: "step", name: "loss", value: 9)  // other series must not leak in

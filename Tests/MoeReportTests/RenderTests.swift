@@ -119,7 +119,7 @@ final class RenderTests: XCTestCase {
         XCTAssertEqual(overfit.first { $0["regime"] == "all" && $0["experts"] == 8 }?["onset_step"], 30)
         XCTAssertEqual(overfit.first?["curve"]?["steps"], [10, 20, 30, 40])
         XCTAssertNotNil(doc["tables"]?["overfit"]?["rule"]?.stringValue)
-        XCTAssertEqual(doc["tables"]?["claims"]?["rows"]?.arrayValue?.count, 6)
+        XCTAssertEqual(doc["tables"]?["claims"]?["rows"]?.arrayValue?.count, 9)
     }
 
     func testHTMLIsOneSelfContainedPageWithCharts() throws {
