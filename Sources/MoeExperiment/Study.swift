@@ -139,11 +139,12 @@ public struct Study {
     }
 }
 
-/// Named studies: `quick` (one small MoE, five regimes, minutes) and `paper` (the
+/// Named studies: `quick` (one small MoE, five regimes, minutes), `paper` (the
 /// scaled-down ST-MoE protocol in about 1.5 hours on 2 cores, resumable; README "The
-/// paper study" gives its design and its measured cost).
+/// paper study" gives its design and its measured cost) and `esft` (expert-specialized
+/// fine-tuning against all and against random experts, with forgetting measured).
 public enum Presets {
-    public static let names = ["quick", "paper"]
+    public static let names = ["quick", "paper", "esft"]
 
     static let regimes: [JSONValue] = ["all", "non-moe", "moe", "attention", "ffn"]
 
@@ -207,6 +208,25 @@ public enum Presets {
                 Study.Part(name: "parents", grid: [("parent.seed", [0, 1, 2]), ("experts", [1, 8]), ("train_size", [4096, 256]),
                                                    ("regime", ["all"])]),
             ], tables: ["regimes", "experts", "overfit", "claims"])
+        case "esft":
+            // Which experts to fine-tune: ESFT's two scores against fine-tuning everything
+            // and against as many random experts, three paired seeds each, every run
+            // measuring what it forgets of the parent's corpus. The parent is the quick
+            // architecture pretrained 1,000 steps, so its routing has had time to specialise.
+            var parent = pretraining(steps: 1000)
+            parent["eval_interval"] = 500
+            parent["eval_batches"] = 8
+            parent["checkpoint_interval"] = 500
+            var ft = finetuning(steps: 300)
+            ft["lr"] = 1e-3
+            ft["eval_interval"] = 50
+            ft["eval_examples"] = 1024
+            ft["patience"] = 2
+            ft["test_eval"] = "best"
+            ft["forgetting_eval"] = "parent"
+            return Study(name: "esft", base: ft, parent: parent,
+                         grid: [("seed", [0, 1, 2]), ("regime", ["all", "esft-gate", "esft-token", "random-experts"])],
+                         tables: ["regimes", "claims"])
         default:
             throw InputError("--preset \(name): unknown preset (valid: \(names.joined(separator: ", ")))")
         }

@@ -20,7 +20,10 @@ struct RunCommand: ParsableCommand {
 
         --preset quick runs a complete small regime study on WordNet (pretrain one small MoE, \
         fine-tune it on wn-supersense under the five ST-MoE regimes) and prints the regimes \
-        table; --preset paper runs the scaled-down ST-MoE protocol (see `moerec sweep`).
+        table; --preset paper runs the scaled-down ST-MoE protocol (see `moerec sweep`); \
+        --preset esft compares expert-specialized fine-tuning (esft-gate, esft-token) with \
+        all and with as many random experts, measuring forgetting (README "Expert-specialized \
+        fine-tuning").
 
         Examples:
           moerec run --preset quick
@@ -32,7 +35,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Config file (JSON or YAML).") var config: String?
     @Option(name: .customLong("set"), help: "Override one key: --set key=value (repeatable).") var sets: [String] = []
-    @Option(help: "Run a preset study (quick, paper) instead of one config.") var preset: String?
+    @Option(help: "Run a preset study (quick, paper, esft) instead of one config.") var preset: String?
     @Option(help: "Tag the run (repeatable).") var tag: [String] = []
     @Option(help: "Parallel processes for a preset study.") var jobs = 1
     @Flag(help: "Print each resolved config's hash, its parent's, and whether it is completed, interrupted or new; train and write nothing.")
@@ -155,7 +158,7 @@ struct Sweep: ParsableCommand {
     @Argument(help: "Base config file (JSON or YAML); `parent` may be a pretraining config file.") var config: String?
     @Option(name: .customLong("set"), help: "Override one base key: --set key=value (repeatable).") var sets: [String] = []
     @Option(help: "A grid axis: key=v1,v2,… or parent.key=v1,v2,… for the parent config (repeatable).") var grid: [String] = []
-    @Option(help: "Start from a preset study (quick, paper); --grid replaces its axes of the same key.") var preset: String?
+    @Option(help: "Start from a preset study (quick, paper, esft); --grid replaces its axes of the same key.") var preset: String?
     @Option(help: "Cells run in parallel processes (each with --threads worker threads).") var jobs = 1
     @Option(help: "Sweep name recorded in the store.") var name: String?
     @Option(help: "Report tables to print at the end (regimes, experts, overfit, claims).") var table: [String] = []
