@@ -70,17 +70,9 @@ final class ExpertTrainabilityTests: XCTestCase {
         var checked = 0
         for s in model.trainedSlices {
             let picks = Array(Set((0..<min(s.count, 10)).map { ($0 * 7919 + 13) % s.count })).sorted()
-            var analytic: [Double] = [], numeric: [Double] = []
-            let p = model.params.base + s.offset
-            for i in picks {
-                let old = p[i]
-                p[i] = old + 1e-2; _ = loss(); let up = model.routingSignature()
-                p[i] = old - 1e-2; _ = loss(); let down = model.routingSignature()
-                p[i] = old
-                if up != baseSignature || down != baseSignature { continue }
-                numeric.append(TestSupport.centralDifference(p, i, h: 1e-2, loss))
-                analytic.append(Double(grads[s.offset + i]))
-            }
+            let (analytic, numeric) = routingStableGradients(model, offset: s.offset, picks: picks,
+                                                             analyticAt: { Double(grads[$0]) },
+                                                             baseSignature: baseSignature, loss: loss)
             if analytic.isEmpty { continue }
             let norm = numeric.reduce(0) { $0 + $1 * $1 }.squareRoot()
             if norm < 1e-6 && analytic.allSatisfy({ abs($0) < 1e-5 }) { continue }

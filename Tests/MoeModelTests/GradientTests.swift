@@ -73,17 +73,9 @@ final class ModelGradientTests: XCTestCase {
             // RMSNorm has no bias; it stays zero and takes no gradient.
             if cfg.norm == .rmsnorm && t.name.hasSuffix(".bias") { continue }
             let picks = Array(Set((0..<min(t.count, 12)).map { ($0 * 7919 + 13) % t.count })).sorted()
-            var analytic: [Double] = [], numeric: [Double] = []
-            for i in picks {
-                let p = model.params.base + t.offset
-                let old = p[i]
-                p[i] = old + 1e-2; _ = loss(); let sigUp = model.routingSignature()
-                p[i] = old - 1e-2; _ = loss(); let sigDown = model.routingSignature()
-                p[i] = old
-                if sigUp != baseSignature || sigDown != baseSignature { continue }
-                numeric.append(TestSupport.centralDifference(p, i, h: 1e-2, loss))
-                analytic.append(Double(model.grads.base[t.offset + i]))
-            }
+            let (analytic, numeric) = routingStableGradients(model, offset: t.offset, picks: picks,
+                                                             analyticAt: { Double(model.grads.base[$0]) },
+                                                             baseSignature: baseSignature, loss: loss)
             if analytic.isEmpty { continue }
             let norm = numeric.reduce(0) { $0 + $1 * $1 }.squareRoot()
             if norm < 1e-6 && analytic.allSatisfy({ abs($0) < 1e-5 }) { continue }
