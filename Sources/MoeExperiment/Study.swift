@@ -211,7 +211,9 @@ public enum Presets {
         case "esft":
             // Which experts to fine-tune: ESFT's two scores against fine-tuning everything
             // and against as many random experts, three paired seeds each, every run
-            // measuring what it forgets of the parent's corpus. The parent is the quick
+            // measuring what it forgets of the parent's corpus; nine more paired seeds of
+            // esft-gate and random-experts, as many as the power estimate of the first three
+            // asked for to decide relevance against count. The parent is the quick
             // architecture pretrained 1,000 steps, so its routing has had time to specialise.
             var parent = pretraining(steps: 1000)
             parent["eval_interval"] = 500
@@ -224,9 +226,10 @@ public enum Presets {
             ft["patience"] = 2
             ft["test_eval"] = "best"
             ft["forgetting_eval"] = "parent"
-            return Study(name: "esft", base: ft, parent: parent,
-                         grid: [("seed", [0, 1, 2]), ("regime", ["all", "esft-gate", "esft-token", "random-experts"])],
-                         tables: ["regimes", "claims"])
+            return Study(name: "esft", base: ft, parent: parent, parts: [
+                Study.Part(name: "main", grid: [("seed", [0, 1, 2]), ("regime", ["all", "esft-gate", "esft-token", "random-experts"])]),
+                Study.Part(name: "relevance", grid: [("seed", (3...11).map { .int(Int64($0)) }), ("regime", ["esft-gate", "random-experts"])]),
+            ], tables: ["regimes", "claims"])
         default:
             throw InputError("--preset \(name): unknown preset (valid: \(names.joined(separator: ", ")))")
         }
