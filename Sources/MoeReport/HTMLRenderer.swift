@@ -63,6 +63,11 @@ enum HTMLRenderer {
             nav.append(("gaps", "Gap vs experts"))
             body += gapSection(set)
         }
+        // Task accuracy against forgetting, where runs measured it (forgetting_eval: parent).
+        if wantsCurves, let table = set.regimes ?? (try? GroupTables.regimes(set.data)), table.rows.contains(where: { $0.forgetting.n > 0 }) {
+            nav.append(("forgetting", "Accuracy vs forgetting"))
+            body += forgettingSection(table, baselines: set.data.baselines)
+        }
         let where_ = set.data.filterExpression.map { "Runs matching <code>--where \($0.htmlEscaped)</code>." } ?? "All fine-tuning runs in the store."
         let runCount = set.data.groups.reduce(0) { $0 + $1.runs.count }
         return """
@@ -180,6 +185,43 @@ enum HTMLRenderer {
                 if chart == 0 { loss.legend += extra } else { acc.legend += extra }
             }
             out += "<h3>\(block.title.htmlEscaped)</h3>\n<div class=\"charts\">\n" + loss.svg() + "\n" + acc.svg() + "\n</div>\n"
+        }
+        return out + "</section>\n"
+    }
+
+    /// Reported accuracy against forgetting, one point per regime (± 1 sd of accuracy), per
+    /// task × train size × expert count: what each regime gains on the task for what it
+    /// loses on the parent's corpus.
+    static func forgettingSection(_ table: GroupTable, baselines: [BaselineRun]) -> String {
+        var out = "<section id=\"forgetting\">\n<h2>Task accuracy vs forgetting</h2>\n"
+        out += "<p class=\"desc\">One point per regime: mean reported accuracy over the completed seeds (± 1 standard deviation) against mean forgetting, the rise of the body's language-modelling loss on the parent's validation text over fine-tuning (nats per byte; left is less forgetting). Dotted lines: the majority-class and linear baselines' test accuracy on the same data. ⚠ marks incomplete groups.</p>\n"
+        var blocks: [(key: String, title: String, rows: [GroupRow])] = []
+        for row in table.rows where row.forgetting.n > 0 {
+            let key = "\(row.task)|\(row.trainSize ?? -1)|\(row.experts ?? -1)|\(row.variant)"
+            if let i = blocks.firstIndex(where: { $0.key == key }) {
+                blocks[i].rows.append(row)
+            } else {
+                blocks.append((key, blockTitle(task: row.task, trainSize: row.trainSize, experts: row.experts, variant: row.variant), [row]))
+            }
+        }
+        let regimes = Array(Set(table.rows.map(\.regime)))
+        for block in blocks {
+            var chart = LineChart(title: "Accuracy vs forgetting: " + block.title, xLabel: "forgetting (nats/byte)",
+                                  yLabel: "reported accuracy (%)")
+            for row in block.rows.sorted(by: { (regimeRank($0.regime), $0.regime) < (regimeRank($1.regime), $1.regime) }) {
+                guard let x = row.forgetting.mean, let y = row.acc.mean else { continue }
+                let c = color(row.regime, regimes)
+                let name = row.regime + (row.complete ? "" : " ⚠")
+                chart.series.append(.init(color: c, points: [(x, y * 100)], errors: [(row.acc.sd ?? .nan) * 100], dots: true, label: name))
+                chart.legend.append(.init(label: name, color: c, symbol: .lineWithDot))
+            }
+            let first = block.rows[0]
+            for kind in BaselineRun.Kind.allCases {
+                let runs = baselines.filter { $0.task == first.task && $0.trainSize == first.trainSize && $0.kind == kind }
+                guard let mean = SampleStats(runs.compactMap(\.reportedAcc)).mean else { continue }
+                chart.references.append(.init(y: mean * 100, label: "\(kind.rawValue) baseline"))
+            }
+            out += "<h3>\(block.title.htmlEscaped)</h3>\n<div class=\"charts\">\n" + chart.svg() + "\n</div>\n"
         }
         return out + "</section>\n"
     }
