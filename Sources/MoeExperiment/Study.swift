@@ -213,7 +213,9 @@ public enum Presets {
             // and against as many random experts, three paired seeds each, every run
             // measuring what it forgets of the parent's corpus; nine more paired seeds of
             // esft-gate and random-experts, as many as the power estimate of the first three
-            // asked for to decide relevance against count. The parent is the quick
+            // asked for to decide relevance against count; and all, esft-gate and
+            // random-experts again at lr 3e-3, since two experts a layer at 1e-3 were still
+            // improving at their last evaluation. The parent is the quick
             // architecture pretrained 1,000 steps, so its routing has had time to specialise.
             var parent = pretraining(steps: 1000)
             parent["eval_interval"] = 500
@@ -229,6 +231,7 @@ public enum Presets {
             return Study(name: "esft", base: ft, parent: parent, parts: [
                 Study.Part(name: "main", grid: [("seed", [0, 1, 2]), ("regime", ["all", "esft-gate", "esft-token", "random-experts"])]),
                 Study.Part(name: "relevance", grid: [("seed", (3...11).map { .int(Int64($0)) }), ("regime", ["esft-gate", "random-experts"])]),
+                Study.Part(name: "lr", grid: [("lr", [3e-3]), ("seed", [0, 1, 2]), ("regime", ["all", "esft-gate", "random-experts"])]),
             ], tables: ["regimes", "claims"])
         default:
             throw InputError("--preset \(name): unknown preset (valid: \(names.joined(separator: ", ")))")
