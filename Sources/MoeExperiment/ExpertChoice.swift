@@ -17,8 +17,13 @@ public struct ExpertChoice: Equatable, Sendable {
 
     /// nil for a run that did not choose experts.
     public static func read(store: Store, run: String) throws -> ExpertChoice? {
+        ExpertChoice(points: try store.allMetrics(runHash: run))
+    }
+
+    /// The choice recorded among a run's metric points; nil when they record none.
+    public init?(points: [MetricPoint]) {
         var byLayer: [Int: (selected: [Int: Bool], gate: [Int: Double], token: [Int: Double])] = [:]
-        for p in try store.allMetrics(runHash: run) where p.split == Split.info && MetricName.isExpertSelection(p.name) {
+        for p in points where p.split == Split.info && MetricName.isExpertSelection(p.name) {
             // esft.moe<layer>.<what>.<expert>
             let parts = p.name.split(separator: ".")
             guard parts.count == 4, let layer = Int(parts[1].dropFirst(3)), let expert = Int(parts[3]) else { continue }
@@ -32,12 +37,12 @@ public struct ExpertChoice: Equatable, Sendable {
             byLayer[layer] = entry
         }
         guard !byLayer.isEmpty else { return nil }
-        return ExpertChoice(layers: byLayer.keys.sorted().map { layer in
+        layers = byLayer.keys.sorted().map { layer in
             let e = byLayer[layer]!
             let n = (e.gate.keys.max() ?? -1) + 1
             return Layer(layer: layer, selected: e.selected.filter(\.value).map(\.key).sorted(),
                          gate: (0..<n).map { e.gate[$0] ?? .nan }, token: (0..<n).map { e.token[$0] ?? .nan })
-        })
+        }
     }
 
     /// One line per layer: "moe1  trains experts 2, 5 (2 of 8)  gate [0.310 0.050 …]  token […]".

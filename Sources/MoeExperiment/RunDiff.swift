@@ -53,7 +53,7 @@ public struct RunDiff {
         return RunDiff(a: a, b: b, configChanges: changes, lineageA: try store.lineage(of: a).map(\.hash),
                        lineageB: try store.lineage(of: b).map(\.hash),
                        metrics: metrics, firstDifferentStep: first, groups: groups,
-                       expertsA: try ExpertChoice.read(store: store, run: a), expertsB: try ExpertChoice.read(store: store, run: b))
+                       expertsA: ExpertChoice(points: pa), expertsB: ExpertChoice(points: pb))
     }
 
     /// Per parameter group: tensors compared, tensors that differ, max |Δ| over them. Equal
