@@ -200,9 +200,8 @@ public enum RunImport {
         var index: [String: Int] = [:]
         var kept: [(point: ImportedRun.Point, location: String)] = []
         for entry in points {
-            let key = "\(entry.point.split)\u{0}\(entry.point.name)\u{0}\(entry.point.step)"
-            if let i = index[key] { kept[i] = entry } else {
-                index[key] = kept.count
+            if let i = index[entry.point.key] { kept[i] = entry } else {
+                index[entry.point.key] = kept.count
                 kept.append(entry)
             }
         }
@@ -273,10 +272,10 @@ public enum RunImport {
             case let v? where v.doubleValue != nil: number = v.doubleValue!
             default: throw InputError("\(location): the metric has no numeric \"value\" (null for NaN)")
             }
-            let key = "\(split)\u{0}\(name)\u{0}\(step)"
-            if let earlier = seen[key] { throw InputError("\(location): \(split)/\(name) at step \(step) is already on line \(earlier)") }
-            seen[key] = lineNumber
-            current.points.append((ImportedRun.Point(step: Int(step), split: split, name: name, value: number), location))
+            let point = ImportedRun.Point(step: Int(step), split: split, name: name, value: number)
+            if let earlier = seen[point.key] { throw InputError("\(location): \(split)/\(name) at step \(step) is already on line \(earlier)") }
+            seen[point.key] = lineNumber
+            current.points.append((point, location))
             run = current
         }
         guard let run else { throw InputError("\(path): empty; a run log starts with its header line") }

@@ -208,7 +208,7 @@ public struct ReportData: Sendable {
             var facts = RunFacts(hash: run.hash, status: run.status, seed: seed, parent: run.parentHash,
                                  plannedSteps: plannedSteps)
             facts.failureReason = run.failureReason
-            facts.importedFrom = run.importSource.map { String($0.prefix { $0 != " " }) }
+            facts.importedFrom = run.importSource.map(ImportedRun.format(ofSource:))
             facts.stepTime = stepTimes[run.hash]
             facts.trainableFraction = trainableFractions[run.hash]
             facts.parameters = parameters[run.hash]

@@ -22,6 +22,9 @@ public struct ImportedRun: Sendable {
             self.name = name
             self.value = value
         }
+
+        /// What makes a point unique in a run: its series (split, name) and step.
+        public var key: String { "\(split)\u{0}\(name)\u{0}\(step)" }
     }
 
     /// Imported runs were not computed by any moerec numerics: version 0 keeps them out of
@@ -37,7 +40,10 @@ public struct ImportedRun: Sendable {
     public let failureReason: String?
     /// Format and location, e.g. "mlflow-file /data/mlruns run 1a2b…".
     public let source: String
-    /// Sorted by (split, name, step), one point per key.
+
+    /// The format an `import_source` names first: run-log, trainer, mlflow-file, mlflow-sqlite.
+    public static func format(ofSource source: String) -> String { String(source.prefix { $0 != " " }) }
+    /// One point per key, in the order the source gave them.
     public let points: [Point]
     public let fingerprint: String
     public let hash: String
@@ -59,10 +65,8 @@ public struct ImportedRun: Sendable {
         var seen = Set<String>()
         for p in points {
             guard p.step >= 0 else { throw StoreError.invalidArgument("metric \(p.split)/\(p.name) has negative step \(p.step)") }
-            guard (1...200).contains(p.name.count), (1...64).contains(p.split.count) else {
-                throw StoreError.invalidArgument("metric name '\(p.name)' (1 to 200 characters) or split '\(p.split)' (1 to 64) is out of bounds")
-            }
-            guard seen.insert("\(p.split)\u{0}\(p.name)\u{0}\(p.step)").inserted else {
+            try MetricWriter.checkLengths(name: p.name, split: p.split)
+            guard seen.insert(p.key).inserted else {
                 throw StoreError.invalidArgument("metric \(p.split)/\(p.name) is logged twice at step \(p.step)")
             }
         }
@@ -73,8 +77,8 @@ public struct ImportedRun: Sendable {
         self.status = status
         self.failureReason = failureReason
         self.source = source
-        self.points = points.sorted { ($0.split, $0.name, $0.step) < ($1.split, $1.name, $1.step) }
-        fingerprint = try ImportedRun.fingerprint(status: status, points: self.points)
+        self.points = points
+        fingerprint = try ImportedRun.fingerprint(status: status, points: points)
         hash = try RunIdentity.hash(configJSON: configJSON, parent: parentHash, datasetFingerprint: datasetFingerprint,
                                     numerics: ImportedRun.numericsVersion, imported: fingerprint)
     }

@@ -67,17 +67,23 @@ public final class MetricWriter {
     public func key(name: String, split: String) throws -> Key {
         let pair = NameSplit(name: name, split: split)
         if let index = keyIndex[pair] { return Key(index: index) }
+        try MetricWriter.checkLengths(name: name, split: split)
+        let index = Int32(keyNames.count)
+        keyNames.append(pair)
+        keyIds.append(nil)
+        keyIndex[pair] = index
+        return Key(index: index)
+    }
+
+    /// The lengths the schema allows a metric name (1 to 200 characters) and a split name
+    /// (1 to 64), checked before a transaction opens.
+    static func checkLengths(name: String, split: String) throws {
         guard (1...200).contains(name.count) else {
             throw StoreError.invalidArgument("metric name '\(name)' must be 1 to 200 characters")
         }
         guard (1...64).contains(split.count) else {
             throw StoreError.invalidArgument("split name '\(split)' must be 1 to 64 characters")
         }
-        let index = Int32(keyNames.count)
-        keyNames.append(pair)
-        keyIds.append(nil)
-        keyIndex[pair] = index
-        return Key(index: index)
     }
 
     /// Buffers one point; writes the batch when it is full. NaN is stored as NULL.

@@ -41,13 +41,8 @@ struct Import: ParsableCommand {
           moerec import mlflow mlflow.db --experiment st-moe --map val_top1=val/acc
         """)
 
-    enum Format: String, ExpressibleByArgument, CaseIterable {
-        case runLog = "run-log", trainer, mlflow
-        var library: RunImport.Format { RunImport.Format(rawValue: rawValue)! }
-    }
-
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "run-log, trainer or mlflow.") var format: Format
+    @Argument(help: "run-log, trainer or mlflow.") var format: RunImport.Format
     @Argument(help: "Files or directories to import.") var paths: [String] = []
     @Option(name: .customLong("set"), help: "key=value: a config key of every imported run (repeatable).") var settings: [String] = []
     @Option(help: "from=to: an MLflow param (or config key) renamed to config key `to`; from=split/name stores a logged key under that split and name (repeatable).")
@@ -93,7 +88,7 @@ struct Import: ParsableCommand {
         options.experiment = experiment
         options.allowNaN = allowNaN
         // Read and check everything before the store is opened (or created).
-        let read = try RunImport.read(format.library, paths: paths, options: options)
+        let read = try RunImport.read(format, paths: paths, options: options)
         for line in read.skipped { FileHandle.standardError.write(Data("passed over: \(line)\n".utf8)) }
         if read.runs.isEmpty { throw InputError("nothing to import in \(paths.joined(separator: ", "))") }
         let store = try global.openStore()
@@ -121,3 +116,5 @@ struct Import: ParsableCommand {
         print("\(newChildren) runs added, \(children.count - newChildren) already stored, \(summary.metricPoints) metric points")
     }
 }
+
+extension RunImport.Format: ExpressibleByArgument {}

@@ -41,7 +41,7 @@ struct Runs: ParsableCommand {
             }
         }
         /// The source format of an imported run (run-log, trainer, mlflow-file, mlflow-sqlite).
-        func origin(_ r: RunSummary) -> String { r.importSource.map { String($0.prefix { $0 != " " }) } ?? "" }
+        func origin(_ r: RunSummary) -> String { r.importSource.map(ImportedRun.format(ofSource:)) ?? "" }
         func cells(_ r: RunSummary, full: Bool) -> [String] {
             let fields: [String] = [full ? r.hash : String(r.hash.prefix(12)), r.kind.rawValue,
              regime(r), r.experts.map(String.init) ?? "", r.seed.map(String.init) ?? "",
