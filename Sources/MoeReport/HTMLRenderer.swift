@@ -132,19 +132,38 @@ enum HTMLRenderer {
         return parts.joined(separator: " · ")
     }
 
+    /// `rows` gathered by `key` into blocks, in order of first appearance, each titled by
+    /// its first row.
+    static func blocks<Row>(_ rows: [Row], key: (Row) -> String, title: (Row) -> String) -> [(key: String, title: String, rows: [Row])] {
+        var blocks: [(key: String, title: String, rows: [Row])] = []
+        var index: [String: Int] = [:]
+        for row in rows {
+            let k = key(row)
+            if let i = index[k] { blocks[i].rows.append(row) } else {
+                index[k] = blocks.count
+                blocks.append((k, title(row), [row]))
+            }
+        }
+        return blocks
+    }
+
+    /// Dotted accuracy lines (%) of the majority and linear baselines on one task and train
+    /// size: the mean of `value` over each one's runs, labelled "<kind> <label>".
+    static func baselineLines(_ baselines: [BaselineRun], task: String, trainSize: Int?, value: (BaselineRun) -> Double?,
+                              label: String) -> [LineChart.Reference] {
+        BaselineRun.Kind.allCases.compactMap { kind in
+            let runs = baselines.filter { $0.task == task && $0.trainSize == trainSize && $0.kind == kind }
+            return SampleStats(runs.compactMap(value)).mean.map { .init(y: $0 * 100, label: "\(kind.rawValue) \(label)") }
+        }
+    }
+
     /// Train (solid) and validation (dashed) curves, one colour per regime, per task ×
     /// train size × expert count: one loss chart with the overfitting onsets, one accuracy chart.
     static func curvesSection(_ set: ReportSet) -> String {
         let table = set.overfit ?? OverfitTable.build(set.data)
-        var blocks: [(key: String, title: String, rows: [OverfitRow])] = []
-        for row in table.rows where !row.curve.isEmpty {
-            let key = "\(row.task)|\(row.trainSize ?? -1)|\(row.experts ?? -1)|\(row.variant)"
-            if let i = blocks.firstIndex(where: { $0.key == key }) {
-                blocks[i].rows.append(row)
-            } else {
-                blocks.append((key, blockTitle(task: row.task, trainSize: row.trainSize, experts: row.experts, variant: row.variant), [row]))
-            }
-        }
+        var blocks = Self.blocks(table.rows.filter { !$0.curve.isEmpty },
+                            key: { "\($0.task)|\($0.trainSize ?? -1)|\($0.experts ?? -1)|\($0.variant)" },
+                            title: { blockTitle(task: $0.task, trainSize: $0.trainSize, experts: $0.experts, variant: $0.variant) })
         blocks.sort { a, b in
             let ra = a.rows[0], rb = b.rows[0]
             return (ra.task, ra.trainSize ?? -1, ra.experts ?? -1, ra.variant) < (rb.task, rb.trainSize ?? -1, rb.experts ?? -1, rb.variant)
@@ -172,12 +191,8 @@ enum HTMLRenderer {
                 acc.legend.append(.init(label: name, color: c, symbol: .line(dashed: false)))
             }
             // The baselines on the same data, as validation accuracy like the dashed curves.
-            let first = rows[0]
-            for kind in BaselineRun.Kind.allCases {
-                let runs = set.data.baselines.filter { $0.task == first.task && $0.trainSize == first.trainSize && $0.kind == kind }
-                guard let mean = SampleStats(runs.compactMap(\.valAcc)).mean else { continue }
-                acc.references.append(.init(y: mean * 100, label: "\(kind.rawValue) baseline (validation)"))
-            }
+            acc.references += baselineLines(set.data.baselines, task: rows[0].task, trainSize: rows[0].trainSize,
+                                            value: \.valAcc, label: "baseline (validation)")
             for chart in [0, 1] {
                 var extra: [LineChart.LegendEntry] = [.init(label: "train (solid)", color: "#555555", symbol: .line(dashed: false)),
                                                       .init(label: "validation (dashed)", color: "#555555", symbol: .line(dashed: true))]
@@ -195,15 +210,9 @@ enum HTMLRenderer {
     static func forgettingSection(_ table: GroupTable, baselines: [BaselineRun]) -> String {
         var out = "<section id=\"forgetting\">\n<h2>Task accuracy vs forgetting</h2>\n"
         out += "<p class=\"desc\">One point per regime: mean reported accuracy over the completed seeds (± 1 standard deviation) against mean forgetting, the rise of the body's language-modelling loss on the parent's validation text over fine-tuning (nats per byte; left is less forgetting). Dotted lines: the majority-class and linear baselines' test accuracy on the same data. ⚠ marks incomplete groups.</p>\n"
-        var blocks: [(key: String, title: String, rows: [GroupRow])] = []
-        for row in table.rows where row.forgetting.n > 0 {
-            let key = "\(row.task)|\(row.trainSize ?? -1)|\(row.experts ?? -1)|\(row.variant)"
-            if let i = blocks.firstIndex(where: { $0.key == key }) {
-                blocks[i].rows.append(row)
-            } else {
-                blocks.append((key, blockTitle(task: row.task, trainSize: row.trainSize, experts: row.experts, variant: row.variant), [row]))
-            }
-        }
+        let blocks = Self.blocks(table.rows.filter { $0.forgetting.n > 0 },
+                            key: { "\($0.task)|\($0.trainSize ?? -1)|\($0.experts ?? -1)|\($0.variant)" },
+                            title: { blockTitle(task: $0.task, trainSize: $0.trainSize, experts: $0.experts, variant: $0.variant) })
         let regimes = Array(Set(table.rows.map(\.regime)))
         for block in blocks {
             var chart = LineChart(title: "Accuracy vs forgetting: " + block.title, xLabel: "forgetting (nats/byte)",
@@ -215,12 +224,8 @@ enum HTMLRenderer {
                 chart.series.append(.init(color: c, points: [(x, y * 100)], errors: [(row.acc.sd ?? .nan) * 100], dots: true, label: name))
                 chart.legend.append(.init(label: name, color: c, symbol: .lineWithDot))
             }
-            let first = block.rows[0]
-            for kind in BaselineRun.Kind.allCases {
-                let runs = baselines.filter { $0.task == first.task && $0.trainSize == first.trainSize && $0.kind == kind }
-                guard let mean = SampleStats(runs.compactMap(\.reportedAcc)).mean else { continue }
-                chart.references.append(.init(y: mean * 100, label: "\(kind.rawValue) baseline"))
-            }
+            chart.references += baselineLines(baselines, task: block.rows[0].task, trainSize: block.rows[0].trainSize,
+                                              value: \.reportedAcc, label: "baseline")
             out += "<h3>\(block.title.htmlEscaped)</h3>\n<div class=\"charts\">\n" + chart.svg() + "\n</div>\n"
         }
         return out + "</section>\n"
@@ -233,16 +238,9 @@ enum HTMLRenderer {
         out += "<p class=\"desc\">Train accuracy − validation accuracy in percentage points (higher: more overfitting), mean over completed seeds with ± 1 standard deviation bars; one line per regime. Expert count 1 is the dense baseline. ⚠ marks regimes with an incomplete group.</p>\n"
         guard let table = set.experts ?? (try? GroupTables.experts(set.data)) else { return out + "</section>\n" }
         // Blocks: rows that differ only in expert count and regime.
-        var blocks: [(key: String, title: String, rows: [GroupRow])] = []
-        for row in table.rows {
-            let key = "\(row.task)|\(row.trainSize ?? -1)|\(row.variantWithoutArchitecture)"
-            if let i = blocks.firstIndex(where: { $0.key == key }) {
-                blocks[i].rows.append(row)
-            } else {
-                blocks.append((key, blockTitle(task: row.task, trainSize: row.trainSize, experts: nil, variant: row.variantWithoutArchitecture), [row]))
-            }
-        }
-        blocks = blocks.filter { Set($0.rows.compactMap(\.experts)).count >= 2 }
+        let blocks = Self.blocks(table.rows, key: { "\($0.task)|\($0.trainSize ?? -1)|\($0.variantWithoutArchitecture)" },
+                            title: { blockTitle(task: $0.task, trainSize: $0.trainSize, experts: nil, variant: $0.variantWithoutArchitecture) })
+            .filter { Set($0.rows.compactMap(\.experts)).count >= 2 }
         if blocks.isEmpty { out += "<p><em>Needs groups with at least two expert counts.</em></p>\n" }
         let regimes = Array(Set(table.rows.map(\.regime)))
         for block in blocks {
