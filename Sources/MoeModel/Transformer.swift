@@ -250,15 +250,11 @@ public final class Transformer {
             precondition(batch.targets != nil, "language-model batches need targets")
             // Tied output projection: logits = lnf · wteᵀ (or the evaluation head's, never in training).
             precondition(evaluationHead == nil || !training, "an evaluation head is for evaluation forwards only")
-            if let head = evaluationHead {
-                head.withUnsafeBufferPointer { h in
-                    Gemm.sgemmParallel(transB: true, m: N, n: cfg.vocab, k: C, a: m.lnf, lda: C, b: h.baseAddress!, ldb: C, beta: 0,
-                                       c: m.logits, ldc: cfg.vocab)
-                }
-            } else {
-                Gemm.sgemmParallel(transB: true, m: N, n: cfg.vocab, k: C, a: m.lnf, lda: C, b: wte, ldb: C, beta: 0,
+            func project(_ head: UnsafePointer<Float>) {
+                Gemm.sgemmParallel(transB: true, m: N, n: cfg.vocab, k: C, a: m.lnf, lda: C, b: head, ldb: C, beta: 0,
                                    c: m.logits, ldc: cfg.vocab)
             }
+            if let head = evaluationHead { head.withUnsafeBufferPointer { project($0.baseAddress!) } } else { project(wte) }
             var counted = 0
             for i in 0..<N where batch.targets![i] >= 0 { counted += 1 }
             ce = Ops.crossEntropy(logits: m.logits, targets: batch.targets!, rows: N, v: cfg.vocab,
