@@ -29,6 +29,15 @@ struct ClaimRange {
         return .notEnoughData
     }
 
+    /// How far a difference lies from the range's nearest edge: an interval centred on it
+    /// decides the claim once its half-width is below this (agreeing inside the range,
+    /// disagreeing outside); 0 on an edge, where no number of replicates decides.
+    func distanceToEdge(from delta: Double) -> Double {
+        if delta < low { return low - delta }
+        if delta > high { return delta - high }
+        return min(delta - low, high - delta)
+    }
+
     var text: String {
         func pp(_ x: Double) -> String { x == 0 ? "0" : String(format: "%+.0f", x * 100) }
         switch (low.isFinite, high.isFinite) {
@@ -67,8 +76,9 @@ public struct ClaimEvidence: Sendable {
     public var verdict: Verdict
     /// For a conditional comparison of one parent per arm: what its fine-tuning seeds say.
     public var seedLevelVerdict: Verdict?
-    /// For an undecided comparison: replicates that would narrow the interval to
-    /// ± `ClaimsTable.margin` at the observed spread (nil when the spread is unknown).
+    /// For an undecided comparison: replicates that would narrow the interval to the
+    /// distance between the observed difference and the nearest edge of the claim's range,
+    /// at the observed spread, so that it decides (nil when the spread is unknown).
     public var seedsNeeded: SeedsNeeded?
     /// Caveats of the groups on either side.
     public var caveats: [Caveat] = []
@@ -151,10 +161,12 @@ public struct ClaimsTable: Sendable {
         agrees or disagrees. A comparison agrees when its whole interval lies in the claim's range, disagrees when \
         the interval lies entirely outside it, and otherwise has not enough data; so does a comparison with fewer \
         than 2 replicates on a side or an incomplete group (missing, failed or unfinished seeds), which is never \
-        used. An undecided comparison says how many seeds (pairs, or pretraining runs) per arm would make the \
-        interval's half-width at most 1 pp at the observed spread: the smallest n with t(0.975, df)·s/√n ≤ 1 pp \
-        (df = n − 1 for pairs, the Welch–Satterthwaite value at n per arm otherwise; at least 3 pretraining runs), \
-        an estimate from the runs at hand; "—" when the spread is unknown. A claim's verdict is the majority of \
+        used. An undecided comparison says how many seeds (pairs, or pretraining runs) per arm would decide it \
+        if the observed difference and spread held: the smallest n with t(0.975, df)·s/√n ≤ d, where d is the \
+        distance from the observed difference to the nearest edge of the claim's range (df = n − 1 for pairs, \
+        the Welch–Satterthwaite value at n per arm otherwise; at least 3 pretraining runs); a difference on an \
+        edge needs more than 10000, and "—" means the spread is unknown. It is an estimate from the runs at \
+        hand, not a promise: the difference itself moves as runs are added. A claim's verdict is the majority of \
         its deciding comparisons (a tie: not enough data; none deciding but some conditional: conditional); the \
         overfitting claim needs both its small-task and large-task sides to agree. Reported accuracy is test \
         accuracy at the step validation selected (validation accuracy where the run has no test number there).
@@ -222,7 +234,7 @@ public struct ClaimsTable: Sendable {
             e.note = missing
             return e
         }
-        let d = GroupDifference(a, b, value: value, margin: margin)
+        let d = GroupDifference(a, b, value: value)
         e.seedsA = a.values(value).count
         e.seedsB = b.values(value).count
         e.pretrainingRunsA = Set(a.contributing.compactMap(\.parent)).count
@@ -230,7 +242,7 @@ public struct ClaimsTable: Sendable {
         e.test = d.test
         e.delta = d.delta
         e.interval = d.interval
-        e.seedsNeeded = d.seedsNeeded
+        e.seedsNeeded = d.delta.flatMap { d.seedsNeeded(margin: range.distanceToEdge(from: $0)) }
         e.caveats = caveats([a, b])
         if let note = incompleteNote([a, b]) {
             e.note = note
@@ -270,8 +282,10 @@ public struct ClaimsTable: Sendable {
         if let ma = statsA.mean, let mb = statsB.mean { e.delta = ma - mb }
         e.test = .welch
         e.interval = DifferenceInterval(welch: unitsA, unitsB)
-        e.seedsNeeded = SeedsNeeded(sdA: statsA.sd, sdB: statsB.sd, margin: margin, unit: .pretrainingRunsPerArm,
-                                    minimum: minimumPretrainingRuns)
+        e.seedsNeeded = e.delta.flatMap {
+            SeedsNeeded(sdA: statsA.sd, sdB: statsB.sd, margin: range.distanceToEdge(from: $0), unit: .pretrainingRunsPerArm,
+                        minimum: minimumPretrainingRuns)
+        }
         if let note = incompleteNote(armA + armB) {
             e.note = note
             return e
@@ -290,7 +304,7 @@ public struct ClaimsTable: Sendable {
         if armA.count == 1 && armB.count == 1 {
             // One parent a side: the fine-tuning seeds say something about these two
             // pretraining runs only.
-            let d = GroupDifference(armA[0], armB[0], value: value, margin: margin)
+            let d = GroupDifference(armA[0], armB[0], value: value)
             if let interval = d.interval {
                 e.seedLevelVerdict = range.verdict(interval)
                 notes.append("its fine-tuning seeds alone (\(d.test.rawValue) [\(Fmt.signedPoints(interval.low)), "

@@ -120,9 +120,10 @@ struct GroupDifference {
     var seedsB: Int
     var delta: Double?
     var interval: DifferenceInterval?
-    var seedsNeeded: SeedsNeeded?
+    /// The spread behind the interval: of the per-seed differences (paired), or of each arm.
+    private var spread: (paired: Double?, a: Double?, b: Double?)
 
-    init(_ a: RunGroup, _ b: RunGroup, value: (RunFacts) -> Double?, margin: Double) {
+    init(_ a: RunGroup, _ b: RunGroup, value: (RunFacts) -> Double?) {
         if let d = Pairing.differences(a, b, value: value) {
             let stats = SampleStats(d)
             test = .pairedT
@@ -130,7 +131,7 @@ struct GroupDifference {
             seedsB = d.count
             delta = stats.mean
             interval = DifferenceInterval(paired: d)
-            seedsNeeded = SeedsNeeded(pairedSD: stats.sd, margin: margin)
+            spread = (stats.sd, nil, nil)
         } else {
             let va = SampleStats(a.values(value)), vb = SampleStats(b.values(value))
             test = .welch
@@ -138,8 +139,15 @@ struct GroupDifference {
             seedsB = vb.n
             if let ma = va.mean, let mb = vb.mean { delta = ma - mb }
             interval = DifferenceInterval(welch: a.values(value), b.values(value))
-            seedsNeeded = SeedsNeeded(sdA: va.sd, sdB: vb.sd, margin: margin)
+            spread = (nil, va.sd, vb.sd)
         }
+    }
+
+    /// The replicates that would make the interval's half-width at most `margin` at the
+    /// observed spread (nil when the spread is unknown).
+    func seedsNeeded(margin: Double) -> SeedsNeeded? {
+        test == .pairedT ? SeedsNeeded(pairedSD: spread.paired, margin: margin)
+                         : SeedsNeeded(sdA: spread.a, sdB: spread.b, margin: margin)
     }
 }
 
@@ -285,10 +293,10 @@ enum GroupTables {
         guard let baseline else {
             return Comparison(baseline: label, isBaseline: false, note: missing)
         }
-        let d = GroupDifference(group, baseline, value: \.reportedAcc, margin: ClaimsTable.margin)
+        let d = GroupDifference(group, baseline, value: \.reportedAcc)
         var c = Comparison(baseline: label, isBaseline: false, baselineSeeds: baseline.values(\.reportedAcc).count,
                            baselineComplete: baseline.isComplete, test: d.test, delta: d.delta, interval: d.interval,
-                           seedsNeeded: d.seedsNeeded)
+                           seedsNeeded: d.seedsNeeded(margin: ClaimsTable.margin))
         var notes: [String] = []
         if c.delta == nil {
             notes.append("no completed seeds on \(d.seedsA == 0 ? "this row" : "the baseline")")

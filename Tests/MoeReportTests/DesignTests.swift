@@ -96,6 +96,39 @@ final class SeedsNeededTests: XCTestCase {
     }
 }
 
+/// An undecided claim says how many replicates would decide it at the observed difference:
+/// its interval must shrink to the distance between the difference and the range's edge.
+final class DecidingSeedsTests: XCTestCase {
+    /// `non-moe` − `all` per seed: −0.020, −0.005, −0.030, −0.010 (mean −0.01625, sd
+    /// sqrt(3.6875e-4 / 3)); the claim's range is [−1, +1] pp, so the difference lies 0.625 pp
+    /// below it. Four pairs give [−3.4, +0.1] pp: not enough data. The estimate asks for the
+    /// smallest n with t(0.975, n − 1)·sd/√n ≤ 0.00625 — not ≤ 1 pp, which 4 pairs nearly
+    /// reach and which would still not decide.
+    func testTheEstimateAimsAtTheRangeEdgeNearestTheDifference() throws {
+        let scratch = try ScratchStore("deciding")
+        let parent = try scratch.pretrain(experts: 8)
+        let all = [0.60, 0.70, 0.65, 0.55], shift = [-0.020, -0.005, -0.030, -0.010]
+        for (seed, acc) in all.enumerated() {
+            try scratch.finetune(parent: parent, regime: "all", experts: 8, seed: seed, curve: peakedCurve(best: acc))
+            try scratch.finetune(parent: parent, regime: "non-moe", experts: 8, seed: seed, curve: peakedCurve(best: acc + shift[seed]))
+        }
+        let rows = try XCTUnwrap(Reports.build(store: scratch.store, tables: [.claims], filter: nil).claims).rows
+        let e = try XCTUnwrap(rows.first { $0.id == "non-moe-vs-all" }?.evidence.first)
+        XCTAssertEqual(e.verdict, .notEnoughData)
+        XCTAssertEqual(e.test, .pairedT)
+        assertClose(e.delta, -0.01625, accuracy: 1e-12)
+        let needed = try XCTUnwrap(e.seedsNeeded)
+        XCTAssertEqual(needed.unit, .pairs)
+        XCTAssertEqual(needed.margin, 0.00625, accuracy: 1e-12)
+        let sd = (3.6875e-4 / 3).squareRoot()
+        let n = try XCTUnwrap(needed.n)
+        XCTAssertLessThanOrEqual(StudentT.quantile(0.975, df: Double(n - 1)) * sd / Double(n).squareRoot(), 0.00625 + 1e-12)
+        XCTAssertGreaterThan(StudentT.quantile(0.975, df: Double(n - 2)) * sd / Double(n - 1).squareRoot(), 0.00625)
+        XCTAssertEqual(n, 15, "scipy: n = 15 gives t(14)·sd/√15 = 0.00614, n = 14 gives 0.00640")
+        XCTAssertGreaterThan(n, try XCTUnwrap(SeedsNeeded(pairedSD: sd, margin: 0.01)?.n), "the 1 pp half-width would not decide")
+    }
+}
+
 /// Claims across pretrained parents replicate pretraining runs, not fine-tuning seeds.
 final class NestedClaimTests: XCTestCase {
     /// Regime `all` at 4096 examples, 2 fine-tuning seeds per parent. E=4 parents' seed pairs
@@ -155,15 +188,20 @@ final class NestedClaimTests: XCTestCase {
         // Parent means 0.81, 0.84 and 0.71, 0.75: variances of the mean 0.00045/2 and 0.0008/2.
         let a = 0.00045 / 2, b = 0.0008 / 2
         XCTAssertEqual(try XCTUnwrap(e.interval).df, (a + b) * (a + b) / (a * a + b * b), accuracy: 1e-9)
-        // Sample variances 0.0009/2 and 0.0016/2; at least 3 runs.
+        // Sample variances 0.0009/2 and 0.0016/2; at least 3 runs. The claim's range is
+        // ≥ 0 and the difference 0.825 − 0.73 = 0.095: the interval decides once its
+        // half-width is at most 0.095.
         let needed = try XCTUnwrap(e.seedsNeeded)
         XCTAssertEqual(needed.unit, .pretrainingRunsPerArm)
+        XCTAssertEqual(needed.margin, 0.095, accuracy: 1e-12)
         let n = try XCTUnwrap(needed.n)
         XCTAssertGreaterThanOrEqual(n, 3)
         let v = (0.0009 + 0.0016) / 2
         let dfAt = { (n: Int) in v * v * Double(n - 1) / ((0.0009 / 2) * (0.0009 / 2) + (0.0016 / 2) * (0.0016 / 2)) }
-        XCTAssertLessThanOrEqual(StudentT.quantile(0.975, df: dfAt(n)) * (v / Double(n)).squareRoot(), 0.01)
-        XCTAssertGreaterThan(StudentT.quantile(0.975, df: dfAt(n - 1)) * (v / Double(n - 1)).squareRoot(), 0.01)
+        XCTAssertLessThanOrEqual(StudentT.quantile(0.975, df: dfAt(n)) * (v / Double(n)).squareRoot(), 0.095)
+        if n > 3 {
+            XCTAssertGreaterThan(StudentT.quantile(0.975, df: dfAt(n - 1)) * (v / Double(n - 1)).squareRoot(), 0.095)
+        }
 
         let one = try fewerExperts(try store(parents: 1))
         XCTAssertEqual(one.verdictText, "conditional on one pretraining run")
