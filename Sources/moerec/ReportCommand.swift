@@ -12,10 +12,13 @@ struct Report: ParsableCommand {
         abstract: "Regenerate the ST-MoE-style comparison tables (regimes, experts, overfit, claims) from the store.",
         discussion: """
         Tables: regimes (one row per fine-tuning regime, grouped by task, train size and expert count, with \
-        mean ± sd over seeds and Δ vs `all` with a 95% Welch interval), experts (the same metrics by expert \
+        mean ± sd over seeds and Δ vs `all` with a 95% interval: paired t over the seeds when both groups \
+        fine-tune one parent with the same seeds, Welch's otherwise), experts (the same metrics by expert \
         count, Δ vs the dense model), overfit (best step, overfitting onset, end gap, curves) and claims (each \
-        ST-MoE finding with this store's evidence and a verdict). Only completed fine-tuning runs contribute \
-        values; groups with a missing, failed or unfinished seed are flagged.
+        ST-MoE and ESFT finding with this store's evidence, a verdict, and for an undecided one the seeds that \
+        would decide it). Tables show the stored majority-class and linear n-gram baselines as reference rows. \
+        Only completed fine-tuning runs contribute values; groups with a missing, failed or unfinished seed \
+        are flagged.
 
         Output goes to stdout in --format (md by default). --out DIR (DIR defaults to reports/) also writes \
         <table>.md, <table>.csv and <table>.json for each table and one self-contained report.html with SVG \
