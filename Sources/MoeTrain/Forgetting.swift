@@ -21,7 +21,7 @@ public final class ForgettingProbe {
         guard case .corpus = corpus, !parentConfig.isFinetune else {
             throw TrainerSetupError(description: "the forgetting probe runs on the parent's pretraining corpus")
         }
-        trainer = try Trainer(config: parentConfig, data: corpus, sink: MemorySink())
+        trainer = try Trainer(config: parentConfig, data: corpus, sink: MemorySink(), evaluationOnly: true)
         try loadParent(trainer)
         let model = trainer.model, wte = model.layout.tensors[model.layout.wte]
         model.evaluationHead = Array(UnsafeBufferPointer(start: model.params.base + wte.offset, count: wte.count))

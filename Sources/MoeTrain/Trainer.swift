@@ -55,8 +55,10 @@ public final class Trainer {
     public var shouldStop: (() -> Bool)?
 
     /// Builds the model for `config`. For fine-tuning, `classes` sizes the head and the
-    /// caller then loads the parent's parameters (see `loadParameters`).
-    public init(config: RunConfig, data: TrainingData, sink: MetricSink) throws {
+    /// caller then loads the parent's parameters (see `loadParameters`). An
+    /// `evaluationOnly` trainer trains nothing, so it keeps no optimizer moments; it only
+    /// evaluates (the forgetting probe).
+    public init(config: RunConfig, data: TrainingData, sink: MetricSink, evaluationOnly: Bool = false) throws {
         try config.validate()
         self.config = config
         self.data = data
@@ -66,7 +68,7 @@ public final class Trainer {
             classes = k
             guard !train.isEmpty, !validation.isEmpty else { throw TrainerSetupError(description: "task has an empty train or validation split") }
         }
-        let groups = config.trainedGroups
+        let groups = evaluationOnly ? [] : config.trainedGroups
         let modelConfig = config.model(classes: classes)
         model = try Transformer(config: modelConfig, maxBatch: config.batchSize, seed: UInt64(config.seed), trainable: groups)
         optimizer = AdamW(model: model, beta1: config.beta1, beta2: config.beta2, weightDecay: config.weightDecay,
