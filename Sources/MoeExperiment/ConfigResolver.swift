@@ -29,8 +29,10 @@ public enum ConfigResolver {
         return o
     }()
 
-    /// The late keys at their declared defaults (see `value(of:)`).
+    /// The late keys at their introduction values (see `value(of:)`): the declared default,
+    /// or `RunConfig.introductionValues` where new configs default to something else.
     private static let lateDefaults = defaultValues.filter { RunConfig.lateKeys.contains($0.key) }
+        .merging(RunConfig.introductionValues.mapValues { JSONValue.string($0) }) { _, introduced in introduced }
 
     /// The type of each key, from the declaration (`RunConfig.schema`).
     static let types: [String: ConfigType] = Dictionary(uniqueKeysWithValues: RunConfig.schema.map { ($0.key, $0.type) })
@@ -49,10 +51,10 @@ public enum ConfigResolver {
         }
         let config = try decode(merged)
         // A key of the other kind would change the hash and do nothing: refused, unless it
-        // sits at its default (a resolved config written out in full), where the hash is
-        // the same as without it.
+        // sits at its default or its introduction value (a resolved config written out in
+        // full, by this version or an earlier one), where the hash is the same as without it.
         let defaults = defaults()
-        for key in explicit.sorted() where merged[key] != defaults[key] {
+        for key in explicit.sorted() where merged[key] != defaults[key] && merged[key] != lateDefaults[key] {
             if let only = RunConfig.onlyFor(key: key), only != config.kind {
                 throw InputError("\(key): applies to \(only.rawValue) runs only, and this config has kind=\(config.kind.rawValue) (remove the key, or set kind=\(only.rawValue))")
             }
@@ -84,10 +86,17 @@ public enum ConfigResolver {
         try canonical(JSONValue(encodable: config), lateDefaults: lateDefaults)
     }
 
-    /// `value` without the late keys that sit at their introduction defaults.
+    /// `value` without the late keys that sit at their introduction values, nor those that
+    /// apply only to the other kind of run (they do nothing there, and the resolver refuses
+    /// them at any value but their default, so no stored config has one elsewhere).
     public static func canonical(_ value: JSONValue, lateDefaults: [String: JSONValue]) -> JSONValue {
         guard case var .object(o) = value else { return value }
         for (key, introduced) in lateDefaults where o[key] == introduced { o[key] = nil }
+        if case let .string(kind)? = o["kind"] {
+            for key in RunConfig.lateKeys {
+                if let only = RunConfig.onlyFor(key: key), only.rawValue != kind { o[key] = nil }
+            }
+        }
         return .object(o)
     }
 

@@ -58,10 +58,17 @@ public struct RunConfig: Codable, Equatable, Sendable {
     }
 
     /// Keys added after runs were first stored: the canonical form leaves such a key out
-    /// while it sits at its declared default, so adding one keeps every existing hash.
+    /// while it sits at its introduction value, so adding one keeps every existing hash.
     public static var lateKeys: Set<String> {
         Set(RunSettings.CodingKeys.allCases.filter(\.isLate).map(\.rawValue))
     }
+
+    /// Late keys whose default for new configs is not their introduction value (the value
+    /// that reproduces the behaviour from before the key existed, and what a stored config
+    /// without the key means). Every other late key was introduced at its default.
+    public static let introductionValues: [String: String] = [
+        RunSettings.CodingKeys.forgettingEval.rawValue: RunSettings.ForgettingEvaluation.none.rawValue,
+    ]
 
     /// The type of every key, read off the default config: the resolver checks and
     /// converts user values with it, so no list of float or enumerated keys is kept.
@@ -221,14 +228,17 @@ public struct RunSettings: Codable, Equatable, Sendable {
     /// Expert-specialized regimes: task tokens the parent routes to score the experts (the
     /// first training batches, whole sequences up to this many tokens; ESFT's default 8,192). Late key.
     public var esftSampleTokens = 8192
-    /// Fine-tuning: measure what the run forgets (see `ForgettingEvaluation`). Late key.
-    public var forgettingEval = ForgettingEvaluation.none
+    /// Fine-tuning: measure what the run forgets (see `ForgettingEvaluation`). Late key,
+    /// introduced as `none` (stored configs without it read as `none` and keep their
+    /// hashes); new fine-tuning configs measure it unless they say `none`.
+    public var forgettingEval = ForgettingEvaluation.parent
 
     public init() {}
 
     /// Whether a fine-tuning run measures forgetting.
     public enum ForgettingEvaluation: String, CaseIterable, ConfigChoice, Equatable {
-        /// No (the behaviour before the key existed).
+        /// No (the behaviour before the key existed, and what a stored config without
+        /// the key means).
         case none
         /// The language-modelling loss of the run's body on the parent's pretraining
         /// validation text with the parent's LM head (`ForgettingProbe`), before the first

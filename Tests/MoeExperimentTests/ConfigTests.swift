@@ -54,10 +54,25 @@ final class ConfigResolverTests: XCTestCase {
         XCTAssertNotEqual(try hash(ConfigResolver.canonical(.object(upgraded), lateDefaults: late)), PinnedHash.defaultConfig)
         // The real late keys sit at their defaults in a default config, so they are absent.
         for key in RunConfig.lateKeys { XCTAssertNil(today[key], "late key \(key) in the canonical default config") }
-        // And a stored config that predates them decodes with their defaults.
+        // And a stored config that predates them decodes with their introduction values:
+        // the defaults, except where new configs default to something else.
         guard case var .object(stored) = today else { return }
         for key in RunConfig.lateKeys { stored[key] = nil }
-        XCTAssertEqual(try ConfigResolver.decode(stored), RunConfig())
+        XCTAssertEqual(RunConfig.introductionValues, ["forgetting_eval": "none"])
+        var introduced = RunConfig()
+        introduced.forgettingEval = .none
+        XCTAssertEqual(try ConfigResolver.decode(stored), introduced)
+        // A new fine-tuning config measures forgetting, and says so in its hash; one that
+        // turns it off hashes as a config from before the key.
+        let finetune = try ConfigResolver.resolve(sets: ["kind=finetune", "parent=ab"]).config
+        XCTAssertEqual(finetune.forgettingEval, .parent)
+        XCTAssertEqual(try ConfigResolver.value(of: finetune)["forgetting_eval"], "parent")
+        var off = finetune
+        off.forgettingEval = .none
+        XCTAssertNil(try ConfigResolver.value(of: off)["forgetting_eval"])
+        // On a pretraining config it does nothing and is never hashed.
+        XCTAssertEqual(RunConfig().forgettingEval, .parent)
+        XCTAssertNil(today["forgetting_eval"])
     }
 
     /// Every key's type is read off its declaration; enumerated keys take only their names.
