@@ -37,7 +37,7 @@ struct BenchModel: ParsableCommand {
         resident memory.
 
         --regime R times a fine-tuning step with only R's groups trained against one with \
-        all trained. --train-experts K times a fine-tuning step in which only the first K \
+        all trained, the two steps taken in turn (mean step times, and their ratio). --train-experts K times a fine-tuning step in which only the first K \
         experts of each sparse layer train (router and every other group frozen, the new \
         head trained) against the same step with all experts trained (regime experts-only) \
         and against regime moe (router and all experts), the three steps taken in turn; it \
@@ -84,8 +84,9 @@ struct BenchModel: ParsableCommand {
             ("capacity_factor_train", .number(Double(config.capacityFactorTrain))),
         ]
         if let regime {
-            let all = try BenchSmall.fineTuneSteps(config: config, variants: [(.all, nil)], steps: steps)[0]
-            let sub = try BenchSmall.fineTuneSteps(config: config, variants: [(Regime(rawValue: regime)!, nil)], steps: steps)[0]
+            let timed = try BenchSmall.fineTuneSteps(config: config, variants: [(.all, nil), (Regime(rawValue: regime)!, nil)],
+                                                     steps: steps)
+            let (all, sub) = (timed[0], timed[1])
             fields += [("regime", .string(regime)), ("step_seconds_all", .number(all.seconds)),
                        ("step_seconds_regime", .number(sub.seconds)), ("measured_ratio", .number(sub.seconds / all.seconds)),
                        ("flop_model_ratio", .number(sub.flops / all.flops)),
