@@ -140,7 +140,7 @@ public struct Study {
 }
 
 /// Named studies: `quick` (one small MoE, five regimes, minutes), `paper` (the
-/// scaled-down ST-MoE protocol in about 1.5 hours on 2 cores, resumable; README "The
+/// scaled-down ST-MoE protocol in about 3 hours on 2 cores, resumable; README "The
 /// paper study" gives its design and its measured cost) and `esft` (expert-specialized
 /// fine-tuning against all and against random experts, with forgetting measured).
 public enum Presets {
