@@ -60,4 +60,23 @@ final class TextFormTests: XCTestCase {
         XCTAssertEqual(doc.compactRendered(significantDigits: 6), #"{"a":0.666667,"s":"é\n","l":[1,true,null]}"#)
         XCTAssertEqual(doc.compactRendered(), #"{"a":0.666666666667,"s":"é\n","l":[1,true,null]}"#)
     }
+
+    /// A template with members replaced, added (before, between and after its keys, and
+    /// on a common prefix) and removed writes what the canonical writer writes.
+    func testCanonicalTemplateWritesTheCanonicalText() throws {
+        let template: [String: JSONValue] = ["b": 1, "ba": "x", "d": [1.5, nil], "f": ["z": 1e-5, "a": true], "é": -0.0]
+        let text = try CanonicalTemplate(template)
+        let values: [JSONValue?] = [nil, 0, 3e-3, "q\n\"", [], ["k": 2]]
+        let keys = ["a", "b", "b\u{0}", "ba", "bb", "d", "e", "f", "é", "zz"]
+        var changes: [[(key: String, value: JSONValue?)]] = [[]]
+        for (i, key) in keys.enumerated() {
+            changes += changes.prefix(40).map { $0 + [(key, values[(i + $0.count) % values.count])] }
+        }
+        for change in changes {
+            var object = template
+            for (key, value) in change { object[key] = value }
+            XCTAssertEqual(try text.text(change), try JSONValue.object(object).canonicalString, "\(change)")
+        }
+        XCTAssertThrowsError(try text.text([("n", .double(.nan))]))
+    }
 }
