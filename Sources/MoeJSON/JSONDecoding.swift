@@ -18,6 +18,10 @@ private struct ValueDecoder: Decoder {
     let codingPath: [CodingKey]
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
+    /// A Float is read from the double's canonical text, exactly as a decoder of the
+    /// canonical form would read it (rounding the decimal once, not twice).
+    static func float(_ d: Double) -> Float { Float(d.description) ?? Float(d) }
+
     func mismatch(_ expected: Any.Type) -> DecodingError {
         .typeMismatch(expected, .init(codingPath: codingPath, debugDescription: "expected \(expected), found \(value.kindName)"))
     }
@@ -32,15 +36,8 @@ private struct ValueDecoder: Decoder {
             guard case let .bool(b) = value else { throw mismatch(type) }
             return b as! T
         case is Double.Type, is Float.Type:
-            let d: Double
-            switch value {
-            case let .double(x): d = x
-            case let .int(i): d = Double(i)
-            default: throw mismatch(type)
-            }
-            // A Float is read from the double's canonical text, exactly as a decoder of the
-            // canonical form would read it (rounding the decimal once, not twice).
-            return (type is Float.Type ? (Float(d.description) ?? Float(d)) as Any : d as Any) as! T
+            guard let d = value.doubleValue else { throw mismatch(type) }
+            return (type is Float.Type ? ValueDecoder.float(d) as Any : d as Any) as! T
         case is Int.Type, is Int64.Type, is Int32.Type, is UInt64.Type, is UInt32.Type, is UInt8.Type:
             guard case let .int(i) = value else { throw mismatch(type) }
             let converted: Any?
@@ -101,6 +98,14 @@ private struct KeyedValues<Key: CodingKey>: KeyedDecodingContainerProtocol {
     }
     func decode(_ type: Int.Type, forKey key: Key) throws -> Int {
         if case let .int(i)? = object[key.stringValue], let n = Int(exactly: i) { return n }
+        return try child(key).unbox(type)
+    }
+    func decode(_ type: Double.Type, forKey key: Key) throws -> Double {
+        if let d = object[key.stringValue]?.doubleValue { return d }
+        return try child(key).unbox(type)
+    }
+    func decode(_ type: Float.Type, forKey key: Key) throws -> Float {
+        if let d = object[key.stringValue]?.doubleValue { return ValueDecoder.float(d) }
         return try child(key).unbox(type)
     }
     func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool {
