@@ -32,8 +32,11 @@ public enum RunIdentity {
     /// spliced between its other members, in the canonical (sorted) key order.
     public static func hash(configJSON: String, parent: String?, datasetFingerprint: String, numerics: Int,
                             imported: String? = nil) throws -> String {
-        var bytes = Array(#"{"config":"#.utf8)
-        bytes += configJSON.utf8
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(configJSON.utf8.count + 256)
+        bytes += #"{"config":"#.utf8
+        var configJSON = configJSON
+        configJSON.withUTF8 { bytes += $0 }
         bytes += #","dataset":"#.utf8
         bytes += try JSONValue.string(datasetFingerprint).canonicalBytes
         if let imported {
