@@ -31,7 +31,7 @@ public enum ConfigResolver {
 
     /// The late keys at their introduction values (see `value(of:)`): the declared default,
     /// or `RunConfig.introductionValues` where new configs default to something else.
-    private static let lateDefaults = defaultValues.filter { RunConfig.lateKeys.contains($0.key) }
+    static let lateDefaults = defaultValues.filter { RunConfig.lateKeys.contains($0.key) }
         .merging(RunConfig.introductionValues.mapValues { JSONValue.string($0) }) { _, introduced in introduced }
 
     /// The type of each key, from the declaration (`RunConfig.schema`).
@@ -49,6 +49,12 @@ public enum ConfigResolver {
             merged[key] = value
             explicit.insert(key)
         }
+        return (try finish(merged, explicit: explicit), explicit)
+    }
+
+    /// The config of a merged object whose `explicit` keys were given, read by `decode`.
+    static func finish(_ merged: [String: JSONValue], explicit: Set<String>,
+                       decode: ([String: JSONValue]) throws -> RunConfig = ConfigResolver.decode) throws -> RunConfig {
         let config = try decode(merged)
         // A key of the other kind would change the hash and do nothing: refused, unless it
         // sits at its default or its introduction value (a resolved config written out in
@@ -59,7 +65,7 @@ public enum ConfigResolver {
                 throw InputError("\(key): applies to \(only.rawValue) runs only, and this config has kind=\(config.kind.rawValue) (remove the key, or set kind=\(only.rawValue))")
             }
         }
-        return (config, explicit)
+        return config
     }
 
     /// A config from its JSON object. Late keys a stored config predates take their
@@ -91,14 +97,20 @@ public enum ConfigResolver {
     /// them at any value but their default, so no stored config has one elsewhere).
     public static func canonical(_ value: JSONValue, lateDefaults: [String: JSONValue]) -> JSONValue {
         guard case var .object(o) = value else { return value }
-        for (key, introduced) in lateDefaults where o[key] == introduced { o[key] = nil }
-        if case let .string(kind)? = o["kind"] {
-            for key in RunConfig.lateKeys {
-                if let only = RunConfig.onlyFor(key: key), only.rawValue != kind { o[key] = nil }
-            }
-        }
+        let kind = o["kind"]?.stringValue
+        for (key, member) in o where leavesOut(key, member, kind: kind, lateDefaults: lateDefaults) { o[key] = nil }
         return .object(o)
     }
+
+    /// Whether the canonical form of a config of `kind` leaves out its member `key: value`:
+    /// a late key at its introduction value, or one that applies only to the other kind.
+    static func leavesOut(_ key: String, _ value: JSONValue, kind: String?, lateDefaults: [String: JSONValue]) -> Bool {
+        if lateDefaults[key] == value { return true }
+        guard let kind, lateKeys.contains(key), let only = RunConfig.onlyFor(key: key) else { return false }
+        return only.rawValue != kind
+    }
+
+    private static let lateKeys = RunConfig.lateKeys
 
     // MARK: Files
 

@@ -11,11 +11,15 @@ import MoeTrain
 /// A run resolved down to its identity: ready to look up or execute.
 public struct PlannedRun {
     public let config: RunConfig
-    public let value: JSONValue
-    /// `value` as canonical JSON text, as the store keeps it.
+    /// The resolved config as canonical JSON text, as the store keeps it.
     public let configJSON: String
     public let prepared: DataProvider.Prepared
     public let hash: String
+
+    /// `configJSON` as a value (read when asked: a sweep plans 100,000 runs and needs the text).
+    public var value: JSONValue {
+        get throws { try JSONValue(parsing: configJSON) }
+    }
 }
 
 public enum RunOutcome: Equatable {
@@ -123,7 +127,7 @@ public final class Executor {
         if let parent {
             let parentPlan = try preview(parent, store: store, data: data).last!
             plans.append(parentPlan)
-            known[parentPlan.hash] = KnownParent(hash: parentPlan.hash, value: parentPlan.value)
+            known[parentPlan.hash] = KnownParent(hash: parentPlan.hash, value: try parentPlan.value)
             config.parent = parentPlan.hash
             explicit.insert("parent")
         }
@@ -154,7 +158,7 @@ public final class Executor {
                                           parentFromFile: parentFromFile)
                 try parentFromFile(parentPlan, config, explicit)
                 parentHash = parentPlan.hash
-                parentValue = parentPlan.value
+                parentValue = try parentPlan.value
             } else if let plan = known[parentRef] {
                 parentHash = plan.hash
                 parentValue = plan.value
@@ -175,7 +179,7 @@ public final class Executor {
         let prepared = try data.prepare(config)
         let hash = try RunIdentity.hash(configJSON: configJSON, parent: config.parent, datasetFingerprint: prepared.fingerprint,
                                         numerics: Executor.numericsVersion)
-        return PlannedRun(config: config, value: value, configJSON: configJSON, prepared: prepared, hash: hash)
+        return PlannedRun(config: config, configJSON: configJSON, prepared: prepared, hash: hash)
     }
 
     /// A parent named by hash (or a unique prefix) or config file, with its resolved config.
@@ -257,7 +261,7 @@ public final class Executor {
     @discardableResult
     public func register(_ plan: PlannedRun) throws -> RunRecord {
         let run = try Executor.newRun(plan)
-        return try store.insertRunIfAbsent(kind: run.kind, config: plan.value, parentHash: run.parentHash,
+        return try store.insertRunIfAbsent(kind: run.kind, config: try plan.value, parentHash: run.parentHash,
                                            datasetFingerprint: run.datasetFingerprint, numericsVersion: run.numericsVersion).record
     }
 

@@ -60,6 +60,9 @@ public struct Study {
         public var explicit: Set<String>
         /// The index of the part (grid) the cell comes from.
         public var part: Int = 0
+        /// The canonical members by which `config` differs from the study base's resolved
+        /// config (nil: not known, and the cell is planned from its config alone).
+        package var baseChanges: [(key: String, value: JSONValue?)]? = nil
         public var label: String { overrides.map { "\($0.0)=\($0.1.display)" }.joined(separator: " ") }
     }
 
@@ -90,6 +93,13 @@ public struct Study {
 
     /// Every cell of every part, in order (a signal on `stop` ends the resolving).
     public func cells(stop: StopFlag = StopFlag()) throws -> [Cell] {
+        try resolveCells(stop: stop).cells
+    }
+
+    /// The cells, and the base config their `baseChanges` are changes of (nil: none are
+    /// known). Without `templates` each cell is resolved on its own, the long way (for tests
+    /// that compare the two).
+    package func resolveCells(stop: StopFlag, templates: Bool = true) throws -> (cells: [Cell], base: RunConfig?) {
         for part in parts { try check(part.grid) }
         // Most cells share their parent: each distinct parent object is resolved once.
         var parents: [(object: [String: JSONValue], config: RunConfig)] = []
@@ -99,15 +109,23 @@ public struct Study {
             parents.append((object, config))
             return config
         }
-        // The cells' objects, built in order; resolving them (the costly part) runs in parallel.
-        var pending: [(overrides: [(String, JSONValue)], object: [String: JSONValue], parent: RunConfig?, part: Int)] = []
+        // The base is merged once and each cell resolved as the base with its own keys
+        // changed; a base that does not merge leaves each cell to report it.
+        var grid = templates ? try? ConfigResolver.Grid(base: base) : nil
+        for part in parts {
+            for (key, values) in part.grid { grid?.prepare(key: key, values: values) }
+        }
+        grid?.prepare(key: "top_k", values: [1])
+        // The cells' changes, found in order; resolving them (the costly part) runs in parallel.
+        var pending: [(overrides: [(String, JSONValue)], changes: [(String, JSONValue)], parent: RunConfig?, part: Int)] = []
+        let architectureKeys = RunConfig.architectureKeys
         for (index, part) in parts.enumerated() {
             var combos: [[(String, JSONValue)]] = [[]]
             for (key, values) in part.grid {
                 combos = combos.flatMap { prefix in values.map { prefix + [(key, $0)] } }
             }
             for overrides in combos {
-                var cellBase = base
+                var changes: [(String, JSONValue)] = []
                 var parentObject = parent
                 for (k, v) in overrides {
                     if k.hasPrefix(Study.parentPrefix) {
@@ -120,22 +138,32 @@ public struct Study {
                         parentObject?[k] = v
                         continue
                     }
-                    cellBase[k] = v
-                    if RunConfig.architectureKeys.contains(k) { parentObject?[k] = v }
+                    changes.append((k, v))
+                    if architectureKeys.contains(k) { parentObject?[k] = v }
                 }
                 // The dense baseline (one expert) routes to its only expert: top-k is 1.
-                if cellBase["experts"] == .int(1) && !overrides.contains(where: { $0.0 == "top_k" }) {
-                    cellBase["top_k"] = 1
+                let experts = changes.last { $0.0 == "experts" }?.1 ?? base["experts"]
+                if experts == .int(1) && !overrides.contains(where: { $0.0 == "top_k" }) {
+                    changes.append(("top_k", 1))
                     parentObject?["top_k"] = 1
                 }
-                pending.append((overrides, cellBase, try parentObject.map(resolvedParent), index))
+                pending.append((overrides, changes, try parentObject.map(resolvedParent), index))
             }
         }
-        return try parallelMap(pending.count, stop: stop) { i in
+        let base = self.base
+        let cells = try parallelMap(pending.count, stop: stop) { i in
             let cell = pending[i]
-            let (config, explicit) = try ConfigResolver.resolve(preset: cell.object)
-            return Cell(overrides: cell.overrides, parent: cell.parent, config: config, explicit: explicit, part: cell.part)
+            guard let grid else {
+                var object = base
+                for (key, value) in cell.changes { object[key] = value }
+                let (config, explicit) = try ConfigResolver.resolve(preset: object)
+                return Cell(overrides: cell.overrides, parent: cell.parent, config: config, explicit: explicit, part: cell.part)
+            }
+            let (config, explicit, members) = try grid.resolve(cell.changes)
+            return Cell(overrides: cell.overrides, parent: cell.parent, config: config, explicit: explicit, part: cell.part,
+                        baseChanges: members)
         }
+        return (cells, grid?.config)
     }
 }
 

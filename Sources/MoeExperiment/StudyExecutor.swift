@@ -29,6 +29,8 @@ public final class StudyExecutor {
     public struct Checked {
         public let cells: [Study.Cell]
         public let reasons: [String?]
+        /// The study base's resolved config, which the cells' `baseChanges` change.
+        let base: RunConfig?
         /// The rejected cells' reasons by label.
         public var invalid: [String: String] {
             var byLabel: [String: String] = [:]
@@ -65,7 +67,12 @@ public final class StudyExecutor {
     /// thrown; a cell that cannot run is listed as invalid). A study with no valid cell is
     /// bad input. Planning a large grid takes seconds: `stop` ends it between cells.
     public static func check(_ study: Study, stop: StopFlag) throws -> Checked {
-        let cells = try study.cells(stop: stop)
+        try check(study, stop: stop, templates: true)
+    }
+
+    /// `check`; without `templates` every cell is resolved and planned the long way.
+    package static func check(_ study: Study, stop: StopFlag, templates: Bool) throws -> Checked {
+        let (cells, base) = try study.resolveCells(stop: stop, templates: templates)
         // Each distinct parent once (a bad parent is the study's error, not a cell's).
         var checkedParents: [RunConfig] = []
         for parent in cells.compactMap(\.parent) where !checkedParents.contains(parent) {
@@ -80,7 +87,7 @@ public final class StudyExecutor {
         if !cells.isEmpty, reasons.allSatisfy({ $0 != nil }), let first = reasons.first! {
             throw InputError("no valid cell in the sweep (all \(cells.count) rejected); first: \(first)")
         }
-        return Checked(cells: cells, reasons: reasons)
+        return Checked(cells: cells, reasons: reasons, base: base)
     }
 
     /// What `--dry-run` prints: each valid cell's plans (its parent's first), labelled with
@@ -125,14 +132,14 @@ public final class StudyExecutor {
     }
 
     /// The distinct pretraining parents of a study's valid cells, planned (not trained).
-    struct Parents {
+    package struct Parents {
         var plans: [PlannedRun]
         /// For each of `checked.cells`, the index of its parent in `plans` (nil: none, or
         /// the cell is invalid).
         var ofCell: [Int?]
     }
 
-    func planParents(_ checked: Checked) throws -> Parents {
+    package func planParents(_ checked: Checked) throws -> Parents {
         var configs: [RunConfig] = [], plans: [PlannedRun] = []
         var ofCell: [Int?] = []
         for (cell, reason) in zip(checked.cells, checked.reasons) {
@@ -163,16 +170,18 @@ public final class StudyExecutor {
 
     /// Stage 2 planned, nothing written: each valid cell in order, the parts' members
     /// (parents, cells, baselines) and the data the baselines are fitted on.
-    struct CellPlans {
-        var pending: [(label: String, plan: PlannedRun)]
-        var members: [[(run: NewRun, tags: [String])]]
-        var skipped: Int
+    package struct CellPlans {
+        package var pending: [(label: String, plan: PlannedRun)]
+        package var members: [[(run: NewRun, tags: [String])]]
+        package var skipped: Int
+        /// How many cells were planned from the base's templates (the others the long way).
+        package var templated: Int
         var baselines: [RunConfig]
     }
 
     /// Stage 2 planned with the parents' plans (trained or not): every valid cell's plan
     /// (in parallel) and its baselines. Nothing is written.
-    func planCells(_ checked: Checked, parents: Parents) throws -> CellPlans {
+    package func planCells(_ checked: Checked, parents: Parents) throws -> CellPlans {
         let cells = checked.cells, reasons = checked.reasons
         // Each part's runs in order (each parent before its first cell), registered at once
         // as the part's sweep; a run in two parts is a member of both and runs once.
@@ -183,17 +192,18 @@ public final class StudyExecutor {
         }
         var pending: [(label: String, plan: PlannedRun)] = []
         var pendingHashes = Set<String>()
-        var skipped = 0
+        var skipped = 0, templated = 0
         var baselineConfigs: [(part: Int, config: RunConfig)] = [], baselineKeys = Set<String>()
         // Planning (config, data, hash) runs in parallel: every parent a cell names is
         // known by then, so no cell reads the store.
         var known: [String: Executor.KnownParent] = [:]
-        for plan in parents.plans { known[plan.hash] = Executor.KnownParent(hash: plan.hash, value: plan.value) }
+        for plan in parents.plans { known[plan.hash] = Executor.KnownParent(hash: plan.hash, value: try plan.value) }
         for ref in Set(checked.valid.compactMap { $0.parent == nil ? $0.config.parent : nil }) {
             known[ref] = try Executor.storedParent(ref, store: executor.store)
         }
         let data = executor.data
-        let plans = try parallelMap(cells.count, stop: executor.stop) { i -> Result<(PlannedRun, NewRun), InputError>? in
+        let templates = checked.base.flatMap { try? CellTemplates(base: $0, parents: known) }
+        let plans = try parallelMap(cells.count, stop: executor.stop) { i -> Result<(PlannedRun, NewRun, templated: Bool), InputError>? in
             let cell = cells[i]
             guard reasons[i] == nil else { return nil }
             var config = cell.config, explicit = cell.explicit
@@ -201,9 +211,12 @@ public final class StudyExecutor {
                 config.parent = parents.plans[p].hash
                 explicit.insert("parent")
             }
+            if let changes = cell.baseChanges, let planned = templates?.plan(config, explicit: explicit, changes: changes, data: data) {
+                return .success((planned.0, planned.1, true))
+            }
             do {
                 let plan = try Executor.plan(config, explicit: explicit, known: known, data: data)
-                return .success((plan, try Executor.newRun(plan)))
+                return .success((plan, try Executor.newRun(plan), false))
             } catch let error as InputError {
                 return .failure(error)
             }
@@ -219,7 +232,8 @@ public final class StudyExecutor {
             case let .failure(error):
                 skipped += 1
                 log("skipped [\(cell.label)]: \(error)")
-            case let .success((plan, run)):
+            case let .success((plan, run, templatedCell)):
+                if templatedCell { templated += 1 }
                 if let p = parents.ofCell[i] { addMember(parentRuns[p], part: cell.part, tags: []) }
                 addMember(run, part: cell.part, tags: tags)
                 if pendingHashes.insert(plan.hash).inserted { pending.append((cell.label, plan)) }
@@ -236,7 +250,66 @@ public final class StudyExecutor {
             }
         }
         lap("plan")
-        return CellPlans(pending: pending, members: members, skipped: skipped, baselines: baselineConfigs.map(\.config))
+        return CellPlans(pending: pending, members: members, skipped: skipped, templated: templated,
+                         baselines: baselineConfigs.map(\.config))
+    }
+
+    /// The fast path of `planCells`: a checked cell's plan written from templates of the
+    /// study base's canonical JSON (one for pretraining, one per parent), with the cell's
+    /// changed members spliced in, and hashed once. It gives the plan `Executor.plan`
+    /// gives (a test compares the two), or nil where only that call should plan the cell.
+    struct CellTemplates {
+        let base: [String: JSONValue]
+        let pretraining: ConfigTemplate
+        /// By the parent reference the cells give.
+        let parents: [String: (parent: Executor.KnownParent, template: ConfigTemplate)]
+        let architectureKeys = RunConfig.architectureKeys
+
+        init(base config: RunConfig, parents known: [String: Executor.KnownParent]) throws {
+            pretraining = try ConfigTemplate(config)
+            base = pretraining.object
+            var parents: [String: (Executor.KnownParent, ConfigTemplate)] = [:]
+            for (ref, parent) in known {
+                // The explicit keys are the cell's: each cell checks its own below.
+                var object = try Executor.inheritArchitecture(config, from: parent.value, explicit: [])
+                object["parent"] = .string(parent.hash)
+                parents[ref] = (parent, try ConfigTemplate(object))
+            }
+            self.parents = parents
+        }
+
+        /// The plan of a cell that passed `StudyExecutor.check`, with `config` its config
+        /// (its parent set) and `changes` its `baseChanges`.
+        func plan(_ config: RunConfig, explicit: Set<String>, changes: [(key: String, value: JSONValue?)],
+                  data: DataProvider) -> (PlannedRun, NewRun)? {
+            do {
+                var config = config
+                let configJSON: String
+                if !config.isFinetune {
+                    // Validated by the check, as it is planned.
+                    guard config.parent == nil else { return nil }
+                    configJSON = try pretraining.configJSON(changes)
+                } else {
+                    guard let ref = config.parent, let (parent, template) = parents[ref] else { return nil }
+                    // Architecture keys come from the parent; one given otherwise is the long way's error.
+                    for key in architectureKeys where explicit.contains(key) {
+                        guard let inherited = parent.value[key] else { continue }
+                        if (changes.last { $0.key == key }?.value ?? base[key]) != inherited { return nil }
+                    }
+                    let members = changes.filter { !architectureKeys.contains($0.key) && $0.key != "parent" }
+                    config = try template.config(members)
+                    try config.validate()
+                    configJSON = try template.configJSON(members)
+                }
+                let prepared = try data.prepare(config)
+                let run = try NewRun(kind: config.isFinetune ? .finetune : .pretrain, configJSON: configJSON,
+                                     parentHash: config.parent, datasetFingerprint: prepared.fingerprint,
+                                     numericsVersion: Executor.numericsVersion)
+                return (PlannedRun(config: config, configJSON: configJSON, prepared: prepared, hash: run.hash), run)
+            } catch {
+                return nil
+            }
+        }
     }
 
     /// Registers each part as a sweep of its members and reads which runs are completed.

@@ -49,4 +49,97 @@ final class StudyPlanningTests: XCTestCase {
                        Set(serial.map(\.hash)))
         XCTAssertEqual(studyExecutor.phases.map(\.name), ["parents", "plan", "register", "completed"])
     }
+
+    /// Cells resolved and planned from the base's canonical text, with only their grid
+    /// keys' members spliced in (the fast path), are the cells the long way gives through
+    /// Codable: the same configs, reasons, canonical JSON and hashes, in the same order,
+    /// over pretraining grids, fine-tuning grids under a parent config and under a stored
+    /// parent, with awkward floats and late keys at and away from their defaults.
+    func testTemplatePlanningMatchesCodablePlanning() throws {
+        let dir = TestSupport.temporaryDirectory("study-templates")
+        let (corpus, task) = try Fixtures.writeData(in: dir)
+        let store = try Store(path: dir.appendingPathComponent("moerec.sqlite").path)
+        let executor = try Executor(store: store, threads: 1)
+        executor.log = { _ in }
+        let model: [String: JSONValue] = ["context": 16, "d_model": 16, "layers": 2, "heads": 2, "d_ff": 32, "experts": 4,
+                                          "top_k": 2, "steps": 3]
+        let pretraining = model.merging(["kind": "pretrain", "corpus": .string(corpus.path)]) { $1 }
+        // A completed pretraining run to name by hash.
+        let stored = try Executor.plan(try ConfigResolver.resolve(preset: pretraining).config, explicit: [], known: [:],
+                                       data: executor.data)
+        _ = try store.insertRun(kind: .pretrain, config: try stored.value, parentHash: nil,
+                                datasetFingerprint: stored.prepared.fingerprint, numericsVersion: Executor.numericsVersion,
+                                status: .running)
+        try store.markCompleted(hash: stored.hash, wallSeconds: 1, steps: 3)
+        let finetuning: [String: JSONValue] = ["kind": "finetune", "task": .string(task.path), "train_size": 64,
+                                               "eval_examples": 16, "steps": 2, "lr": 3e-3]
+        let lrs: [JSONValue] = [1e-4, 3e-3, 0.1, 2, 0.30000000000000004, 1e-7, 0.001]
+        let studies = [
+            Study(name: "pretraining", base: pretraining, parent: nil, parts: [
+                Study.Part(name: "a", grid: [("seed", (0..<40).map { .int(Int64($0)) }), ("lr", lrs),
+                                             ("schedule", ["cosine", "constant"])]),
+                Study.Part(name: "b", grid: [("experts", [1, 2, 4]), ("heads", [2, 3]), ("dropout", [0.0, 0.1, 0.05, 0.3]),
+                                             ("norm", ["layernorm", "rmsnorm"]), ("patience", [0]), ("forgetting_eval", ["parent"]),
+                                             ("min_lr_ratio", [0.1, 0, 1e-3]),
+                                             ("corpus", [.string(corpus.path)])]),
+            ]),
+            Study(name: "parent-config", base: finetuning, parent: pretraining, parts: [
+                Study.Part(name: "a", grid: [("regime", ["all", "moe", "ffn", "esft-gate", "custom"]), ("seed", [0, 1, 2]),
+                                             ("patience", [0, 2]), ("test_eval", ["last", "best"]), ("lr", lrs)]),
+                Study.Part(name: "b", grid: [("parent.seed", [0, 1]), ("experts", [1, 4]), ("esft_top_p", [0.2, 0.35]),
+                                             ("regime", ["all", "esft-gate", "random-experts"]),
+                                             ("forgetting_eval", ["none", "parent"]), ("groups", ["attn,ffn", ""])]),
+            ]),
+            Study(name: "parent-hash", base: finetuning.merging(["parent": .string(String(stored.hash.prefix(12)))]) { $1 },
+                  parent: nil, parts: [
+                Study.Part(name: "a", grid: [("regime", ["all", "non-moe", "experts-only"]), ("lr", lrs),
+                                             ("esft_sample_tokens", [8192, 512]), ("d_model", [16, 32]),
+                                             ("forgetting_eval", ["none", "parent"]), ("seed", [0, 7])]),
+            ]),
+        ]
+        for study in studies {
+            let fast = try StudyExecutor.check(study, stop: StopFlag(), templates: true)
+            let slow = try StudyExecutor.check(study, stop: StopFlag(), templates: false)
+            XCTAssertNotNil(fast.cells.first?.baseChanges, study.name)
+            XCTAssertNil(slow.cells.first?.baseChanges, study.name)
+            XCTAssertEqual(fast.cells.map(\.config), slow.cells.map(\.config), study.name)
+            XCTAssertEqual(fast.cells.map(\.explicit), slow.cells.map(\.explicit), study.name)
+            XCTAssertEqual(fast.reasons, slow.reasons, study.name)
+            XCTAssertGreaterThan(fast.valid.count, fast.cells.count / 4, "\(study.name): most cells are valid")
+            let studyExecutor = StudyExecutor(study: study, executor: executor)
+            studyExecutor.log = { _ in }
+            let parents = try studyExecutor.planParents(fast)
+            let (a, b) = (try studyExecutor.planCells(fast, parents: parents), try studyExecutor.planCells(slow, parents: parents))
+            XCTAssertEqual(a.skipped, b.skipped, study.name)
+            XCTAssertEqual(a.templated, fast.cells.count - a.skipped, "\(study.name): every cell that plans is planned from templates")
+            XCTAssertEqual(b.templated, 0, study.name)
+            XCTAssertEqual(a.pending.map(\.label), b.pending.map(\.label), study.name)
+            for (x, y) in zip(a.pending.map(\.plan), b.pending.map(\.plan)) {
+                XCTAssertEqual(x.configJSON, y.configJSON, study.name)
+                XCTAssertEqual(x.hash, y.hash, study.name)
+                XCTAssertEqual(x.config, y.config, study.name)
+                XCTAssertEqual(x.prepared.fingerprint, y.prepared.fingerprint, study.name)
+            }
+            XCTAssertEqual(a.members.map { $0.map(\.run.hash) }, b.members.map { $0.map(\.run.hash) }, study.name)
+            // And the long way agrees with planning each cell alone from its config.
+            if study.parent == nil {
+                var seen = Set<String>()
+                let serial = fast.valid.compactMap { try? executor.plan($0.config, explicit: $0.explicit).hash }
+                XCTAssertEqual(a.pending.map(\.plan.hash), serial.filter { seen.insert($0).inserted }, study.name)
+            }
+        }
+        // Bad values are reported as the long way reports them.
+        let bad: [(base: [String: JSONValue], grid: [Study.Axis])] = [
+            (pretraining, [("steps", [2, 2.5])]), (pretraining, [("lr", [1e-3, "fast"])]),
+            (pretraining.merging(["steps": "many"]) { $1 }, [("seed", [0, 1])]), (pretraining, [("regime", ["moe"])]),
+            (pretraining, [("norm", ["batchnorm"])]), (pretraining, [("seed", [0, -1])]),
+        ]
+        for (base, grid) in bad {
+            let study = Study(name: "bad", base: base, parent: nil, grid: grid)
+            func outcome(_ templates: Bool) -> String {
+                do { return "\(try StudyExecutor.check(study, stop: StopFlag(), templates: templates).reasons)" } catch { return "\(error)" }
+            }
+            XCTAssertEqual(outcome(true), outcome(false), "\(grid)")
+        }
+    }
 }
