@@ -1,5 +1,6 @@
 import Foundation
 import MoeJSON
+import MoeModel
 import MoeStore
 import MoeTrain
 
@@ -79,9 +80,32 @@ public final class StudyExecutor {
             try Executor.precheck(parent, parent: nil)
             checkedParents.append(parent)
         }
+        // A pretraining cell is its config alone, and cells mostly share their model: each
+        // distinct model's own checks (its parameter layout) run once.
+        func pretraining(_ cell: Study.Cell) -> ModelConfig? {
+            cell.parent == nil && !cell.config.isFinetune ? cell.config.model(classes: 0) : nil
+        }
+        var models: [ModelConfig] = [], modelIndex: [ModelConfig: Int] = [:]
+        for model in cells.lazy.compactMap(pretraining) where modelIndex[model] == nil {
+            modelIndex[model] = models.count
+            models.append(model)
+        }
+        let modelReasons = try parallelMap(models.count, stop: stop) { i -> String? in
+            do { try models[i].validate() } catch { return "\(error)" }
+            return nil
+        }
         let reasons = try parallelMap(cells.count, stop: stop) { i -> String? in
             let cell = cells[i]
-            do { try Executor.precheck(cell.config, parent: cell.parent, explicit: cell.explicit) } catch { return "\(error)" }
+            do {
+                if let model = pretraining(cell), let m = modelIndex[model] {
+                    if let reason = modelReasons[m] { return reason }
+                    try cell.config.validate(modelValidated: true)
+                } else {
+                    try Executor.precheck(cell.config, parent: cell.parent, explicit: cell.explicit)
+                }
+            } catch {
+                return "\(error)"
+            }
             return nil
         }
         if !cells.isEmpty, reasons.allSatisfy({ $0 != nil }), let first = reasons.first! {

@@ -23,7 +23,7 @@ public enum Norm: String, CaseIterable, ConfigChoice, Equatable {
 /// The architecture knobs of one model, each declared once with its default. The run
 /// config (MoeTrain) holds one and encodes its keys flat, under the snake_case names of
 /// `CodingKeys`; `classes` is set from the task and is not a config key.
-public struct ModelConfig: Codable, Equatable, Sendable {
+public struct ModelConfig: Codable, Hashable, Sendable {
     /// V: byte vocabulary (256 bytes + PAD/BOS/EOS specials, rounded up).
     public var vocab = 260
     /// T: longest sequence the position table covers.

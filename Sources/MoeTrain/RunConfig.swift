@@ -116,13 +116,15 @@ public struct RunConfig: Codable, Equatable, Sendable {
     /// Activation memory a run may plan for (8 GiB).
     public static let maxActivationBytes = 8 << 30
 
-    /// Range checks beyond the model's own, each naming the key and value.
-    public func validate() throws {
+    /// The model's checks and the range checks beyond them, each naming the key and value.
+    /// `modelValidated`: the model's own checks have passed (a sweep runs them once for
+    /// each distinct model of its cells).
+    public func validate(modelValidated: Bool = false) throws {
         func fail(_ key: String, _ value: Any, _ reason: String) throws -> Never {
             throw ModelConfig.Invalid.value(key: key, value: "\(value)", reason: reason)
         }
         let s = settings
-        try model(classes: isFinetune ? 2 : 0).validate()
+        if !modelValidated { try model(classes: isFinetune ? 2 : 0).validate() }
         if s.steps < 1 || s.steps > 10_000_000 { try fail("steps", s.steps, "must be in 1...10000000") }
         if s.batchSize < 1 || s.batchSize > 4096 { try fail("batch_size", s.batchSize, "must be in 1...4096") }
         if !(s.lr > 0) || !s.lr.isFinite || s.lr > 10 { try fail("lr", s.lr, "must be in (0, 10]") }
