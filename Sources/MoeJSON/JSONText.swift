@@ -37,6 +37,8 @@ public enum JSONString {
 
 /// The bytes as lowercase hex, two digits a byte: how digests (run hashes, dataset
 /// fingerprints, checkpoint object names) and SQLite blobs are written.
+/// Inlinable, so that a caller's sequence (a digest) is walked by code specialised for it.
+@inlinable
 public func lowercaseHex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
     var out: [UInt8] = []
     out.reserveCapacity(bytes.underestimatedCount * 2)
@@ -44,9 +46,9 @@ public func lowercaseHex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.
     return String(decoding: out, as: UTF8.self)
 }
 
-private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
-private func appendHex(_ byte: UInt8, to out: inout [UInt8]) {
-    out.append(hexDigits[Int(byte >> 4)])
-    out.append(hexDigits[Int(byte & 0x0F)])
+@usableFromInline
+func appendHex(_ byte: UInt8, to out: inout [UInt8]) {
+    let digits: StaticString = "0123456789abcdef"
+    out.append(digits.utf8Start[Int(byte >> 4)])
+    out.append(digits.utf8Start[Int(byte & 0x0F)])
 }

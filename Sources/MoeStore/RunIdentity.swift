@@ -37,16 +37,17 @@ public enum RunIdentity {
         bytes += #"{"config":"#.utf8
         var configJSON = configJSON
         configJSON.withUTF8 { bytes += $0 }
+        // Each member's canonical value: a string as JSONString writes it, an integer in decimal.
         bytes += #","dataset":"#.utf8
-        bytes += try JSONValue.string(datasetFingerprint).canonicalBytes
+        JSONString.write(datasetFingerprint, into: &bytes)
         if let imported {
             bytes += #","imported":"#.utf8
-            bytes += try JSONValue.string(imported).canonicalBytes
+            JSONString.write(imported, into: &bytes)
         }
         bytes += #","numerics":"#.utf8
-        bytes += try JSONValue.int(Int64(numerics)).canonicalBytes
+        bytes += String(numerics).utf8
         bytes += #","parent":"#.utf8
-        bytes += try (parent.map { JSONValue.string($0) } ?? .null).canonicalBytes
+        if let parent { JSONString.write(parent, into: &bytes) } else { bytes += "null".utf8 }
         bytes.append(UInt8(ascii: "}"))
         return sha256Hex(bytes)
     }
