@@ -222,12 +222,14 @@ public final class StudyExecutor {
         // known by then, so no cell reads the store.
         var known: [String: Executor.KnownParent] = [:]
         for plan in parents.plans { known[plan.hash] = Executor.KnownParent(hash: plan.hash, value: try plan.value) }
-        for ref in Set(checked.valid.compactMap { $0.parent == nil ? $0.config.parent : nil }) {
+        for ref in Set(cells.indices.compactMap { reasons[$0] == nil && cells[$0].parent == nil ? cells[$0].config.parent : nil }) {
             known[ref] = try Executor.storedParent(ref, store: executor.store)
         }
         let data = executor.data
         let templates = checked.base.flatMap { try? CellTemplates(base: $0, parents: known) }
-        let plans = try parallelMap(cells.count, stop: executor.stop) { i -> Result<(PlannedRun, NewRun, templated: Bool), InputError>? in
+        // The label too is written in parallel (a sweep's 100,000 of them add up).
+        typealias Planned = (plan: PlannedRun, run: NewRun, templated: Bool, label: String)
+        let plans = try parallelMap(cells.count, stop: executor.stop) { i -> Result<Planned, InputError>? in
             let cell = cells[i]
             guard reasons[i] == nil else { return nil }
             var config = cell.config, explicit = cell.explicit
@@ -236,33 +238,43 @@ public final class StudyExecutor {
                 explicit.insert("parent")
             }
             if let changes = cell.baseChanges, let planned = templates?.plan(config, explicit: explicit, changes: changes, data: data) {
-                return .success((planned.0, planned.1, true))
+                return .success((planned.0, planned.1, true, cell.label))
             }
             do {
                 let plan = try Executor.plan(config, explicit: explicit, known: known, data: data)
-                return .success((plan, try Executor.newRun(plan), false))
+                return .success((plan, try Executor.newRun(plan), false, cell.label))
             } catch let error as InputError {
                 return .failure(error)
             }
         }
         let parentRuns = try parents.plans.map(Executor.newRun)
-        for (i, (cell, planned)) in zip(cells, plans).enumerated() {
-            guard let planned else {
+        var partSizes = [Int](repeating: 0, count: study.parts.count)
+        for cell in cells { partSizes[cell.part] += 1 }
+        for part in partSizes.indices {
+            members[part].reserveCapacity(partSizes[part])
+            memberHashes[part].reserveCapacity(partSizes[part])
+        }
+        pending.reserveCapacity(cells.count)
+        pendingHashes.reserveCapacity(cells.count)
+        for i in cells.indices {
+            let part = cells[i].part
+            guard let planned = plans[i] else {
                 skipped += 1
-                log("skipped [\(cell.label)]: \(reasons[i] ?? "")")
+                log("skipped [\(cells[i].label)]: \(reasons[i] ?? "")")
                 continue
             }
             switch planned {
             case let .failure(error):
                 skipped += 1
-                log("skipped [\(cell.label)]: \(error)")
-            case let .success((plan, run, templatedCell)):
-                if templatedCell { templated += 1 }
-                if let p = parents.ofCell[i] { addMember(parentRuns[p], part: cell.part, tags: []) }
-                addMember(run, part: cell.part, tags: tags)
-                if pendingHashes.insert(plan.hash).inserted { pending.append((cell.label, plan)) }
-                if plan.config.isFinetune, baselineKeys.insert("\(cell.part)\u{0}" + StudyExecutor.baselineData(plan.config)).inserted {
-                    baselineConfigs.append((cell.part, plan.config))
+                log("skipped [\(cells[i].label)]: \(error)")
+            case let .success(planned):
+                if planned.templated { templated += 1 }
+                if let p = parents.ofCell[i] { addMember(parentRuns[p], part: part, tags: []) }
+                addMember(planned.run, part: part, tags: tags)
+                if pendingHashes.insert(planned.plan.hash).inserted { pending.append((planned.label, planned.plan)) }
+                let config = planned.plan.config
+                if config.isFinetune, baselineKeys.insert("\(part)\u{0}" + StudyExecutor.baselineData(config)).inserted {
+                    baselineConfigs.append((part, config))
                 }
             }
         }
