@@ -55,7 +55,8 @@ extension Store {
             try db.write {
                 try db.query("INSERT INTO sweeps (name, spec_json) VALUES (?, ?)", [.text(name), .text(specJSON)])
                 let sweepId = db.lastInsertRowID
-                // Hashes known to be stored: a sweep's many cells name a few parents.
+                // Parents known to be stored: a sweep's many cells name a few.
+                let parents = Set(runs.compactMap(\.run.parentHash))
                 var stored = Set<String>()
                 for (run, tags) in runs {
                     if let parent = run.parentHash, !stored.contains(parent) {
@@ -64,8 +65,12 @@ extension Store {
                         }
                         stored.insert(parent)
                     }
-                    try insertRow(run, db)
-                    stored.insert(run.hash)
+                    // A run stored before (the sweep run again) is not inserted again, which
+                    // would have SQLite check its config's JSON before it finds the conflict.
+                    if try db.scalar("SELECT 1 FROM runs WHERE hash = ?", [.text(run.hash)]) == nil {
+                        try insertRow(run, db)
+                    }
+                    if !parents.isEmpty && parents.contains(run.hash) { stored.insert(run.hash) }
                     try db.query("INSERT INTO sweep_members (sweep_id, run_hash) VALUES (?, ?) ON CONFLICT DO NOTHING",
                                  [.int(sweepId), .text(run.hash)])
                     if !tags.isEmpty {
