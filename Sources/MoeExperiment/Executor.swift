@@ -250,11 +250,15 @@ public final class Executor {
 
     /// The store row of a planned run (queued), for registering many at once.
     public static func newRun(_ plan: PlannedRun) throws -> NewRun {
-        let run = try NewRun(kind: plan.config.isFinetune ? .finetune : .pretrain, configJSON: plan.configJSON,
-                             parentHash: plan.config.parent, datasetFingerprint: plan.prepared.fingerprint,
-                             numericsVersion: Executor.numericsVersion)
+        let run = try newRun(config: plan.config, configJSON: plan.configJSON, prepared: plan.prepared)
         precondition(run.hash == plan.hash, "store and planner disagree on the run hash")
         return run
+    }
+
+    /// The store's new run of a resolved config, its canonical text and its data.
+    static func newRun(config: RunConfig, configJSON: String, prepared: DataProvider.Prepared) throws -> NewRun {
+        try NewRun(kind: config.isFinetune ? .finetune : .pretrain, configJSON: configJSON, parentHash: config.parent,
+                   datasetFingerprint: prepared.fingerprint, numericsVersion: Executor.numericsVersion)
     }
 
     /// Records the run as queued (if it is new) without training it.

@@ -338,9 +338,7 @@ public final class StudyExecutor {
                     configJSON = try template.configJSON(members)
                 }
                 let prepared = try data.prepare(config)
-                let run = try NewRun(kind: config.isFinetune ? .finetune : .pretrain, configJSON: configJSON,
-                                     parentHash: config.parent, datasetFingerprint: prepared.fingerprint,
-                                     numericsVersion: Executor.numericsVersion)
+                let run = try Executor.newRun(config: config, configJSON: configJSON, prepared: prepared)
                 return (PlannedRun(config: config, configJSON: configJSON, prepared: prepared, hash: run.hash), run)
             } catch {
                 return nil

@@ -70,7 +70,7 @@ extension Store {
                     if try db.scalar("SELECT 1 FROM runs WHERE hash = ?", [.text(run.hash)]) == nil {
                         try insertRow(run, db)
                     }
-                    if !parents.isEmpty && parents.contains(run.hash) { stored.insert(run.hash) }
+                    if parents.contains(run.hash) { stored.insert(run.hash) }
                     try db.query("INSERT INTO sweep_members (sweep_id, run_hash) VALUES (?, ?) ON CONFLICT DO NOTHING",
                                  [.int(sweepId), .text(run.hash)])
                     if !tags.isEmpty {
