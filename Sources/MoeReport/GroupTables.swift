@@ -120,8 +120,9 @@ struct GroupDifference {
     var seedsB: Int
     var delta: Double?
     var interval: DifferenceInterval?
-    /// The spread behind the interval: of the per-seed differences (paired), or of each arm.
-    private var spread: (paired: Double?, a: Double?, b: Double?)
+    /// The spread behind the interval: of the per-seed differences, or of each arm.
+    private enum Spread { case paired(Double?), arms(Double?, Double?) }
+    private let spread: Spread
 
     init(_ a: RunGroup, _ b: RunGroup, value: (RunFacts) -> Double?) {
         if let d = Pairing.differences(a, b, value: value) {
@@ -131,7 +132,7 @@ struct GroupDifference {
             seedsB = d.count
             delta = stats.mean
             interval = DifferenceInterval(paired: d)
-            spread = (stats.sd, nil, nil)
+            spread = .paired(stats.sd)
         } else {
             let va = SampleStats(a.values(value)), vb = SampleStats(b.values(value))
             test = .welch
@@ -139,15 +140,17 @@ struct GroupDifference {
             seedsB = vb.n
             if let ma = va.mean, let mb = vb.mean { delta = ma - mb }
             interval = DifferenceInterval(welch: a.values(value), b.values(value))
-            spread = (nil, va.sd, vb.sd)
+            spread = .arms(va.sd, vb.sd)
         }
     }
 
     /// The replicates that would make the interval's half-width at most `margin` at the
     /// observed spread (nil when the spread is unknown).
     func seedsNeeded(margin: Double) -> SeedsNeeded? {
-        test == .pairedT ? SeedsNeeded(pairedSD: spread.paired, margin: margin)
-                         : SeedsNeeded(sdA: spread.a, sdB: spread.b, margin: margin)
+        switch spread {
+        case let .paired(sd): return SeedsNeeded(pairedSD: sd, margin: margin)
+        case let .arms(a, b): return SeedsNeeded(sdA: a, sdB: b, margin: margin)
+        }
     }
 }
 
