@@ -220,7 +220,7 @@ public enum ConfigResolver {
             guard names.contains(s) else { throw wrong("one of \(names.joined(separator: ", "))") }
             return value
         case (.choice(let names), _): throw wrong("a string, one of \(names.joined(separator: ", "))")
-        case (.choices(let names), .string(let s)):
+        case (.choices, .string(let s)):
             return try coerce(.array(s.split(separator: ",").map { .string(String($0).trimmingCharacters(in: .whitespaces)) }),
                               key: key, source: source)
         case (.choices(let names), .array(let items)):

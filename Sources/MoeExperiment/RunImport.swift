@@ -68,9 +68,7 @@ public enum RunImport {
             case .runLog: sources.append(try readRunLog(path))
             case .trainer: sources.append(try readTrainerState(path, options: options))
             case .mlflow:
-                var isDirectory: ObjCBool = false
-                FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-                let (runs, skipped) = isDirectory.boolValue ? try readMLflowFiles(path, options: options)
+                let (runs, skipped) = FileManager.default.isDirectory(path) ? try readMLflowFiles(path, options: options)
                                                             : try readMLflowDatabase(path, options: options)
                 sources += runs
                 result.skipped += skipped
@@ -289,9 +287,7 @@ public enum RunImport {
     /// finished training (its keys go to the info and timing splits), so a state without it
     /// is an interrupted run. The config is `steps` (`max_steps`) plus `--set`.
     static func readTrainerState(_ path: String, options: Options) throws -> SourceRun {
-        var isDirectory: ObjCBool = false
-        FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-        let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("trainer_state.json") : path
+        let file = FileManager.default.isDirectory(path) ? (path as NSString).appendingPathComponent("trainer_state.json") : path
         guard FileManager.default.fileExists(atPath: file) else {
             throw InputError("\(path): no trainer_state.json (a Trainer writes it with save_state() and in every checkpoint)")
         }
@@ -449,5 +445,13 @@ public enum RunImport {
             }
         }
         return (runs, skipped)
+    }
+}
+
+extension FileManager {
+    /// Whether `path` exists and is a directory (following symbolic links).
+    func isDirectory(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
     }
 }

@@ -264,10 +264,9 @@ extension StudyExecutor {
         // The shard directory, or the nearest existing directory above it, must be a writable directory.
         var existing = shardRoot
         while !FileManager.default.fileExists(atPath: existing.path) && existing.path != "/" { existing.deleteLastPathComponent() }
-        var isDirectory: ObjCBool = false
-        FileManager.default.fileExists(atPath: existing.path, isDirectory: &isDirectory)
-        guard isDirectory.boolValue, access(existing.path, W_OK | X_OK) == 0 else {
-            throw InputError("--launcher slurm: the shard directory \(shardRoot.path) cannot be created or written (\(existing.path) is \(isDirectory.boolValue ? "not writable" : "not a directory")); nothing was submitted")
+        let isDirectory = FileManager.default.isDirectory(existing.path)
+        guard isDirectory, access(existing.path, W_OK | X_OK) == 0 else {
+            throw InputError("--launcher slurm: the shard directory \(shardRoot.path) cannot be created or written (\(existing.path) is \(isDirectory ? "not writable" : "not a directory")); nothing was submitted")
         }
     }
 
