@@ -152,16 +152,17 @@ final class ConfigResolverTests: XCTestCase {
     func testStudyCellsShareParentsAndFixDenseTopK() throws {
         let study = try Presets.study(named: "paper")
         let cells = try study.cells()
-        XCTAssertEqual(study.parts.map(\.name), ["main", "lr", "parents"])
-        XCTAssertEqual(cells.count, 8 * 5 + 3 + 3 * 3 * 2)
+        XCTAssertEqual(study.parts.map(\.name), ["main", "lr", "parents", "parents-more"])
+        XCTAssertEqual(cells.count, 8 * 5 + 3 + 3 * 3 * 2 + 2 * 2 * 2)
         XCTAssertEqual(cells.filter { $0.part == 0 }.count, 40)
         let dense = cells.first { $0.config.experts == 1 }!
         XCTAssertEqual(dense.config.topK, 1)
         XCTAssertEqual(dense.parent?.topK, 1)
         XCTAssertEqual(dense.parent?.experts, 1)
         let parents = Set(cells.compactMap { $0.parent.map { try? ConfigResolver.value(of: $0).canonicalString } ?? nil })
-        XCTAssertEqual(parents.count, 9, "three pretraining seeds each of the dense, the 4-expert and the 8-expert model")
-        XCTAssertEqual(Set(cells.compactMap { $0.parent?.seed }), [0, 1, 2])
+        XCTAssertEqual(parents.count, 13, "five pretraining seeds each of the dense and the 8-expert model, three of the 4-expert")
+        XCTAssertEqual(Set(cells.compactMap { $0.parent?.seed }), [0, 1, 2, 3, 4])
+        XCTAssertEqual(Set(cells.filter { $0.part == 3 }.compactMap { $0.parent?.experts }), [1, 8])
         // The pretraining seed is the parent's alone: the cells keep their fine-tuning seed.
         XCTAssertEqual(Set(cells.filter { $0.part == 2 }.map(\.config.seed)), [0])
     }
