@@ -5,11 +5,13 @@ import MoeStore
 import MoeTrain
 
 /// Executes a study against one store, the same way whatever runs its cells: every cell is
-/// checked before anything is written; the distinct pretraining parents are planned and
-/// trained first (stage 1); then the cells are planned (inheriting their parent's
-/// architecture), registered with the baselines of the data they fine-tune on as one sweep
-/// per part, the baselines fitted, and the cells not yet completed handed to a launcher
-/// (stage 2). A launcher only decides where a planned, registered run trains.
+/// checked before anything is written; the distinct pretraining parents are planned
+/// (stage 1); then the cells are planned (inheriting their parent's architecture),
+/// registered with the baselines of the data they fine-tune on as one sweep per part, the
+/// baselines fitted, and the cells not yet completed handed to a launcher (stage 2). The
+/// parents train before the cells are planned, or, several with a parallel launcher, in
+/// the launcher's schedule ahead of the cells, each cell waiting only for its own parent.
+/// A launcher only decides where a planned, registered run trains.
 public final class StudyExecutor {
     public let study: Study
     public let executor: Executor
@@ -45,6 +47,9 @@ public final class StudyExecutor {
     /// Stage 2, planned and registered: the cells in order (each once), the sweeps they
     /// were registered in, and the runs among them already completed.
     public struct Prepared {
+        /// Pretraining parents left to train with the cells (`ScheduledRun.after` names
+        /// them); empty when they were trained before the cells were planned.
+        public var parents: [ScheduledRun] = []
         public let pending: [(label: String, plan: PlannedRun)]
         public let sweepIds: [Int64]
         public let completed: Set<String>
@@ -137,22 +142,31 @@ public final class StudyExecutor {
     public func run(_ checked: Checked, launcher: StudyLauncher) throws -> Outcome {
         let prepared = try prepare(checked, launcher: launcher)
         try fitBaselines(prepared.baselines)
-        let failed = try launcher.run(prepared.pending, completed: prepared.completed, executor: executor, log: log)
+        let training = Set(prepared.parents.map(\.plan.hash))
+        let cells = prepared.pending.map { cell in
+            ScheduledRun(label: cell.label, plan: cell.plan, after: cell.plan.config.parent.flatMap { training.contains($0) ? $0 : nil })
+        }
+        let failed = try launcher.run(prepared.parents + cells, completed: prepared.completed, executor: executor, log: log)
         log("study \(study.name): \(prepared.pending.count) cells run or cached, \(prepared.skipped) skipped, \(failed) failed")
         return Outcome(sweepIds: prepared.sweepIds, cells: prepared.pending.count, skipped: prepared.skipped, failed: failed)
     }
 
-    /// Stage 1 (the parents, trained with `launcher`; one alone, or a launcher of one, runs
-    /// in this process with all its threads) and the planning and registration of stage 2.
-    /// With `launcher` nil, parents that are not completed are an error (planning only).
+    /// Stage 1 (the parents) and the planning and registration of stage 2. One parent
+    /// alone, or any parents with a launcher of one, train here first, in this process with
+    /// all its threads. Several parents with a parallel launcher are left to it
+    /// (`Prepared.parents`), scheduled before the cells: a cell starts as soon as its own
+    /// parent is trained, so no core waits for the last parent while cells are ready. With
+    /// `launcher` nil, parents that are not completed are an error (planning only).
     public func prepare(_ checked: Checked, launcher: StudyLauncher?) throws -> Prepared {
         phases = []
         clock = Date()
         log("study \(study.name): \(checked.cells.count) cells")
         let parents = try planParents(checked)
-        try trainParents(parents.plans, launcher: launcher)
+        let scheduled = try trainParents(parents.plans, launcher: launcher)
         lap("parents")
-        return try register(try planCells(checked, parents: parents))
+        var prepared = try register(try planCells(checked, parents: parents))
+        prepared.parents = scheduled
+        return prepared
     }
 
     /// The distinct pretraining parents of a study's valid cells, planned (not trained).
@@ -379,32 +393,54 @@ public final class StudyExecutor {
 
     /// Stage 1: the parents not yet completed, each before any cell is planned (a cell
     /// inherits its parent's architecture from the completed run).
-    func trainParents(_ plans: [PlannedRun], launcher: StudyLauncher?) throws {
-        var todo: [(label: String, plan: PlannedRun)] = []
+    /// Trains the parents not yet completed here, or returns them for `launcher` to
+    /// schedule with the cells (see `prepare`).
+    func trainParents(_ plans: [PlannedRun], launcher: StudyLauncher?) throws -> [ScheduledRun] {
+        var todo: [ScheduledRun] = []
         for (i, plan) in plans.enumerated() where try executor.store.run(hash: plan.hash)?.status != .completed {
-            todo.append(("parent \(i + 1)/\(plans.count)", plan))
+            todo.append(ScheduledRun(label: "parent \(i + 1)/\(plans.count)", plan: plan))
         }
-        guard !todo.isEmpty else { return }
+        guard !todo.isEmpty else { return [] }
         guard let launcher else {
             throw InputError("\(todo.count) of the study's \(plans.count) pretraining parents are not completed (planning only)")
         }
-        log("study \(study.name): \(todo.count) of \(plans.count) pretraining parents to train")
-        if launcher.parallelism <= 1 || todo.count == 1 {
-            let threads = executor.threads
-            executor.setThreads(threads * launcher.parallelism)
-            defer { executor.setThreads(threads) }
-            for (_, plan) in todo {
-                let result = try executor.execute(plan)
-                try executor.stop.check()
-                if result.outcome != .completed && result.outcome != .cacheHit {
-                    throw CheckFailed("parent pretraining \(plan.hash.prefix(12)) ended \(result.outcome)")
-                }
-            }
-            return
+        if launcher.parallelism > 1 && todo.count > 1 {
+            log("study \(study.name): \(todo.count) of \(plans.count) pretraining parents to train, each parent's cells as soon as it is trained")
+            return todo
         }
-        for (_, plan) in todo { try executor.register(plan) }
-        let failures = try launcher.run(todo, completed: [], executor: executor, log: log)
-        if failures > 0 { throw CheckFailed("\(failures) parent pretraining runs did not complete; run the study again to resume them") }
+        log("study \(study.name): \(todo.count) of \(plans.count) pretraining parents to train")
+        let threads = executor.threads
+        executor.setThreads(threads * launcher.parallelism)
+        defer { executor.setThreads(threads) }
+        for run in todo {
+            let result = try executor.execute(run.plan)
+            try executor.stop.check()
+            if result.outcome != .completed && result.outcome != .cacheHit {
+                throw CheckFailed("parent pretraining \(run.plan.hash.prefix(12)) ended \(result.outcome)")
+            }
+        }
+        return []
+    }
+}
+
+/// A run a study's launcher trains: its label in progress lines, its plan and, for a cell
+/// whose pretraining parent trains in the same schedule, that parent's hash: the cell
+/// starts only after it completes, and is not run (counted failed) when it does not.
+public struct ScheduledRun {
+    public let label: String
+    public let plan: PlannedRun
+    public let after: String?
+
+    public init(label: String, plan: PlannedRun, after: String? = nil) {
+        self.label = label
+        self.plan = plan
+        self.after = after
+    }
+
+    /// Why this run cannot start (its parent did not complete), or nil.
+    func blocked(by failed: Set<String>) -> String? {
+        guard let after, failed.contains(after) else { return nil }
+        return "not run: its pretraining parent \(after.prefix(12)) did not complete; run the study again to resume it"
     }
 }
 
@@ -412,9 +448,11 @@ public final class StudyExecutor {
 public protocol StudyLauncher {
     /// How many runs train at once.
     var parallelism: Int { get }
-    /// Trains the runs not in `completed` and returns how many did not complete; a signal
-    /// on `executor.stop` ends them all (marked interrupted) and throws `Interrupted`.
-    func run(_ runs: [(label: String, plan: PlannedRun)], completed: Set<String>, executor: Executor,
+    /// Trains the runs not in `completed`, in order except that a run waits for the run it
+    /// is `after`, and returns how many did not complete (runs whose parent failed
+    /// included); a signal on `executor.stop` ends them all (marked interrupted) and
+    /// throws `Interrupted`.
+    func run(_ runs: [ScheduledRun], completed: Set<String>, executor: Executor,
              log: @escaping (String) -> Void) throws -> Int
 }
 
@@ -423,14 +461,23 @@ public struct InProcessLauncher: StudyLauncher {
     public init() {}
     public var parallelism: Int { 1 }
 
-    public func run(_ runs: [(label: String, plan: PlannedRun)], completed: Set<String>, executor: Executor,
+    public func run(_ runs: [ScheduledRun], completed: Set<String>, executor: Executor,
                     log: @escaping (String) -> Void) throws -> Int {
         var progress = StudyProgress(runs: runs.map(\.plan).filter { !completed.contains($0.hash) }, log: log)
-        var failed = 0
+        var failed = 0, failedHashes = Set<String>()
         for (i, cell) in runs.enumerated() {
+            if let reason = cell.blocked(by: failedHashes) {
+                log("cell [\(cell.label)] \(reason)")
+                failed += 1
+                failedHashes.insert(cell.plan.hash)
+                continue
+            }
             log("[\(i + 1)/\(runs.count)] \(cell.label) \(cell.plan.hash.prefix(12))")
             let result = try executor.execute(cell.plan)
-            if case .failed = result.outcome { failed += 1 }
+            if result.outcome != .completed && result.outcome != .cacheHit {
+                failed += 1
+                failedHashes.insert(cell.plan.hash)
+            }
             if result.outcome != .cacheHit { progress.finished(cell.label, steps: cell.plan.config.steps) }
             try executor.stop.check()
         }
@@ -448,7 +495,7 @@ public struct ProcessLauncher: StudyLauncher {
     public init(executable: String, jobs: Int) { self.executable = executable; self.jobs = jobs }
     public var parallelism: Int { jobs }
 
-    public func run(_ runs: [(label: String, plan: PlannedRun)], completed: Set<String>, executor: Executor,
+    public func run(_ runs: [ScheduledRun], completed: Set<String>, executor: Executor,
                     log: @escaping (String) -> Void) throws -> Int {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("moerec-sweep-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -456,25 +503,40 @@ public struct ProcessLauncher: StudyLauncher {
         let todo = runs.filter { !completed.contains($0.plan.hash) }
         if todo.count < runs.count { log("\(runs.count - todo.count) of \(runs.count) already completed (cache hits)") }
         var progress = StudyProgress(runs: todo.map(\.plan), log: log)
-        var running: [(process: Process, label: String, steps: Int)] = []
-        var failed = 0, next = 0
+        var running: [(process: Process, run: ScheduledRun)] = []
+        // Indices into `todo` not started yet, in order; what finished, and how.
+        var waiting = Array(todo.indices), succeeded = completed, failedHashes = Set<String>()
+        var failed = 0, started = 0
         func reap() {
-            running.removeAll { process, label, steps in
+            running.removeAll { process, run in
                 if process.isRunning { return false }
                 if process.terminationStatus != 0 {
                     failed += 1
-                    log("cell [\(label)] exited \(process.terminationStatus)")
+                    failedHashes.insert(run.plan.hash)
+                    log("cell [\(run.label)] exited \(process.terminationStatus)")
+                } else {
+                    succeeded.insert(run.plan.hash)
                 }
-                progress.finished(label, steps: steps)
+                progress.finished(run.label, steps: run.plan.config.steps)
                 return true
             }
         }
-        while next < todo.count || !running.isEmpty {
+        while !waiting.isEmpty || !running.isEmpty {
             reap()
-            while running.count < jobs && next < todo.count {
-                let (label, plan) = todo[next]
-                let file = dir.appendingPathComponent("cell-\(next).json")
-                try plan.configJSON.write(to: file, atomically: true, encoding: .utf8)
+            // Runs whose parent failed are not run; the others start in order, each as soon
+            // as a slot is free and its parent (if it trains in this schedule) completed.
+            waiting.removeAll { i in
+                guard let reason = todo[i].blocked(by: failedHashes) else { return false }
+                log("cell [\(todo[i].label)] \(reason)")
+                failed += 1
+                failedHashes.insert(todo[i].plan.hash)
+                progress.finished(todo[i].label, steps: todo[i].plan.config.steps)
+                return true
+            }
+            while running.count < jobs, let k = waiting.firstIndex(where: { todo[$0].after.map(succeeded.contains) ?? true }) {
+                let run = todo[waiting.remove(at: k)]
+                let file = dir.appendingPathComponent("cell-\(started).json")
+                try run.plan.configJSON.write(to: file, atomically: true, encoding: .utf8)
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: executable)
                 process.arguments = ["run", file.path, "--store", executor.store.path, "--threads", String(executor.threads)]
@@ -482,9 +544,16 @@ public struct ProcessLauncher: StudyLauncher {
                 environment["MOEREC_SWEEP_CHILD"] = "1"
                 process.environment = environment
                 try process.run()
-                log("[\(next + 1)/\(todo.count)] \(label) \(plan.hash.prefix(12)) pid \(process.processIdentifier)")
-                running.append((process, label, plan.config.steps))
-                next += 1
+                started += 1
+                log("[\(started)/\(todo.count)] \(run.label) \(run.plan.hash.prefix(12)) pid \(process.processIdentifier)")
+                running.append((process, run))
+            }
+            if running.isEmpty && !waiting.isEmpty {
+                // Cannot happen (a run waits only for a parent scheduled before it), but a
+                // schedule that cannot advance must end, not spin.
+                for i in waiting { log("cell [\(todo[i].label)] not run: its parent \(todo[i].after?.prefix(12) ?? "") was not scheduled") }
+                failed += waiting.count
+                waiting = []
             }
             if let signal = executor.stop.signal {
                 // Each run gets the signal the study got, marks itself interrupted and exits.

@@ -130,7 +130,9 @@ struct Sweep: ParsableCommand {
         whose config is invalid for its architecture (e.g. regime=moe with experts=1) is \
         reported and skipped. An axis parent.KEY sets KEY on the parent config alone (e.g. \
         parent.seed=0,1,2: three pretraining runs, each fine-tuned). The distinct parents are \
-        trained first (--jobs of them at once), then the cells; the majority and linear \
+        scheduled first (--jobs runs at once), and each cell starts as soon as its own parent \
+        is trained (one parent, or --jobs 1: the parents train first, on all threads); a cell \
+        whose parent fails is not run. The majority and linear \
         baselines of every task, train size and seed the cells fine-tune on are fitted and \
         stored with them (seconds each). Interrupt at any time; the same command resumes: \
         completed cells are cache hits and an interrupted cell resumes from its checkpoint.
