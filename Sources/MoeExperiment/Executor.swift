@@ -20,6 +20,21 @@ public struct PlannedRun {
     public var value: JSONValue {
         get throws { try JSONValue(parsing: configJSON) }
     }
+
+    /// The config as a file that `moerec run FILE` resolves to this plan's hash (what a
+    /// study hands a child process or a Slurm task). The canonical JSON leaves out a late
+    /// key at its introduction value, which is what a stored config without the key means;
+    /// a config file without it gets today's default instead (`forgetting_eval: parent`),
+    /// a different run. So those keys are written in.
+    public func runnableConfigJSON() throws -> String {
+        guard case var .object(object) = try value else { return configJSON }
+        var added = false
+        for (key, introduced) in RunConfig.introductionValues where object[key] == nil {
+            object[key] = .string(introduced)
+            added = true
+        }
+        return added ? try JSONValue.object(object).canonicalString : configJSON
+    }
 }
 
 public enum RunOutcome: Equatable {

@@ -115,7 +115,7 @@ extension StudyExecutor {
             if !slurm.dryRun {
                 try FileManager.default.createDirectory(at: stageDir, withIntermediateDirectories: true)
                 for (i, plan) in plans.enumerated() {
-                    try plan.configJSON.write(to: stageDir.appendingPathComponent("cell-\(i).json"), atomically: true, encoding: .utf8)
+                    try plan.runnableConfigJSON().write(to: stageDir.appendingPathComponent("cell-\(i).json"), atomically: true, encoding: .utf8)
                     try (plan.hash + "\n").write(to: stageDir.appendingPathComponent("cell-\(i).hash"), atomically: true, encoding: .utf8)
                 }
             }

@@ -514,6 +514,11 @@ public struct ProcessLauncher: StudyLauncher {
                     failed += 1
                     failedHashes.insert(run.plan.hash)
                     log("cell [\(run.label)] exited \(process.terminationStatus)")
+                } else if let status = (try? executor.store.run(hash: run.plan.hash))??.status, status != .completed {
+                    // The child ran its config file to the end, but not as the planned run.
+                    failed += 1
+                    failedHashes.insert(run.plan.hash)
+                    log("cell [\(run.label)] exited 0 but its run \(run.plan.hash.prefix(12)) is \(status.rawValue): the config file resolved to another run")
                 } else {
                     succeeded.insert(run.plan.hash)
                 }
@@ -536,7 +541,7 @@ public struct ProcessLauncher: StudyLauncher {
             while running.count < jobs, let k = waiting.firstIndex(where: { todo[$0].after.map(succeeded.contains) ?? true }) {
                 let run = todo[waiting.remove(at: k)]
                 let file = dir.appendingPathComponent("cell-\(started).json")
-                try run.plan.configJSON.write(to: file, atomically: true, encoding: .utf8)
+                try run.plan.runnableConfigJSON().write(to: file, atomically: true, encoding: .utf8)
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: executable)
                 process.arguments = ["run", file.path, "--store", executor.store.path, "--threads", String(executor.threads)]

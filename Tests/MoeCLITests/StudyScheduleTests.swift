@@ -79,3 +79,27 @@ final class StudyScheduleTests: XCTestCase {
         }
     }
 }
+
+/// A study's child processes train the runs it planned. The canonical config leaves out a
+/// key at its introduction value (`forgetting_eval: none`, which a stored config without
+/// the key means); the config file a child gets writes it in, since a file without it gets
+/// today's default (`parent`), another run.
+final class StudyChildConfigTests: XCTestCase {
+    func testCellsAtAnIntroductionValueTrainThePlannedRuns() throws {
+        let store = StoreUnderTest.fresh("cli-schedule-introduction-value")
+        defer { store.remove() }
+        let root = store.dir.deletingLastPathComponent()
+        let data = try Fixtures.writeData(in: root)
+        let pretrain = try write(Fixtures.pretrainConfig(corpus: data.corpus, steps: 20), to: root.appendingPathComponent("pt.json"))
+        let ft = try write(Fixtures.finetuneConfig(task: data.task, parent: pretrain.path, steps: 10,
+                                                   extra: ["forgetting_eval": "\"none\""]), to: root.appendingPathComponent("ft.json"))
+        let r = try store.moerec(["sweep", ft.path, "--grid", "regime=all,attention", "--grid", "parent.seed=0,1", "--jobs", "2",
+                                  "--threads", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(store.count("SELECT count(*) FROM runs WHERE kind = 'finetune'"), 4, "no run besides the planned ones: \(r.stderr)")
+        XCTAssertEqual(store.count("""
+            SELECT count(*) FROM sweep_members m JOIN runs r ON r.hash = m.run_hash
+            WHERE r.kind = 'finetune' AND r.status = 'completed' AND r.config_json NOT LIKE '%forgetting_eval%'
+            """), 4, "the sweep's cells are completed under their planned hashes: \(r.stderr)")
+    }
+}
