@@ -50,6 +50,36 @@ extension JSONValue {
     public init(parsingValidUTF8 bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = JSONValue.defaultMaxDepth) throws {
         self = try JSONParser.parse(bytes, maxDepth: maxDepth)
     }
+
+    /// Checks that `text` is one JSON object, as `init(parsing:)` reads its syntax, without
+    /// building any value: how the store checks a config it is given as text, at a fraction
+    /// of a parse's cost. A repeated key and a number beyond Int64 or Double are not looked
+    /// for (only a parse notices them). Throws `JSONError.syntax` with the position.
+    public static func checkObjectSyntax(_ text: String, maxDepth: Int = JSONValue.defaultMaxDepth) throws {
+        var text = text
+        try text.withUTF8 { bytes in
+            var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
+            parser.skipWhitespace()
+            guard parser.peek == UInt8(ascii: "{") else {
+                throw parser.error("expected a JSON object but found \(parser.describeCurrent())")
+            }
+            try parser.skipValue(depth: 0)
+            parser.skipWhitespace()
+            if parser.peek != nil { throw parser.error("unexpected \(parser.describeCurrent()) after the value") }
+        }
+    }
+}
+
+/// Where the parser puts a string's decoded bytes: an array to build the string, or
+/// nowhere when only the syntax is checked.
+protocol DecodedBytes {
+    mutating func append(_ byte: UInt8)
+}
+
+extension Array: DecodedBytes where Element == UInt8 {}
+
+struct DiscardedBytes: DecodedBytes {
+    func append(_ byte: UInt8) {}
 }
 
 /// A recursive-descent parser over UTF-8 bytes.
@@ -172,9 +202,45 @@ struct JSONParser {
         }
     }
 
-    mutating func parseNumber() throws -> JSONValue {
+    /// The grammar of `parseValue` with nothing built (`JSONValue.checkObjectSyntax`).
+    mutating func skipValue(depth: Int) throws {
+        guard depth < maxDepth else { throw error("nesting deeper than \(maxDepth) levels") }
+        guard let current = peek else { throw error("expected a value but found end of input") }
+        var discarded = DiscardedBytes()
+        switch current {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let isObject = current == UInt8(ascii: "{")
+            let close = isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            i += 1
+            skipWhitespace()
+            if peek == close { i += 1; return }
+            while true {
+                skipWhitespace()
+                if isObject {
+                    guard peek == UInt8(ascii: "\"") else { throw error("expected a string key but found \(describeCurrent())") }
+                    try scanString(into: &discarded)
+                    skipWhitespace()
+                    try expect(UInt8(ascii: ":"), "':' after an object key")
+                    skipWhitespace()
+                }
+                try skipValue(depth: depth + 1)
+                skipWhitespace()
+                if peek == UInt8(ascii: ",") { i += 1; continue }
+                try expect(close, isObject ? "',' or '}' in an object" : "',' or ']' in an array")
+                return
+            }
+        case UInt8(ascii: "\""): try scanString(into: &discarded)
+        case UInt8(ascii: "t"): try parseLiteral("true")
+        case UInt8(ascii: "f"): try parseLiteral("false")
+        case UInt8(ascii: "n"): try parseLiteral("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
+        default: throw error("expected a value but found \(describeCurrent())")
+        }
+    }
+
+    /// Moves past a number's text and says whether it is an integer (no fraction or exponent).
+    mutating func scanNumber() throws -> Bool {
         func isDigit(_ b: UInt8?) -> Bool { b.map { $0 >= 0x30 && $0 <= 0x39 } ?? false }
-        let start = i
         var isInteger = true
         if peek == UInt8(ascii: "-") { i += 1 }
         guard isDigit(peek) else { throw error("invalid number") }
@@ -197,6 +263,12 @@ struct JSONParser {
             guard isDigit(peek) else { throw error("invalid number (digit expected in exponent)") }
             while isDigit(peek) { i += 1 }
         }
+        return isInteger
+    }
+
+    mutating func parseNumber() throws -> JSONValue {
+        let start = i
+        let isInteger = try scanNumber()
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
         if isInteger {
             guard let value = Int64(text) else { throw error("integer \(text) is outside the 64-bit range", at: start) }
@@ -209,8 +281,14 @@ struct JSONParser {
     }
 
     mutating func parseString() throws -> String {
-        try expect(UInt8(ascii: "\""), "'\"'")
         var out: [UInt8] = []
+        try scanString(into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Moves past a string, checking its escapes, and appends its decoded bytes to `out`.
+    mutating func scanString<Out: DecodedBytes>(into out: inout Out) throws {
+        try expect(UInt8(ascii: "\""), "'\"'")
         while true {
             guard let b = peek else { throw error("unterminated string") }
             if b == UInt8(ascii: "\"") { i += 1; break }
@@ -247,7 +325,6 @@ struct JSONParser {
                 throw error("invalid escape '\\\(Character(Unicode.Scalar(escape)))'", at: i - 1)
             }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     mutating func parseHex4() throws -> UInt32 {

@@ -75,4 +75,42 @@ final class ParserErrorTests: XCTestCase {
         XCTAssertEqual(value["t"]?.stringValue.map { Array($0.utf8) }, Array("cafe\u{301}".utf8))
         XCTAssertEqual(value["n"], .int(0))
     }
+
+    /// The store's check of a config given as text reads the parser's grammar without
+    /// building values: every object the parser reads passes it, every syntax error the
+    /// parser finds in an object it finds at the same place, and anything but an object fails.
+    func testObjectSyntaxCheckFindsTheParsersSyntaxErrors() throws {
+        let objects = [
+            "{}", " {\n\t\"a\" : 1 } \r\n", #"{"k":[1,-2.5e-3,0,1E+9,true,false,null,"s",{},[]],"o":{"p":{"q":[[]]}}}"#,
+            #"{"esc":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00","raw":"café 😀"}"#,
+            try JSONValue.object(["lr": 1e-05, "name": "a\u{1}b", "list": [1, 2.5, "x", nil], "nested": ["k": true]]).canonicalString,
+        ]
+        for text in objects {
+            XCTAssertNotNil(try JSONValue(parsing: text).objectValue, text)
+            XCTAssertNoThrow(try JSONValue.checkObjectSyntax(text), text)
+        }
+        let broken = [
+            "{\n  \"a\": 1,\n  \"b\": ]\n}", "{\"a\": tru}", #"{"a": "x\qy"}"#, "{\"a\": \"x\ty\"}", "{\"a\": 01}",
+            "{\"a\": 1.}", "{\"a\": -}", "{\"a\": 1e}", #"{"a": "\ud800x"}"#, #"{"a": "\u12G4"}"#, "{\"a\" 1}", "{a: 1}",
+            "{\"a\": 1,}", "{\"a\": [1,]}", "{\"a\": [1 2]}", "{\"a\": 1} x", "{\"a\": 1", "{\"a\": \"open", "{\"a\": {\"b\": [}}",
+        ]
+        for text in broken {
+            var parsed: JSONError?, checked: JSONError?
+            do { _ = try JSONValue(parsing: text) } catch { parsed = error as? JSONError }
+            do { try JSONValue.checkObjectSyntax(text) } catch { checked = error as? JSONError }
+            XCTAssertNotNil(parsed, text)
+            XCTAssertEqual(checked, parsed, text)
+        }
+        for (text, found) in [("[1]", "character '['"), ("1", "character '1'"), ("\"{}\"", "character '\"'"), ("null", "character 'n'"),
+                              ("", "end of input"), ("  ", "end of input")] {
+            XCTAssertThrowsError(try JSONValue.checkObjectSyntax(text), text) { error in
+                guard case let .syntax(reason, _, _)? = error as? JSONError else { return XCTFail("\(text): \(error)") }
+                XCTAssertEqual(reason, "expected a JSON object but found \(found)", text)
+            }
+        }
+        XCTAssertNoThrow(try JSONValue.checkObjectSyntax("{\"a\": [[1]]}", maxDepth: 4))
+        XCTAssertThrowsError(try JSONValue.checkObjectSyntax("{\"a\": [[1]]}", maxDepth: 3))
+        // What only a parse notices, as the documentation says.
+        XCTAssertNoThrow(try JSONValue.checkObjectSyntax(#"{"k": 1, "k": 99999999999999999999, "d": 1e999}"#))
+    }
 }
