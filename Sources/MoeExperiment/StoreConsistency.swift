@@ -17,8 +17,8 @@ public struct ConsistencyProblem: Equatable, CustomStringConvertible, Sendable {
 }
 
 /// Checks what the store records about runs against itself, without reading objects
-/// (`ObjectStore.verifyAll` does that): each run's hash against the fields it is computed
-/// from, and for each checkpoint that its manifest is this run's, at this step, with
+/// (`ObjectStore.verifyAll` does that): each run's hash and config well-formed (the schema
+/// leaves them to the code), its hash against the fields it is computed from, and for each checkpoint that its manifest is this run's, at this step, with
 /// entries that still hash to the digests written with them. A completed run must have a
 /// final checkpoint at its recorded step count.
 public enum StoreConsistency {
@@ -27,6 +27,11 @@ public enum StoreConsistency {
         for run in runs {
             func problem(_ step: Int?, _ tensor: String?, _ message: String) {
                 problems.append(ConsistencyProblem(run: run.hash, step: step, tensor: tensor, message: message))
+            }
+            // A row written behind the store's back may have what the schema does not check.
+            if let malformed = Store.malformation(hash: run.hash, configJSON: run.configJSON) {
+                problem(nil, nil, malformed + ": the row was written outside moerec")
+                continue
             }
             let config: [String: JSONValue]
             do {

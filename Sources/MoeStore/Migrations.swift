@@ -32,6 +32,7 @@ public enum Migrations {
         Migration(version: 2, name: "baseline_runs", sql: sql002BaselineRuns, rebuildsTables: true),
         Migration(version: 3, name: "environment", sql: sql003Environment),
         Migration(version: 4, name: "imported_runs", sql: sql004ImportedRuns),
+        Migration(version: 5, name: "runs_checked_by_writers", sql: sql005RunsCheckedByWriters, rebuildsTables: true),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

@@ -416,6 +416,16 @@ public final class Store: @unchecked Sendable {
         guard RunIdentity.isValidHash(hash) else { throw StoreError.invalidHash(hash) }
     }
 
+    /// What is wrong with a run row's hash or config text, nil when both are well-formed.
+    /// The schema leaves these two to the code (parsing every config in a CHECK cost more
+    /// than the rest of an insert): `NewRun` and `ImportedRun` make them well-formed, a
+    /// merge checks each row it copies with this, and `verify` each stored row.
+    public static func malformation(hash: String, configJSON: String) -> String? {
+        guard RunIdentity.isValidHash(hash) else { return "its hash \(JSONString.quoted(hash)) is not 64 lowercase hex digits" }
+        do { try JSONValue.checkObjectSyntax(configJSON) } catch { return "its config_json is not one JSON object: \(error)" }
+        return nil
+    }
+
     /// Reads a run inside an open transaction or read.
     func fetchRun(_ db: Connection, hash: String) throws -> RunRecord? {
         try db.fetch(RunRecord.self, "SELECT \(Store.runColumns) FROM runs r WHERE r.hash = ?", [.text(hash)]).first

@@ -59,6 +59,11 @@ public enum StoreError: MoeError, Equatable, Sendable, LocalizedError {
     case lockFailed(path: String, reason: String)
     /// Two blob records with one SHA-256 disagree on the raw size: one of them is wrong.
     case blobConflict(sha256: String, recordedRawSize: Int64, newRawSize: Int64)
+    /// A run's config is not one JSON object (`reason` says where the text goes wrong).
+    case invalidConfig(reason: String)
+    /// A run of the store being merged from cannot enter this store: its hash or config is
+    /// malformed (a row written outside moerec). Nothing was merged from that store.
+    case invalidSourceRun(path: String, hash: String, reason: String)
 
     // MARK: Input values
     /// A `--where` expression that does not parse; `token` is the offending piece.
@@ -126,6 +131,11 @@ public enum StoreError: MoeError, Equatable, Sendable, LocalizedError {
             return "cannot lock '\(path)': \(reason)"
         case let .blobConflict(sha, recorded, new):
             return "blob \(sha) is recorded with raw size \(recorded) but was offered with raw size \(new)"
+        case let .invalidConfig(reason):
+            return "a run config must be one JSON object: \(reason)"
+        case let .invalidSourceRun(path, hash, reason):
+            return "run \(JSONString.quoted(hash)) of store '\(path)' cannot be merged: \(reason); nothing was merged "
+                + "from that store (moerec verify --store '\(path)' lists what is wrong in it)"
         case let .invalidWhere(expression, token, reason):
             return "invalid --where expression '\(expression)' at '\(token)': \(reason)"
         case let .invalidConfigKey(key):
@@ -150,7 +160,7 @@ public enum StoreError: MoeError, Equatable, Sendable, LocalizedError {
     public var exitMeaning: ExitMeaning {
         switch self {
         case .invalidHash, .invalidHashPrefix, .ambiguousHashPrefix, .unknownRun, .invalidWhere, .invalidConfigKey,
-             .invalidTag, .notADatabase, .notFound, .notAStore, .cannotOpen:
+             .invalidTag, .notADatabase, .notFound, .notAStore, .cannotOpen, .invalidConfig, .invalidSourceRun:
             return .badInput
         default:
             return .checkFailed

@@ -61,11 +61,11 @@ extension Store {
         return try withDB { db in
             try db.query("ATTACH DATABASE ? AS src", [.text(sourcePath)]) { _ in }
             defer { try? db.execute("DETACH DATABASE src") }
-            let first = try db.read { try mergePlan(db, lineageOf: lineageOf) }
+            let first = try db.read { try mergePlan(db, from: sourcePath, lineageOf: lineageOf) }
             try copyObjects(first.blobs)
             return try db.write {
                 // Decided again under the write lock: another writer may have moved on.
-                let plan = try mergePlan(db, lineageOf: lineageOf)
+                let plan = try mergePlan(db, from: sourcePath, lineageOf: lineageOf)
                 guard Set(plan.blobs).isSubset(of: Set(first.blobs)) else {
                     throw StoreError.invalidArgument("the stores changed while merging; run the merge again")
                 }
@@ -82,7 +82,7 @@ extension Store {
         var blobs: [String] = []
     }
 
-    private func mergePlan(_ db: Connection, lineageOf: String?) throws -> MergePlan {
+    private func mergePlan(_ db: Connection, from sourcePath: String, lineageOf: String?) throws -> MergePlan {
         var plan = MergePlan()
         struct Side { var id: Int64; var status: RunStatus; var steps: Int64 }
         var source: [(hash: String, side: Side)] = []
@@ -125,6 +125,15 @@ extension Store {
                 if theirs.steps > mine.steps { plan.copies.append((hash, theirs.id, .replace)) }
             case (_, .queued):
                 break
+            }
+        }
+        // The schema leaves a run's hash and config to the code that writes them: a row
+        // written outside moerec in the source is refused here, before anything is copied.
+        for copy in plan.copies where copy.action == .add {
+            var config = ""
+            try db.query("SELECT config_json FROM src.runs WHERE id = ?", [.int(copy.sourceId)]) { config = $0.string(0) ?? "" }
+            if let reason = Store.malformation(hash: copy.hash, configJSON: config) {
+                throw StoreError.invalidSourceRun(path: sourcePath, hash: copy.hash, reason: reason)
             }
         }
         var blobs = Set<String>()

@@ -14,18 +14,27 @@ public struct NewRun: Sendable {
     /// `status` must be `.queued` or `.running`; the config a JSON object.
     public init(kind: RunKind, config: JSONValue, parentHash: String?, datasetFingerprint: String, numericsVersion: Int,
                 status: RunStatus = .queued) throws {
-        guard case .object = config else { throw StoreError.invalidArgument("a run config must be a JSON object") }
-        try self.init(kind: kind, configJSON: try config.canonicalString, parentHash: parentHash,
+        guard case .object = config else { throw StoreError.invalidConfig(reason: "\((try? config.canonicalString) ?? "the value") is not one") }
+        // Canonical text of an object: one JSON object by construction.
+        try self.init(kind: kind, objectText: try config.canonicalString, parentHash: parentHash,
                       datasetFingerprint: datasetFingerprint, numericsVersion: numericsVersion, status: status)
     }
 
-    /// The same from the config's canonical JSON text (`JSONValue.canonicalString` of an object).
+    /// The same from the config's canonical JSON text (`JSONValue.canonicalString` of an
+    /// object), which must be one JSON object: the schema leaves that to this check, which
+    /// reads the text once without building it (`JSONValue.checkObjectSyntax`).
     public init(kind: RunKind, configJSON: String, parentHash: String?, datasetFingerprint: String, numericsVersion: Int,
                 status: RunStatus = .queued) throws {
+        do { try JSONValue.checkObjectSyntax(configJSON) } catch { throw StoreError.invalidConfig(reason: "\(error)") }
+        try self.init(kind: kind, objectText: configJSON, parentHash: parentHash, datasetFingerprint: datasetFingerprint,
+                      numericsVersion: numericsVersion, status: status)
+    }
+
+    private init(kind: RunKind, objectText configJSON: String, parentHash: String?, datasetFingerprint: String,
+                 numericsVersion: Int, status: RunStatus) throws {
         guard status == .queued || status == .running else {
             throw StoreError.invalidArgument("a new run starts queued or running, not \(status.rawValue)")
         }
-        guard configJSON.utf8.first == UInt8(ascii: "{") else { throw StoreError.invalidArgument("a run config must be a JSON object") }
         guard numericsVersion >= 0 else { throw StoreError.invalidArgument("numerics version \(numericsVersion) is negative") }
         guard !datasetFingerprint.isEmpty else { throw StoreError.invalidArgument("the dataset fingerprint is empty") }
         if let parentHash { try Store.validateHash(parentHash) }

@@ -246,9 +246,10 @@ struct Verify: ParsableCommand {
         abstract: "Check the store: re-hash checkpoint objects and check each run's records against each other (exit 1 on any problem).",
         discussion: """
         Objects: every recorded object is inflated and re-hashed. Records: each run's hash must \
-        match its config, parent, dataset fingerprint and numerics version; each checkpoint's \
-        manifest must be the run's, at its step, with entries that hash to the digests written \
-        with them (an edited entry or two swapped tensors); a completed run must have a final \
+        be 64 lowercase hex digits and its config one JSON object (a row written outside \
+        moerec may break either), and its hash must match its config, parent, dataset \
+        fingerprint and numerics version; each checkpoint's manifest must be the run's, at its \
+        step, with entries that hash to the digests written with them (an edited entry or two swapped tensors); a completed run must have a final \
         checkpoint at its recorded step count. Each problem names the run, step and tensor.
 
         Examples:
@@ -276,7 +277,8 @@ struct Verify: ParsableCommand {
         var owners: [String: [String]] = [:]
         if !problems.isEmpty {
             // Name the runs and tensors that reference each bad object.
-            for record in try store.allRuns() {
+            // A run whose hash is malformed has no checkpoints to name (its own problem is reported below).
+            for record in try store.allRuns() where RunIdentity.isValidHash(record.hash) {
                 for c in try store.checkpoints(runHash: record.hash) {
                     guard let m = try? CheckpointManifest(json: c.manifestJSON) else { continue }
                     for t in m.tensors + m.optimizer { owners[t.sha256, default: []].append("\(record.hash.prefix(12)) step \(c.step) \(t.name)") }

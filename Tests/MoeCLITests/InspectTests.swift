@@ -176,6 +176,37 @@ final class InspectTests: XCTestCase {
         XCTAssertEqual(attentionOnly.status, 0, attentionOnly.stdout + attentionOnly.stderr)
     }
 
+    /// Rows written behind the store's back with what the schema leaves to moerec's writers
+    /// (migration 005): a config that is not one JSON object, a hash that is not lowercase
+    /// hex. verify names each and exits 1; merging the store into another is refused as bad
+    /// input (exit 2) and copies nothing.
+    func testVerifyFlagsRowsTheSchemaLeavesToTheWritersAndMergeRefusesThem() throws {
+        let lineage = try Lineage.shared()
+        let store = try lineage.store.copy("cli-verify-rows")
+        defer { store.remove() }
+        let notAnObject = String(repeating: "e", count: 64), upper = String(repeating: "E", count: 64)
+        try store.sqlWrite("""
+            INSERT INTO runs (hash, kind, status, config_json, dataset_fingerprint, numerics_version)
+            VALUES ('\(notAnObject)', 'pretrain', 'queued', '[1]', 'fp', 1), ('\(upper)', 'pretrain', 'queued', '{}', 'fp', 1)
+            """)
+        let verify = try store.moerec(["verify"])
+        XCTAssertEqual(verify.status, 1, verify.stdout + verify.stderr)
+        XCTAssertTrue(verify.stdout.contains("inconsistent: run eeeeeeeeeeee: its config_json is not one JSON object: "
+                                             + "expected a JSON object but found character '[' at line 1, column 1: the row was written outside moerec"),
+                      verify.stdout)
+        XCTAssertTrue(verify.stdout.contains("inconsistent: run EEEEEEEEEEEE: its hash \"\(upper)\" is not 64 lowercase hex digits"),
+                      verify.stdout)
+        XCTAssertTrue(verify.stdout.contains(" 2 problems"), verify.stdout)
+
+        let destination = StoreUnderTest.fresh("cli-merge-rows")
+        defer { destination.remove() }
+        let merged = try destination.moerec(["merge", store.database.path])
+        XCTAssertEqual(merged.status, 2, merged.stdout + merged.stderr)
+        XCTAssertTrue(merged.stderr.contains("run \"\(notAnObject)\" of store '\(store.database.path)' cannot be merged: "
+                                             + "its config_json is not one JSON object"), merged.stderr)
+        XCTAssertEqual(try destination.sql("SELECT count(*) FROM runs"), "0")
+    }
+
     // MARK: runs
 
     func testRunsJSONAndCSVCarryTheFullHashAndWhereFilters() throws {

@@ -232,6 +232,21 @@ final class RecordConsistencyTests: FaultTestCase {
             }
         }
 
+        // What the schema leaves to moerec's writers (migration 005), written behind its back;
+        // (what, SET clause, what verify says, whether the run's hash is shown uppercased).
+        let malformed: [(String, String, String, Bool)] = [
+            ("config_json not a JSON object", "config_json = '[1]'", "its config_json is not one JSON object", false),
+            ("hash not lowercase hex", "hash = upper(hash)", "is not 64 lowercase hex digits", true),
+        ]
+        for (what, set, says, upper) in malformed {
+            runCase(.corruption, "edited column of a completed run: \(what)") { check in
+                let c = try caseStore()
+                try SQL.exec(c.db, "PRAGMA foreign_keys = OFF; UPDATE runs SET \(set) WHERE hash = \(SQL.quote(c.pretrain))", readOnly: false)
+                let shown = upper ? c.pretrain.uppercased() : c.pretrain
+                try expectVerifyFinds(check, c.db, ["run \(shown.prefix(12))", says, "the row was written outside moerec"], what)
+            }
+        }
+
         runCase(.corruption, "edited columns of a completed fine-tuning run: kind and parent_hash") { check in
             let c = try caseStore()
             try SQL.exec(c.db, "UPDATE runs SET kind = 'pretrain', parent_hash = NULL WHERE hash = \(SQL.quote(c.finetune))", readOnly: false)
