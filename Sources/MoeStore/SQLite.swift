@@ -41,7 +41,13 @@ final class Connection {
         case immutable
     }
 
+    /// Set once per process, before the first connection initialises SQLite: without memory
+    /// statistics every SQLite allocation skips a global mutex (0.3 s of the 4.3 s of CPU
+    /// SQLite spends inserting a sweep's 100,000 runs). SQLite recommends it for speed.
+    private static let memoryStatisticsOff: Void = { _ = moerec_sqlite3_disable_memstatus() }()
+
     init(path: String, busyTimeout: Double, access: Access = .readWrite) throws {
+        Connection.memoryStatisticsOff
         self.path = path
         self.busyTimeout = busyTimeout
         var h: OpaquePointer?
