@@ -473,19 +473,21 @@ public final class Store: @unchecked Sendable {
         if let parentHash = run.parentHash, try fetchRun(db, hash: parentHash) == nil {
             throw StoreError.unknownParent(parentHash)
         }
-        try insertRow(run, db)
+        try insertRow(run, db.prepare(Store.insertRunSQL))
         return (try fetchRun(db, hash: run.hash)!, true)
     }
 
-    /// The INSERT of `insertIfAbsent`, a no-op for a stored hash; the caller has checked the parent.
-    func insertRow(_ run: NewRun, _ db: Connection) throws {
-        let startedAt = run.status == .running ? Store.now : "NULL"
-        try db.query("""
-            INSERT INTO runs (hash, parent_hash, kind, status, config_json, dataset_fingerprint, numerics_version, started_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, \(startedAt)) ON CONFLICT (hash) DO NOTHING
-            """,
-            [.text(run.hash), run.parentHash.map { .text($0) } ?? .null, .text(run.kind.rawValue), .text(run.status.rawValue),
-             .text(run.configJSON), .text(run.datasetFingerprint), .int(Int64(run.numericsVersion))])
+    /// The INSERT of a new run, a no-op for a stored hash; a run inserted running gets its start time.
+    static let insertRunSQL = """
+        INSERT INTO runs (hash, parent_hash, kind, status, config_json, dataset_fingerprint, numerics_version, started_at)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE ?4 WHEN 'running' THEN \(now) END) ON CONFLICT (hash) DO NOTHING
+        """
+
+    /// Runs `insert` (prepared from `insertRunSQL`) for `run`; the caller has checked the parent.
+    func insertRow(_ run: NewRun, _ insert: Statement) throws {
+        try insert.withBindings([.text(run.hash), run.parentHash.map { .text($0) } ?? .null, .text(run.kind.rawValue),
+                                 .text(run.status.rawValue), .text(run.configJSON), .text(run.datasetFingerprint),
+                                 .int(Int64(run.numericsVersion))]) { _ = try insert.step() }
     }
 
     /// The run with this full hash, or nil.

@@ -67,21 +67,21 @@ extension Store {
                 // Parents known to be stored: a sweep's many cells name a few.
                 let parents = Set(runs.compactMap(\.run.parentHash))
                 var stored = Set<String>()
+                // Prepared once for the whole loop rather than looked up by their text for each run.
+                let isStored = try db.prepare("SELECT 1 FROM runs WHERE hash = ?")
+                let insert = try db.prepare(Store.insertRunSQL)
+                let addMember = try db.prepare("INSERT INTO sweep_members (sweep_id, run_hash) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                func isInStore(_ hash: String) throws -> Bool { try isStored.withBindings([.text(hash)]) { try isStored.step() } }
                 for (run, tags) in runs {
                     if let parent = run.parentHash, !stored.contains(parent) {
-                        guard try db.scalar("SELECT 1 FROM runs WHERE hash = ?", [.text(parent)]) != nil else {
-                            throw StoreError.unknownParent(parent)
-                        }
+                        guard try isInStore(parent) else { throw StoreError.unknownParent(parent) }
                         stored.insert(parent)
                     }
-                    // A run stored before (the sweep run again) is not inserted again, which
-                    // would have SQLite check its config's JSON before it finds the conflict.
-                    if try db.scalar("SELECT 1 FROM runs WHERE hash = ?", [.text(run.hash)]) == nil {
-                        try insertRow(run, db)
-                    }
+                    // A run stored before (the sweep run again) is not inserted again: an INSERT
+                    // that meets the conflict costs SQLite twice the lookup.
+                    if try !isInStore(run.hash) { try insertRow(run, insert) }
                     if parents.contains(run.hash) { stored.insert(run.hash) }
-                    try db.query("INSERT INTO sweep_members (sweep_id, run_hash) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                                 [.int(sweepId), .text(run.hash)])
+                    try addMember.withBindings([.int(sweepId), .text(run.hash)]) { _ = try addMember.step() }
                     if !tags.isEmpty {
                         let id = try db.scalar("SELECT id FROM runs WHERE hash = ?", [.text(run.hash)])?.int ?? 0
                         for tag in tags {

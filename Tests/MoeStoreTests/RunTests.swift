@@ -48,6 +48,12 @@ final class RunTests: XCTestCase {
                                                             datasetFingerprint: fingerprint, numericsVersion: 2)
         XCTAssertFalse(inserted)
         XCTAssertEqual(again, run)
+        // Only a run inserted running has a start time.
+        XCTAssertNil(run.startedAt)
+        let running = try store.insertRun(kind: .pretrain, config: ["seed": 4], parentHash: nil, datasetFingerprint: fingerprint,
+                                          numericsVersion: 2, status: .running)
+        XCTAssertEqual(running.status, .running)
+        XCTAssertNotNil(running.startedAt)
     }
 
     func testParentsAndChildren() throws {
