@@ -18,8 +18,9 @@ public struct ConsistencyProblem: Equatable, CustomStringConvertible, Sendable {
 
 /// Checks what the store records about runs against itself, without reading objects
 /// (`ObjectStore.verifyAll` does that): each run's hash and config well-formed (the schema
-/// leaves them to the code), its hash against the fields it is computed from, and for each checkpoint that its manifest is this run's, at this step, with
-/// entries that still hash to the digests written with them. A completed run must have a
+/// leaves them to the code), its hash against the fields it is computed from, and for each
+/// checkpoint that its manifest is this run's, at this step, with entries that still hash
+/// to the digests written with them. A completed run must have a
 /// final checkpoint at its recorded step count.
 public enum StoreConsistency {
     public static func check(store: Store, runs: [RunRecord]) throws -> [ConsistencyProblem] {

@@ -391,8 +391,6 @@ public final class StudyExecutor {
         "\(c.task)\u{0}\(c.trainSize)\u{0}\(c.evalExamples)\u{0}\(c.context)\u{0}\(c.seed)"
     }
 
-    /// Stage 1: the parents not yet completed, each before any cell is planned (a cell
-    /// inherits its parent's architecture from the completed run).
     /// Trains the parents not yet completed here, or returns them for `launcher` to
     /// schedule with the cells (see `prepare`).
     func trainParents(_ plans: [PlannedRun], launcher: StudyLauncher?) throws -> [ScheduledRun] {
@@ -464,24 +462,20 @@ public struct InProcessLauncher: StudyLauncher {
     public func run(_ runs: [ScheduledRun], completed: Set<String>, executor: Executor,
                     log: @escaping (String) -> Void) throws -> Int {
         var progress = StudyProgress(runs: runs.map(\.plan).filter { !completed.contains($0.hash) }, log: log)
-        var failed = 0, failedHashes = Set<String>()
+        var failed = Set<String>()
         for (i, cell) in runs.enumerated() {
-            if let reason = cell.blocked(by: failedHashes) {
+            if let reason = cell.blocked(by: failed) {
                 log("cell [\(cell.label)] \(reason)")
-                failed += 1
-                failedHashes.insert(cell.plan.hash)
+                failed.insert(cell.plan.hash)
                 continue
             }
             log("[\(i + 1)/\(runs.count)] \(cell.label) \(cell.plan.hash.prefix(12))")
             let result = try executor.execute(cell.plan)
-            if result.outcome != .completed && result.outcome != .cacheHit {
-                failed += 1
-                failedHashes.insert(cell.plan.hash)
-            }
+            if result.outcome != .completed && result.outcome != .cacheHit { failed.insert(cell.plan.hash) }
             if result.outcome != .cacheHit { progress.finished(cell.label, steps: cell.plan.config.steps) }
             try executor.stop.check()
         }
-        return failed
+        return failed.count
     }
 }
 
@@ -504,20 +498,19 @@ public struct ProcessLauncher: StudyLauncher {
         if todo.count < runs.count { log("\(runs.count - todo.count) of \(runs.count) already completed (cache hits)") }
         var progress = StudyProgress(runs: todo.map(\.plan), log: log)
         var running: [(process: Process, run: ScheduledRun)] = []
-        // Indices into `todo` not started yet, in order; what finished, and how.
-        var waiting = Array(todo.indices), succeeded = completed, failedHashes = Set<String>()
-        var failed = 0, started = 0
+        // Indices into `todo` not started yet, in order; what finished, and how (each run's
+        // hash once: the count of failures is the size of `failed`).
+        var waiting = Array(todo.indices), succeeded = completed, failed = Set<String>()
+        var started = 0
         func reap() {
             running.removeAll { process, run in
                 if process.isRunning { return false }
                 if process.terminationStatus != 0 {
-                    failed += 1
-                    failedHashes.insert(run.plan.hash)
+                    failed.insert(run.plan.hash)
                     log("cell [\(run.label)] exited \(process.terminationStatus)")
                 } else if let status = (try? executor.store.run(hash: run.plan.hash))??.status, status != .completed {
                     // The child ran its config file to the end, but not as the planned run.
-                    failed += 1
-                    failedHashes.insert(run.plan.hash)
+                    failed.insert(run.plan.hash)
                     log("cell [\(run.label)] exited 0 but its run \(run.plan.hash.prefix(12)) is \(status.rawValue): the config file resolved to another run")
                 } else {
                     succeeded.insert(run.plan.hash)
@@ -531,10 +524,9 @@ public struct ProcessLauncher: StudyLauncher {
             // Runs whose parent failed are not run; the others start in order, each as soon
             // as a slot is free and its parent (if it trains in this schedule) completed.
             waiting.removeAll { i in
-                guard let reason = todo[i].blocked(by: failedHashes) else { return false }
+                guard let reason = todo[i].blocked(by: failed) else { return false }
                 log("cell [\(todo[i].label)] \(reason)")
-                failed += 1
-                failedHashes.insert(todo[i].plan.hash)
+                failed.insert(todo[i].plan.hash)
                 progress.finished(todo[i].label, steps: todo[i].plan.config.steps)
                 return true
             }
@@ -556,8 +548,10 @@ public struct ProcessLauncher: StudyLauncher {
             if running.isEmpty && !waiting.isEmpty {
                 // Cannot happen (a run waits only for a parent scheduled before it), but a
                 // schedule that cannot advance must end, not spin.
-                for i in waiting { log("cell [\(todo[i].label)] not run: its parent \(todo[i].after?.prefix(12) ?? "") was not scheduled") }
-                failed += waiting.count
+                for i in waiting {
+                    log("cell [\(todo[i].label)] not run: its parent \(todo[i].after?.prefix(12) ?? "") was not scheduled")
+                    failed.insert(todo[i].plan.hash)
+                }
                 waiting = []
             }
             if let signal = executor.stop.signal {
@@ -568,7 +562,7 @@ public struct ProcessLauncher: StudyLauncher {
             }
             usleep(200_000)
         }
-        return failed
+        return failed.count
     }
 }
 

@@ -28,11 +28,10 @@ final class StudyScheduleTests: XCTestCase {
         XCTAssertLessThan(firstCell, lastParentDone, "no cell started before the last parent was trained:\n\(p.stderr)")
         // One schedule, so the progress counts the whole study: 3 parents and 6 cells.
         XCTAssertTrue(p.stderr.contains(": 9/9 finished"), p.stderr)
-        for line in lines where line.hasPrefix("[") && line.contains(" pid ") && !line.contains("] parent ") {
+        for (start, line) in lines.enumerated() where line.hasPrefix("[") && line.contains(" pid ") && !line.contains("] parent ") {
             // Every cell names its parent's seed in its label; it starts after that parent is done.
             let seed = try XCTUnwrap(line.range(of: #"parent\.seed=\d"#, options: .regularExpression).map { String(line[$0].last!) }, line)
             let parentIndex = Int(seed)! + 1
-            let start = lines.firstIndex(of: line)!
             let parentDone = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("done [parent \(parentIndex)/3]") }, p.stderr)
             XCTAssertLessThan(parentDone, start, "a cell started before its parent was trained: \(line)")
         }
