@@ -71,6 +71,9 @@ public struct ClaimEvidence: Sendable {
     public var pretrainingRunsA: Int = 0
     public var pretrainingRunsB: Int = 0
     public var test: DifferenceTest?
+    /// For a paired comparison on fewer seeds than a side has: the pairs it used (the
+    /// seeds both sides have).
+    public var pairs: Int? = nil
     public var delta: Double?
     public var interval: DifferenceInterval?
     public var verdict: Verdict
@@ -152,8 +155,9 @@ public struct ClaimsTable: Sendable {
     public static let rule = """
         Each comparison is a difference of means with a 95% t-interval; accuracy differences are in percentage \
         points (pp), with a margin m = 1 pp. Regime comparisons (one pretrained parent) pair the runs that share \
-        parent and seed: the interval is the paired t interval on the per-seed differences (n − 1 degrees of \
-        freedom, test `paired-t`); when the seeds do not match, Welch's interval (unequal variances, \
+        parent and seed: the interval is the paired t interval on the per-seed differences over the seeds both \
+        groups have (n − 1 degrees of freedom, test `paired-t`; "on the N seeds both have" when a side has more); \
+        with fewer than 2 seeds in common, Welch's interval (unequal variances, \
         Welch–Satterthwaite degrees of freedom, test `welch`). Comparisons across pretrained parents (sparse vs \
         dense, expert counts) replicate pretraining runs: the fine-tuning seeds of each parent are averaged first, \
         and Welch's interval compares those parent means; such a comparison decides only with at least 3 \
@@ -224,7 +228,7 @@ public struct ClaimsTable: Sendable {
         return Caveat.allCases.filter(present.contains)
     }
 
-    /// Two groups fine-tuned from the same parent: paired by seed when the seeds match.
+    /// Two groups fine-tuned from the same parent: paired by seed on the seeds both have.
     static func compare(_ a: RunGroup, _ b: RunGroup?, measure: String, range: ClaimRange,
                         value: (RunFacts) -> Double?, missing: String) -> ClaimEvidence {
         var e = ClaimEvidence(setting: setting(a), measure: measure, seedsA: 0, seedsB: 0, verdict: .notEnoughData,
@@ -240,6 +244,7 @@ public struct ClaimsTable: Sendable {
         e.pretrainingRunsA = Set(a.contributing.compactMap(\.parent)).count
         e.pretrainingRunsB = Set(b.contributing.compactMap(\.parent)).count
         e.test = d.test
+        if d.test == .pairedT, d.seedsA < max(e.seedsA, e.seedsB) { e.pairs = d.seedsA }
         e.delta = d.delta
         e.interval = d.interval
         e.seedsNeeded = d.delta.flatMap { d.seedsNeeded(margin: range.distanceToEdge(from: $0)) }
@@ -352,7 +357,8 @@ public struct ClaimsTable: Sendable {
                 } else {
                     text += "\(e.seedsA) vs \(e.seedsB) seeds"
                 }
-                text += e.test.map { ", \($0.rawValue))" } ?? ")"
+                text += e.test.map { ", \($0.rawValue)" } ?? ""
+                text += e.pairs.map { " on the \($0) seeds both have)" } ?? ")"
             } else {
                 text += "n/a"
             }

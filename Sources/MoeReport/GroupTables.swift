@@ -71,8 +71,8 @@ public struct Comparison: Sendable {
     /// The baseline row's contributing seeds (nil without a baseline).
     public var baselineSeeds: Int?
     public var baselineComplete: Bool?
-    /// Paired when both groups' runs pair up (same parent and seeds), else Welch; nil
-    /// without a baseline group.
+    /// Paired when the groups' runs pair up (same parent, on the seeds both have), else
+    /// Welch; nil without a baseline group.
     public var test: DifferenceTest?
     /// Difference of means, row − baseline (reported accuracy, as a fraction).
     public var delta: Double?
@@ -88,10 +88,12 @@ public struct Comparison: Sendable {
 /// Runs of two groups paired by the design: they fine-tune the same parent with the same
 /// seed (the groups' configs already agree on everything else but the compared key).
 enum Pairing {
-    /// The per-seed differences a − b of `value`, ordered by seed, when every contributing
-    /// run on either side has exactly one partner with the same seed and parent; nil
-    /// otherwise (different parents, unmatched or missing seeds), and then the runs are
-    /// compared as independent samples.
+    /// The per-seed differences a − b of `value` over the seeds both groups have, ordered
+    /// by seed, when each common seed's two runs share a parent and either the groups have
+    /// the same seeds or at least two in common (a seed only one side has, e.g. extra seeds
+    /// of `all` run for another comparison, is left out of the pairing); nil otherwise
+    /// (different parents, a seed twice in a group, fewer than two common seeds), and then
+    /// the runs are compared as independent samples.
     static func differences(_ a: RunGroup, _ b: RunGroup, value: (RunFacts) -> Double?) -> [Double]? {
         func bySeed(_ g: RunGroup) -> [Int: (parent: String?, value: Double)]? {
             var out: [Int: (parent: String?, value: Double)] = [:]
@@ -101,9 +103,11 @@ enum Pairing {
             }
             return out
         }
-        guard let ra = bySeed(a), let rb = bySeed(b), !ra.isEmpty, Set(ra.keys) == Set(rb.keys) else { return nil }
+        guard let ra = bySeed(a), let rb = bySeed(b), !ra.isEmpty else { return nil }
+        let common = Set(ra.keys).intersection(rb.keys)
+        guard (common.count == ra.count && common.count == rb.count) || common.count >= 2 else { return nil }
         var differences: [Double] = []
-        for seed in ra.keys.sorted() {
+        for seed in common.sorted() {
             let x = ra[seed]!, y = rb[seed]!
             guard let parent = x.parent, parent == y.parent else { return nil }
             differences.append(x.value - y.value)
@@ -305,6 +309,9 @@ enum GroupTables {
             notes.append("no completed seeds on \(d.seedsA == 0 ? "this row" : "the baseline")")
         } else if c.interval == nil {
             notes.append("no interval: needs 2 or more \(d.test == .pairedT ? "pairs" : "seeds on both sides")")
+        }
+        if d.test == .pairedT, d.seedsA < max(group.values(\.reportedAcc).count, c.baselineSeeds ?? 0) {
+            notes.append("paired on the \(d.seedsA) seeds both rows have")
         }
         if !baseline.isComplete { notes.append("baseline incomplete") }
         c.note = notes.isEmpty ? nil : notes.joined(separator: "; ")

@@ -133,7 +133,7 @@ enum JSONRenderer {
                     ("evidence", .array(r.evidence.map { e in
                         .object([("setting", .string(e.setting)), ("measure", .string(e.measure)),
                                  ("unit", .string(e.unit.rawValue)), ("test", .optional(e.test?.rawValue)),
-                                 ("seeds_a", .int(e.seedsA)), ("seeds_b", .int(e.seedsB)),
+                                 ("seeds_a", .int(e.seedsA)), ("seeds_b", .int(e.seedsB)), ("pairs", .optional(e.pairs)),
                                  ("pretraining_runs_a", .int(e.pretrainingRunsA)), ("pretraining_runs_b", .int(e.pretrainingRunsB)),
                                  ("delta", .optional(e.delta)), ("ci95", interval(e.interval)),
                                  ("verdict", .string(e.verdict.rawValue)), ("verdict_text", .string(e.verdictText)),

@@ -22,8 +22,8 @@ final class PairedIntervalTests: XCTestCase {
     }
 
     /// The same runs through the store: `non-moe` and `all` fine-tune one parent with seeds
-    /// 0–3, so the regimes table pairs them and gets the interval above; `moe` lacks seed 3
-    /// and is compared with Welch's interval on all its seeds.
+    /// 0–3, so the regimes table pairs them and gets the interval above; `moe` lacks seed 3,
+    /// so it pairs with `all` on seeds 0–2 and says so.
     func testRegimesTablePairsRunsWithTheSameParentAndSeed() throws {
         let scratch = try ScratchStore("paired")
         let parent = try scratch.pretrain(experts: 8)
@@ -47,15 +47,88 @@ final class PairedIntervalTests: XCTestCase {
         XCTAssertEqual(interval.high, expected.high, accuracy: 1e-12)
         XCTAssertEqual(interval.low, 0.03 - 3.1824463052837078 * (1.0 / 12000).squareRoot(), accuracy: 1e-9)
         XCTAssertEqual(paired.seedsNeeded?.unit, .pairs)
+        XCTAssertNil(paired.note)
 
-        let unpaired = try XCTUnwrap(rows.first { $0.regime == "moe" }?.comparison)
-        XCTAssertEqual(unpaired.test, .welch)
-        let welch = try XCTUnwrap(DifferenceInterval(welch: moe, all))
-        XCTAssertEqual(try XCTUnwrap(unpaired.interval).df, welch.df, accuracy: 1e-12)
-        XCTAssertEqual(unpaired.seedsNeeded?.unit, .seedsPerArm)
+        // Seeds 0–2 pair: differences −0.10, −0.18, −0.16, mean −0.44/3 (the means differ
+        // by 0.5033 − 0.625 = −0.1217, all's seed 3 included); all's seed 3 is left out.
+        let common = try XCTUnwrap(rows.first { $0.regime == "moe" }?.comparison)
+        XCTAssertEqual(common.test, .pairedT)
+        let expectedCommon = try XCTUnwrap(DifferenceInterval(paired: zip(moe, all.prefix(3)).map { $0 - $1 }))
+        XCTAssertEqual(try XCTUnwrap(common.delta), -0.44 / 3, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(common.interval).df, 2)
+        XCTAssertEqual(try XCTUnwrap(common.interval).low, expectedCommon.low, accuracy: 1e-12)
+        XCTAssertEqual(common.note, "paired on the 3 seeds both rows have")
 
         let md = Reports.render(try Reports.build(store: scratch.store, tables: [.regimes], filter: nil), format: .md)
         XCTAssertTrue(md.contains("| paired-t |"), md)
+        XCTAssertTrue(md.contains("paired on the 3 seeds both rows have"), md)
+    }
+
+    /// The paper study's shape: a `main` sweep of seeds 0–2 × all, non-moe, attention and a
+    /// `more` sweep of seeds 3–5 × all, non-moe. Every group is complete (each run expects
+    /// its own sweep's seeds); non-moe pairs with all on six seeds, attention on the three it
+    /// has, and the claims say so (text and JSON `pairs`).
+    func testClaimsPairOnTheSeedsBothGroupsHave() throws {
+        let scratch = try ScratchStore("more-seeds")
+        let parent = try scratch.pretrain(experts: 8)
+        func sweep(_ name: String, seeds: [Int], regimes: [String]) throws -> Int64 {
+            try scratch.store.createSweep(name: name, specJSON: """
+                {"name":"\(name)","grid":[{"key":"seed","values":\(seeds)},{"key":"regime","values":\(regimes.map { "\"\($0)\"" })}]}
+                """)
+        }
+        let main = try sweep("main", seeds: [0, 1, 2], regimes: ["all", "non-moe", "attention"])
+        let more = try sweep("more", seeds: [3, 4, 5], regimes: ["all", "non-moe"])
+        let all = [0.60, 0.70, 0.65, 0.55, 0.62, 0.58], nonMoe = [0.60, 0.69, 0.66, 0.55, 0.61, 0.58]
+        let attention = [0.58, 0.69, 0.63]
+        for (regime, values) in [("all", all), ("non-moe", nonMoe), ("attention", attention)] {
+            for (seed, acc) in values.enumerated() {
+                let hash = try scratch.finetune(parent: parent, regime: regime, experts: 8, seed: seed, trainSize: 4096,
+                                                curve: peakedCurve(best: acc))
+                try scratch.store.addSweepMember(sweepId: seed < 3 ? main : more, runHash: hash)
+            }
+        }
+        let report = try Reports.build(store: scratch.store, tables: [.regimes, .claims], filter: nil)
+        let rows = try XCTUnwrap(report.regimes).rows
+        XCTAssertTrue(rows.allSatisfy(\.complete), rows.map(\.flags).description)
+        let claims = try XCTUnwrap(report.claims).rows
+        let attentionClaim = try XCTUnwrap(claims.first { $0.id == "attention-vs-all" }?.evidence.first)
+        XCTAssertEqual(attentionClaim.test, .pairedT)
+        XCTAssertEqual(attentionClaim.pairs, 3)
+        XCTAssertEqual([attentionClaim.seedsA, attentionClaim.seedsB], [3, 6])
+        // Differences −0.02, −0.01, −0.02 on seeds 0–2.
+        XCTAssertEqual(try XCTUnwrap(attentionClaim.delta), -0.05 / 3, accuracy: 1e-12)
+        let nonMoeClaim = try XCTUnwrap(claims.first { $0.id == "non-moe-vs-all" }?.evidence.first)
+        XCTAssertEqual(nonMoeClaim.test, .pairedT)
+        XCTAssertNil(nonMoeClaim.pairs)
+        XCTAssertEqual([nonMoeClaim.seedsA, nonMoeClaim.seedsB], [6, 6])
+        let md = Reports.render(report, format: .md)
+        XCTAssertTrue(md.contains("(3 vs 6 seeds, paired-t on the 3 seeds both have)"), md)
+        XCTAssertTrue(md.contains("(6 vs 6 seeds, paired-t)"), md)
+        let json = try JSONValue(parsing: Reports.render(report, format: .json))
+        let evidence = json["tables"]?["claims"]?["rows"]?.arrayValue?.first { $0["id"] == "attention-vs-all" }?["evidence"]?.arrayValue?.first
+        XCTAssertEqual(evidence?["pairs"], 3)
+    }
+
+    /// `ffn` has seeds 2, 3 and 4, one in common with `all`'s 0–2: too few pairs, so it is
+    /// compared with Welch's interval on all its seeds.
+    func testOneSeedInCommonIsComparedWithWelch() throws {
+        let scratch = try ScratchStore("one-common")
+        let parent = try scratch.pretrain(experts: 8)
+        let all = [0.60, 0.70, 0.65], ffn = [0.40, 0.45, 0.41]
+        for (seed, acc) in all.enumerated() {
+            try scratch.finetune(parent: parent, regime: "all", experts: 8, seed: seed, curve: peakedCurve(best: acc))
+        }
+        for (seed, acc) in ffn.enumerated() {
+            try scratch.finetune(parent: parent, regime: "ffn", experts: 8, seed: seed + 2, curve: peakedCurve(best: acc))
+        }
+        let rows = try XCTUnwrap(Reports.build(store: scratch.store, tables: [.regimes], filter: nil).regimes).rows
+        let unpaired = try XCTUnwrap(rows.first { $0.regime == "ffn" }?.comparison)
+        XCTAssertEqual(unpaired.test, .welch)
+        let welch = try XCTUnwrap(DifferenceInterval(welch: ffn, all))
+        XCTAssertEqual(try XCTUnwrap(unpaired.interval).df, welch.df, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(unpaired.delta), (1.26 - 1.95) / 3, accuracy: 1e-12)
+        XCTAssertEqual(unpaired.seedsNeeded?.unit, .seedsPerArm)
+        let md = Reports.render(try Reports.build(store: scratch.store, tables: [.regimes], filter: nil), format: .md)
         XCTAssertTrue(md.contains("| welch |"), md)
     }
 }
