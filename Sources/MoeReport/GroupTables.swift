@@ -311,7 +311,7 @@ enum GroupTables {
             notes.append("no interval: needs 2 or more \(d.test == .pairedT ? "pairs" : "seeds on both sides")")
         }
         if d.test == .pairedT, d.seedsA < max(group.values(\.reportedAcc).count, c.baselineSeeds ?? 0) {
-            notes.append("paired on the \(d.seedsA) seeds both rows have")
+            notes.append("\(d.seedsA) pairs")
         }
         if !baseline.isComplete { notes.append("baseline incomplete") }
         c.note = notes.isEmpty ? nil : notes.joined(separator: "; ")

@@ -86,7 +86,7 @@ enum Explain {
         against the baseline group, in percentage points, with a 95% interval; the test column says which: paired-t \
         when both groups fine-tune the same parent with the same seeds, or with at least two seeds in common (the t \
         interval on the per-seed differences over the seeds both have, n − 1 degrees of freedom; a seed only one \
-        group has is left out, and the row's note says so), welch otherwise (unequal variances, Welch–Satterthwaite degrees of freedom). \
+        group has is left out, and the Δ cell then says how many pairs), welch otherwise (unequal variances, Welch–Satterthwaite degrees of freedom). \
         Pairing removes what the seeds share, so it narrows the interval only as far as paired runs are positively \
         correlated. "n for ±1 pp": the seeds per arm (pairs for paired-t) that would make the interval's \
         half-width at most 1 pp at the observed spread, the smallest n with t(0.975, df)·s/√n ≤ 1 pp (an estimate \

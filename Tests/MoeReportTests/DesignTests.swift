@@ -57,11 +57,11 @@ final class PairedIntervalTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(common.delta), -0.44 / 3, accuracy: 1e-12)
         XCTAssertEqual(try XCTUnwrap(common.interval).df, 2)
         XCTAssertEqual(try XCTUnwrap(common.interval).low, expectedCommon.low, accuracy: 1e-12)
-        XCTAssertEqual(common.note, "paired on the 3 seeds both rows have")
+        XCTAssertEqual(common.note, "3 pairs")
 
         let md = Reports.render(try Reports.build(store: scratch.store, tables: [.regimes], filter: nil), format: .md)
         XCTAssertTrue(md.contains("| paired-t |"), md)
-        XCTAssertTrue(md.contains("paired on the 3 seeds both rows have"), md)
+        XCTAssertTrue(md.contains("-14.7 [-25.0, -4.3] (3 pairs)"), md)
     }
 
     /// The paper study's shape: a `main` sweep of seeds 0–2 × all, non-moe, attention and a

@@ -110,7 +110,7 @@ final class GroupTableTests: XCTestCase {
         let interval = try XCTUnwrap(moe.comparison.interval)
         XCTAssertEqual(interval.df, 1)
         XCTAssertEqual(interval.high - interval.low, 2 * StudentT.quantile(0.975, df: 1) * 0.01, accuracy: 1e-9)
-        XCTAssertEqual(moe.comparison.note, "paired on the 2 seeds both rows have")
+        XCTAssertEqual(moe.comparison.note, "2 pairs")
     }
 
     func testFailedAndRunningSeedsAreFlaggedAndNeverAveraged() throws {
