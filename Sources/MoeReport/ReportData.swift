@@ -242,14 +242,20 @@ public struct ReportData: Sendable {
                                           trainAcc: p.map(\.trainAcc), valAcc: p.map(\.valAcc), testAcc: p.map(\.testAcc))
         }
 
-        // Seed grids of the sweeps these runs belong to.
+        // Seed grids of the sweeps these runs belong to: of the sweeps the filter names,
+        // when it names any (a study registered again, e.g. with a part cut short, is the
+        // sweeps it was registered as last, not also its earlier registrations).
         // A sweep without a seed grid ran each cell with the seed of its config.
         var sweepSeeds: [String: Set<Int>] = [:]
         var seedGrids: [Int64: [Int]?] = [:]
-        for sweep in try store.sweeps() { seedGrids[sweep.id] = .some(ReportData.seedGrid(specJSON: sweep.specJSON)) }
+        let named = Set(filter?.namedSweeps ?? [])
+        for sweep in try store.sweeps() where named.isEmpty || named.contains(sweep.id) {
+            seedGrids[sweep.id] = .some(ReportData.seedGrid(specJSON: sweep.specJSON))
+        }
         var seedByHash: [String: Int] = [:]
         for item in loaded { if let seed = item.facts.seed { seedByHash[item.facts.hash] = seed } }
         for member in try store.sweepMemberships(of: selected) {
+            guard named.isEmpty || named.contains(member.sweepId) else { continue }
             let hash = member.runHash
             if let seeds = seedGrids[member.sweepId] ?? nil {
                 sweepSeeds[hash, default: []].formUnion(seeds)

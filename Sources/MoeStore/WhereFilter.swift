@@ -51,6 +51,9 @@ public struct WhereFilter: Equatable, Sendable {
     public let sql: String
     /// The values for the placeholders, in order.
     public let parameters: [JSONValue]
+    /// The sweep ids the expression compares with `sweep=ID`, in order of appearance: the
+    /// study a report reads, when the filter names one (see `ReportData`).
+    public let namedSweeps: [Int64]
 
     /// `configKeys` nil accepts any identifier as a config key, untyped.
     public init(_ expression: String, configKeys: [String: KeyType]? = nil) throws {
@@ -59,6 +62,7 @@ public struct WhereFilter: Equatable, Sendable {
         let (sql, params) = try parser.parse()
         self.sql = sql
         self.parameters = params
+        self.namedSweeps = parser.namedSweeps
     }
 
     /// Throws `.invalidConfigKey` unless `key` is a plain identifier.
@@ -104,6 +108,7 @@ private struct WhereParser {
     var params: [JSONValue] = []
     var depth = 0
     var comparisons = 0
+    var namedSweeps: [Int64] = []
 
     init(expression: String, configKeys: [String: WhereFilter.KeyType]?) {
         self.expression = expression
@@ -315,7 +320,9 @@ private struct WhereParser {
             // Members of a sweep by its numeric id: `sweep=3` (a sweep also lists its parents).
             guard let id = Int64(raw) else { throw fail(valueText, "sweep needs a numeric sweep id") }
             switch op {
-            case "=": return "EXISTS (SELECT 1 FROM sweep_members s WHERE s.run_hash = r.hash AND s.sweep_id = \(bind(.int(id))))"
+            case "=":
+                if !namedSweeps.contains(id) { namedSweeps.append(id) }
+                return "EXISTS (SELECT 1 FROM sweep_members s WHERE s.run_hash = r.hash AND s.sweep_id = \(bind(.int(id))))"
             case "!=": return "NOT EXISTS (SELECT 1 FROM sweep_members s WHERE s.run_hash = r.hash AND s.sweep_id = \(bind(.int(id))))"
             default: throw fail(op, "sweep compares only with = or !=")
             }

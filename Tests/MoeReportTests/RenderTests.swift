@@ -182,6 +182,38 @@ final class ExpectedSeedTests: XCTestCase {
         XCTAssertEqual(rows[0].seedsCompleted, 3)
     }
 
+    /// A study registered again with its seed grid cut from 0–5 to 0–2: a filter naming the
+    /// new sweep expects its seeds only; one naming the old sweep, or no filter, still sees
+    /// the seeds the old registration planned.
+    func testFilterNamingSweepsTakesExpectedSeedsFromThoseSweeps() throws {
+        let scratch = try ScratchStore("reregistered")
+        let parent = try scratch.pretrain(experts: 4)
+        func sweep(_ name: String, seeds: [Int]) throws -> Int64 {
+            try scratch.store.createSweep(name: name, specJSON: """
+                {"name":"\(name)","grid":[{"key":"regime","values":["all"]},{"key":"seed","values":\(seeds)}]}
+                """)
+        }
+        let planned = try sweep("study", seeds: Array(0...5)), cut = try sweep("study", seeds: [0, 1, 2])
+        for seed in 0..<3 {
+            let hash = try scratch.finetune(parent: parent, regime: "all", experts: 4, seed: seed, curve: peakedCurve(best: 0.5))
+            try scratch.store.addSweepMember(sweepId: planned, runHash: hash)
+            try scratch.store.addSweepMember(sweepId: cut, runHash: hash)
+        }
+        func row(_ filter: String?) throws -> GroupRow {
+            let rows = try XCTUnwrap(Reports.build(store: scratch.store, tables: [.regimes],
+                                                   filter: try filter.map { try WhereFilter($0) }).regimes).rows
+            XCTAssertEqual(rows.count, 1)
+            return rows[0]
+        }
+        let now = try row("sweep=\(cut)")
+        XCTAssertTrue(now.complete, now.flags.description)
+        XCTAssertEqual(now.seedsExpected, 3)
+        XCTAssertEqual(try row("sweep=\(planned)").flags, ["seeds 3, 4, 5 missing"])
+        XCTAssertEqual(try row(nil).seedsExpected, 6)
+        XCTAssertEqual(try row("sweep=\(cut) and regime=all").seedsExpected, 3)
+        XCTAssertEqual(try WhereFilter("sweep=\(cut) or sweep=7 or sweep=\(cut) and tag=x").namedSweeps, [cut, 7])
+    }
+
     /// A sweep that does not vary the seed expects each cell's own seed only.
     func testSweepWithoutSeedGridExpectsItsOwnSeed() throws {
         let scratch = try ScratchStore("sweep1")

@@ -6,14 +6,14 @@ import XCTest
 /// Read-only opens, closing with the log checkpointed, and the online backup.
 final class OpenModeTests: XCTestCase {
     func testReadOnlyOpenOfAMissingStoreCreatesNothing() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let path = dir.file("sub/moerec.sqlite")
         assertThrows(.notFound(path: path)) { try Store(path: path, mode: .readOnly) }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.file("sub")))
     }
 
     func testClosedStoreIsWholeInItsDatabaseFile() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let path = dir.file("moerec.sqlite")
         let store = try Store(path: path)
         let run = try store.insertRun(kind: .pretrain, config: sampleConfig(), parentHash: nil,
@@ -33,7 +33,7 @@ final class OpenModeTests: XCTestCase {
     }
 
     func testReaderShowsADeadTrainersRunInterruptedWithoutWriting() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let path = dir.file("moerec.sqlite")
         let writer = try Store(path: path)
         let run = try writer.insertRun(kind: .pretrain, config: sampleConfig(), parentHash: nil,
@@ -48,7 +48,7 @@ final class OpenModeTests: XCTestCase {
     }
 
     func testBackupCopiesEveryRunAndRefusesAnExistingFile() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let store = try Store(path: dir.file("moerec.sqlite"))
         for seed in 0..<3 {
             try store.insertRun(kind: .pretrain, config: sampleConfig(seed: seed), parentHash: nil,
