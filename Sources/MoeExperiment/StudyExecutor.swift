@@ -503,8 +503,12 @@ public struct ProcessLauncher: StudyLauncher {
         var waiting = Array(todo.indices), succeeded = completed, failed = Set<String>()
         var started = 0
         func reap() {
-            running.removeAll { process, run in
-                if process.isRunning { return false }
+            // Which processes ended, decided once (one may end while this runs).
+            let ended = running.filter { !$0.process.isRunning }
+            guard !ended.isEmpty else { return }
+            running.removeAll { r in ended.contains { $0.process === r.process } }
+            let runningSteps = running.reduce(0) { $0 + $1.run.plan.config.steps }
+            for (process, run) in ended {
                 if process.terminationStatus != 0 {
                     failed.insert(run.plan.hash)
                     log("cell [\(run.label)] exited \(process.terminationStatus)")
@@ -515,8 +519,7 @@ public struct ProcessLauncher: StudyLauncher {
                 } else {
                     succeeded.insert(run.plan.hash)
                 }
-                progress.finished(run.label, steps: run.plan.config.steps)
-                return true
+                progress.finished(run.label, steps: run.plan.config.steps, runningSteps: runningSteps)
             }
         }
         while !waiting.isEmpty || !running.isEmpty {
@@ -567,9 +570,12 @@ public struct ProcessLauncher: StudyLauncher {
 }
 
 /// A study stage's progress: after each run, how many are finished and an ETA from the
-/// work finished so far, the finished runs' planned steps against the wall time since the
-/// stage began (a run stopped early by patience counts its planned steps, so the ETA errs
-/// long; evaluations and checkpoints are in the wall time, so they do not make it swing).
+/// work done so far against the wall time since the stage began: the finished runs'
+/// planned steps, and half the planned steps of the runs still running in other processes
+/// (on average half done, where runs start as slots free up; without them, the first runs
+/// of `--jobs 2` to finish would count half the work done and double the ETA). A run
+/// stopped early by patience counts its planned steps, so the ETA errs long; evaluations
+/// and checkpoints are in the wall time, so they do not make it swing.
 public struct StudyProgress {
     let total: Int
     let totalSteps: Int
@@ -583,15 +589,25 @@ public struct StudyProgress {
         self.log = log
     }
 
-    public mutating func finished(_ label: String, steps: Int) {
+    /// `runningSteps`: the planned steps of the runs still running besides this one.
+    public mutating func finished(_ label: String, steps: Int, runningSteps: Int = 0) {
         doneCells += 1
         doneSteps += steps
         let elapsed = Date().timeIntervalSince(started)
         var line = "done [\(label)]: \(doneCells)/\(total) finished, elapsed \(StudyProgress.duration(elapsed))"
-        if doneSteps > 0 && doneCells < total {
-            line += ", ETA " + StudyProgress.duration(elapsed * Double(totalSteps - doneSteps) / Double(doneSteps))
+        if doneCells < total, let eta = StudyProgress.remaining(elapsed: elapsed, totalSteps: totalSteps, doneSteps: doneSteps,
+                                                                runningSteps: runningSteps) {
+            line += ", ETA " + StudyProgress.duration(eta)
         }
         log(line)
+    }
+
+    /// Seconds left at the rate so far, the running runs counted half done; nil before
+    /// any work is done.
+    public static func remaining(elapsed: Double, totalSteps: Int, doneSteps: Int, runningSteps: Int) -> Double? {
+        let done = Double(doneSteps) + Double(runningSteps) / 2
+        guard done > 0 else { return nil }
+        return elapsed * max(0, Double(totalSteps) - done) / done
     }
 
     /// m:ss, or h:mm:ss from an hour.

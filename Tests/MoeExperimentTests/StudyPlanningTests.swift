@@ -143,3 +143,21 @@ final class StudyPlanningTests: XCTestCase {
         }
     }
 }
+
+/// The study ETA: work done is the finished runs' planned steps plus half those of the runs
+/// still running in other processes.
+final class StudyProgressTests: XCTestCase {
+    func testRemainingCountsRunningRunsHalfDone() throws {
+        // One process: 1 of 4 runs of 100 steps in 100 s leaves 300 s.
+        XCTAssertEqual(try XCTUnwrap(StudyProgress.remaining(elapsed: 100, totalSteps: 400, doneSteps: 100, runningSteps: 0)),
+                       300, accuracy: 1e-9)
+        // Two processes: the first run finishes while the second is (on average) half done,
+        // so 150 steps took 100 s and 250 remain: 166.7 s, where the finished runs alone
+        // (100 steps in 100 s) would say 300 s.
+        XCTAssertEqual(try XCTUnwrap(StudyProgress.remaining(elapsed: 100, totalSteps: 400, doneSteps: 100, runningSteps: 100)),
+                       100 * 250 / 150, accuracy: 1e-9)
+        // Never negative; nothing done yet has no rate.
+        XCTAssertEqual(StudyProgress.remaining(elapsed: 10, totalSteps: 100, doneSteps: 100, runningSteps: 100), 0)
+        XCTAssertNil(StudyProgress.remaining(elapsed: 10, totalSteps: 100, doneSteps: 0, runningSteps: 0))
+    }
+}
