@@ -71,8 +71,7 @@ public struct ClaimEvidence: Sendable {
     public var pretrainingRunsA: Int = 0
     public var pretrainingRunsB: Int = 0
     public var test: DifferenceTest?
-    /// For a paired comparison on fewer seeds than a side has: the pairs it used (the
-    /// seeds both sides have).
+    /// For a partially overlapping comparison: the seeds both sides have.
     public var pairs: Int? = nil
     public var delta: Double?
     public var interval: DifferenceInterval?
@@ -155,10 +154,11 @@ public struct ClaimsTable: Sendable {
     public static let rule = """
         Each comparison is a difference of means with a 95% t-interval; accuracy differences are in percentage \
         points (pp), with a margin m = 1 pp. Regime comparisons (one pretrained parent) pair the runs that share \
-        parent and seed: the interval is the paired t interval on the per-seed differences over the seeds both \
-        groups have (n − 1 degrees of freedom, test `paired-t`; "on the N seeds both have" when a side has more); \
-        with fewer than 2 seeds in common, Welch's interval (unequal variances, \
-        Welch–Satterthwaite degrees of freedom, test `welch`). Comparisons across pretrained parents (sparse vs \
+        parent and seed: the interval is the paired t interval on the per-seed differences (n − 1 degrees of \
+        freedom, test `paired-t`); when one side has seeds the other lacks (extra seeds of `all` run for one \
+        comparison) and at least 3 seeds pair, the partially overlapping samples t interval, which uses every run \
+        and the pairs' correlation (Derrick, Toher & White 2017, test `partially-overlapping-t`, "N paired"); \
+        otherwise Welch's interval (unequal variances, Welch–Satterthwaite degrees of freedom, test `welch`). Comparisons across pretrained parents (sparse vs \
         dense, expert counts) replicate pretraining runs: the fine-tuning seeds of each parent are averaged first, \
         and Welch's interval compares those parent means; such a comparison decides only with at least 3 \
         pretraining runs in each arm, and otherwise is "conditional on one pretraining run" (or on N), never \
@@ -244,7 +244,7 @@ public struct ClaimsTable: Sendable {
         e.pretrainingRunsA = Set(a.contributing.compactMap(\.parent)).count
         e.pretrainingRunsB = Set(b.contributing.compactMap(\.parent)).count
         e.test = d.test
-        if d.test == .pairedT, d.seedsA < max(e.seedsA, e.seedsB) { e.pairs = d.seedsA }
+        e.pairs = d.pairs
         e.delta = d.delta
         e.interval = d.interval
         e.seedsNeeded = d.delta.flatMap { d.seedsNeeded(margin: range.distanceToEdge(from: $0)) }
@@ -357,8 +357,8 @@ public struct ClaimsTable: Sendable {
                 } else {
                     text += "\(e.seedsA) vs \(e.seedsB) seeds"
                 }
-                text += e.test.map { ", \($0.rawValue)" } ?? ""
-                text += e.pairs.map { " on the \($0) seeds both have)" } ?? ")"
+                text += e.pairs.map { ", \($0) paired" } ?? ""
+                text += e.test.map { ", \($0.rawValue))" } ?? ")"
             } else {
                 text += "n/a"
             }

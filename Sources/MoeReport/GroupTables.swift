@@ -71,8 +71,8 @@ public struct Comparison: Sendable {
     /// The baseline row's contributing seeds (nil without a baseline).
     public var baselineSeeds: Int?
     public var baselineComplete: Bool?
-    /// Paired when the groups' runs pair up (same parent, on the seeds both have), else
-    /// Welch; nil without a baseline group.
+    /// Paired when the groups' runs pair up (same parent and seeds), partially overlapping
+    /// when some do, else Welch; nil without a baseline group.
     public var test: DifferenceTest?
     /// Difference of means, row − baseline (reported accuracy, as a fraction).
     public var delta: Double?
@@ -88,13 +88,29 @@ public struct Comparison: Sendable {
 /// Runs of two groups paired by the design: they fine-tune the same parent with the same
 /// seed (the groups' configs already agree on everything else but the compared key).
 enum Pairing {
-    /// The per-seed differences a − b of `value` over the seeds both groups have, ordered
-    /// by seed, when each common seed's two runs share a parent and either the groups have
-    /// the same seeds or at least two in common (a seed only one side has, e.g. extra seeds
-    /// of `all` run for another comparison, is left out of the pairing); nil otherwise
-    /// (different parents, a seed twice in a group, fewer than two common seeds), and then
-    /// the runs are compared as independent samples.
-    static func differences(_ a: RunGroup, _ b: RunGroup, value: (RunFacts) -> Double?) -> [Double]? {
+    /// Fewer seeds in common than this are compared as independent samples: the partially
+    /// overlapping interval needs the pairs' correlation, and two pairs always give ±1.
+    static let minimumOverlap = 3
+
+    /// Each side's values by seed and the seeds both sides have.
+    struct Match {
+        var a: [Int: Double]
+        var b: [Int: Double]
+        var common: [Int]
+        /// Every seed of either side has its partner.
+        var isComplete: Bool { common.count == a.count && common.count == b.count }
+        var differences: [Double] { common.map { a[$0]! - b[$0]! } }
+        var pairs: [(Double, Double)] { common.map { (a[$0]!, b[$0]!) } }
+        /// Each side's values in seed order (so that sums, and reports, are reproducible).
+        var valuesA: [Double] { a.keys.sorted().map { a[$0]! } }
+        var valuesB: [Double] { b.keys.sorted().map { b[$0]! } }
+    }
+
+    /// The values of `value` by seed on each side, and the common seeds in order, when every
+    /// contributing run has its own seed and a finite value and each common seed's two runs
+    /// share a parent; nil otherwise (a seed twice in a group, a missing value, different
+    /// parents), and then the runs are compared as independent samples.
+    static func match(_ a: RunGroup, _ b: RunGroup, value: (RunFacts) -> Double?) -> Match? {
         func bySeed(_ g: RunGroup) -> [Int: (parent: String?, value: Double)]? {
             var out: [Int: (parent: String?, value: Double)] = [:]
             for run in g.contributing {
@@ -103,25 +119,25 @@ enum Pairing {
             }
             return out
         }
-        guard let ra = bySeed(a), let rb = bySeed(b), !ra.isEmpty else { return nil }
-        let common = Set(ra.keys).intersection(rb.keys)
-        guard (common.count == ra.count && common.count == rb.count) || common.count >= 2 else { return nil }
-        var differences: [Double] = []
-        for seed in common.sorted() {
-            let x = ra[seed]!, y = rb[seed]!
-            guard let parent = x.parent, parent == y.parent else { return nil }
-            differences.append(x.value - y.value)
+        guard let ra = bySeed(a), let rb = bySeed(b) else { return nil }
+        let common = Set(ra.keys).intersection(rb.keys).sorted()
+        for seed in common {
+            guard let parent = ra[seed]!.parent, parent == rb[seed]!.parent else { return nil }
         }
-        return differences
+        return Match(a: ra.mapValues(\.value), b: rb.mapValues(\.value), common: common)
     }
 }
 
 /// The difference of one run value between two groups: the paired t interval on per-seed
-/// differences when the runs pair up, Welch's interval otherwise.
+/// differences when every run has its partner (same parent and seed); the partially
+/// overlapping samples t interval when at least `Pairing.minimumOverlap` seeds pair and
+/// others are on one side only; Welch's interval otherwise.
 struct GroupDifference {
     var test: DifferenceTest
     var seedsA: Int
     var seedsB: Int
+    /// The paired seeds of a partially overlapping comparison.
+    var pairs: Int?
     var delta: Double?
     var interval: DifferenceInterval?
     /// The spread behind the interval: of the per-seed differences, or of each arm.
@@ -129,14 +145,25 @@ struct GroupDifference {
     private let spread: Spread
 
     init(_ a: RunGroup, _ b: RunGroup, value: (RunFacts) -> Double?) {
-        if let d = Pairing.differences(a, b, value: value) {
-            let stats = SampleStats(d)
+        let match = Pairing.match(a, b, value: value)
+        if let m = match, !m.common.isEmpty, m.isComplete {
+            let d = m.differences, stats = SampleStats(d)
             test = .pairedT
             seedsA = d.count
             seedsB = d.count
             delta = stats.mean
             interval = DifferenceInterval(paired: d)
             spread = .paired(stats.sd)
+        } else if let m = match, m.common.count >= Pairing.minimumOverlap,
+                  let i = DifferenceInterval(partiallyOverlapping: m.valuesA, m.valuesB, pairs: m.pairs) {
+            // More seeds would be run as pairs, so the estimate asks for pairs.
+            test = .partiallyOverlappingT
+            seedsA = m.a.count
+            seedsB = m.b.count
+            pairs = m.common.count
+            delta = i.delta
+            interval = i
+            spread = .paired(SampleStats(m.differences).sd)
         } else {
             let va = SampleStats(a.values(value)), vb = SampleStats(b.values(value))
             test = .welch
@@ -310,9 +337,7 @@ enum GroupTables {
         } else if c.interval == nil {
             notes.append("no interval: needs 2 or more \(d.test == .pairedT ? "pairs" : "seeds on both sides")")
         }
-        if d.test == .pairedT, d.seedsA < max(group.values(\.reportedAcc).count, c.baselineSeeds ?? 0) {
-            notes.append("\(d.seedsA) pairs")
-        }
+        if let pairs = d.pairs { notes.append("\(pairs) paired") }
         if !baseline.isComplete { notes.append("baseline incomplete") }
         c.note = notes.isEmpty ? nil : notes.joined(separator: "; ")
         return c

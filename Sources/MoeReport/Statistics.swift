@@ -39,6 +39,10 @@ public enum DifferenceTest: String, Sendable, CaseIterable {
     /// Welch's interval for two independent samples: unequal variances,
     /// Welch–Satterthwaite degrees of freedom.
     case welch
+    /// The partially overlapping samples t interval (Derrick, Toher & White 2017, unequal
+    /// variances) for groups with some seeds paired and some on one side only: every run
+    /// counts, and the pairs' correlation enters the standard error.
+    case partiallyOverlappingT = "partially-overlapping-t"
 }
 
 /// A two-sided confidence interval for a difference of means: Welch's for independent
@@ -74,6 +78,41 @@ public struct DifferenceInterval: Equatable, Sendable {
             df = Double(sa.n + sb.n - 2)
         }
         self.init(test: .welch, delta: ma - mb, standardError: se2.squareRoot(), df: df, level: level)
+    }
+
+    /// The partially overlapping samples t interval for mean(a) − mean(b) (Derrick, Toher
+    /// & White 2017, "How to compare the means of two samples that include paired
+    /// observations and independent observations", TQMP 13(2), separate variances), where
+    /// `a` and `b` are every value of each side and `pairs` the (a, b) values of the units
+    /// both sides have. With s₁, s₂ the sds of all of a and of b, n₁, n₂ their sizes, n_c
+    /// the pairs and r their correlation (0 when either side of the pairs has no spread):
+    /// standard error sqrt(s₁²/n₁ + s₂²/n₂ − 2·r·s₁·s₂·n_c/(n₁n₂)), and df
+    /// (n_c − 1) + (γ − n_c + 1)·(n_a + n_b)/(n_a + n_b + 2n_c), with γ Welch's df and n_a,
+    /// n_b the unpaired counts. It is the paired interval when nothing is unpaired and
+    /// Welch's when nothing is paired. nil below two pairs or two values a side.
+    public init?(partiallyOverlapping a: [Double], _ b: [Double], pairs: [(Double, Double)], level: Double = 0.95) {
+        let sa = SampleStats(a), sb = SampleStats(b)
+        let nc = pairs.count
+        guard nc >= 2, let ma = sa.mean, let mb = sb.mean, let s1 = sa.sd, let s2 = sb.sd,
+              let va = sa.varianceOfMean, let vb = sb.varianceOfMean else { return nil }
+        let r = Self.correlation(pairs)
+        let n1 = Double(sa.n), n2 = Double(sb.n)
+        let se2 = max(0, va + vb - 2 * r * s1 * s2 * Double(nc) / (n1 * n2))
+        let welchDF = va + vb > 0 ? (va + vb) * (va + vb) / (va * va / (n1 - 1) + vb * vb / (n2 - 1)) : n1 + n2 - 2
+        let unpaired = Double(sa.n + sb.n - 2 * nc)
+        let df = Double(nc - 1) + (welchDF - Double(nc) + 1) * unpaired / (unpaired + 2 * Double(nc))
+        self.init(test: .partiallyOverlappingT, delta: ma - mb, standardError: se2.squareRoot(), df: df, level: level)
+    }
+
+    /// Pearson's correlation of the pairs; 0 when either side has no spread.
+    public static func correlation(_ pairs: [(Double, Double)]) -> Double {
+        let n = Double(pairs.count)
+        let mx = pairs.reduce(0) { $0 + $1.0 } / n, my = pairs.reduce(0) { $0 + $1.1 } / n
+        var sxy = 0.0, sxx = 0.0, syy = 0.0
+        for (x, y) in pairs {
+            sxy += (x - mx) * (y - my); sxx += (x - mx) * (x - mx); syy += (y - my) * (y - my)
+        }
+        return sxx > 0 && syy > 0 ? sxy / (sxx * syy).squareRoot() : 0
     }
 
     /// The paired t interval for the mean of `differences` (one per pair, a − b):

@@ -84,11 +84,13 @@ enum Explain {
         validation accuracy instead, and its group is flagged no-test-at-best. Values are summarised over the \
         completed seeds as mean ± sample standard deviation (n − 1). Δ is the difference of mean reported accuracy \
         against the baseline group, in percentage points, with a 95% interval; the test column says which: paired-t \
-        when both groups fine-tune the same parent with the same seeds, or with at least two seeds in common (the t \
-        interval on the per-seed differences over the seeds both have, n − 1 degrees of freedom; a seed only one \
-        group has is left out, and the Δ cell then says how many pairs), welch otherwise (unequal variances, Welch–Satterthwaite degrees of freedom). \
+        when both groups fine-tune the same parent with the same seeds (the t interval on the per-seed differences, \
+        n − 1 degrees of freedom); partially-overlapping-t when at least 3 seeds pair and one group has seeds the \
+        other lacks (the partially overlapping samples t interval of Derrick, Toher & White 2017: every run counts, \
+        the pairs' correlation enters the standard error, and the Δ cell says how many seeds are paired); welch \
+        otherwise (unequal variances, Welch–Satterthwaite degrees of freedom). \
         Pairing removes what the seeds share, so it narrows the interval only as far as paired runs are positively \
-        correlated. "n for ±1 pp": the seeds per arm (pairs for paired-t) that would make the interval's \
+        correlated. "n for ±1 pp": the seeds per arm (pairs for paired-t and partially-overlapping-t) that would make the interval's \
         half-width at most 1 pp at the observed spread, the smallest n with t(0.975, df)·s/√n ≤ 1 pp (an estimate \
         from the runs at hand; "—" when the spread is unknown). \(ConvergenceRule.text) Reference rows (regime \
         "baseline: majority" / "baseline: linear"): the majority class and a linear n-gram classifier on the same \

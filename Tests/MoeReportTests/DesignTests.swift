@@ -23,7 +23,7 @@ final class PairedIntervalTests: XCTestCase {
 
     /// The same runs through the store: `non-moe` and `all` fine-tune one parent with seeds
     /// 0–3, so the regimes table pairs them and gets the interval above; `moe` lacks seed 3,
-    /// so it pairs with `all` on seeds 0–2 and says so.
+    /// so it is compared with the partially overlapping interval (seeds 0–2 paired).
     func testRegimesTablePairsRunsWithTheSameParentAndSeed() throws {
         let scratch = try ScratchStore("paired")
         let parent = try scratch.pretrain(experts: 8)
@@ -49,25 +49,30 @@ final class PairedIntervalTests: XCTestCase {
         XCTAssertEqual(paired.seedsNeeded?.unit, .pairs)
         XCTAssertNil(paired.note)
 
-        // Seeds 0–2 pair: differences −0.10, −0.18, −0.16, mean −0.44/3 (the means differ
-        // by 0.5033 − 0.625 = −0.1217, all's seed 3 included); all's seed 3 is left out.
-        let common = try XCTUnwrap(rows.first { $0.regime == "moe" }?.comparison)
-        XCTAssertEqual(common.test, .pairedT)
-        let expectedCommon = try XCTUnwrap(DifferenceInterval(paired: zip(moe, all.prefix(3)).map { $0 - $1 }))
-        XCTAssertEqual(try XCTUnwrap(common.delta), -0.44 / 3, accuracy: 1e-12)
-        XCTAssertEqual(try XCTUnwrap(common.interval).df, 2)
-        XCTAssertEqual(try XCTUnwrap(common.interval).low, expectedCommon.low, accuracy: 1e-12)
-        XCTAssertEqual(common.note, "3 pairs")
+        // Δ is the difference of means, 0.5033 − 0.625 = −0.1217, with all's seed 3; the
+        // three pairs correlate (r = 0.6547). Reference from the published formula with
+        // scipy: standard error 0.0282258, df 2.20514, [−0.232903, −0.0104303].
+        let partial = try XCTUnwrap(rows.first { $0.regime == "moe" }?.comparison)
+        XCTAssertEqual(partial.test, .partiallyOverlappingT)
+        XCTAssertEqual(try XCTUnwrap(partial.delta), -0.1216666666666667, accuracy: 1e-12)
+        let i = try XCTUnwrap(partial.interval)
+        XCTAssertEqual(i.standardError, 0.0282258008258489, accuracy: 1e-9)
+        XCTAssertEqual(i.df, 2.205141611937051, accuracy: 1e-6)
+        XCTAssertEqual(i.low, -0.2329030617183408, accuracy: 1e-6)
+        XCTAssertEqual(i.high, -0.010430271614992603, accuracy: 1e-6)
+        XCTAssertEqual(partial.note, "3 paired")
+        XCTAssertEqual(partial.seedsNeeded?.unit, .pairs)
 
         let md = Reports.render(try Reports.build(store: scratch.store, tables: [.regimes], filter: nil), format: .md)
         XCTAssertTrue(md.contains("| paired-t |"), md)
-        XCTAssertTrue(md.contains("-14.7 [-25.0, -4.3] (3 pairs)"), md)
+        XCTAssertTrue(md.contains("-12.2 [-23.3, -1.0] (3 paired) | partially-overlapping-t |"), md)
     }
 
     /// The paper study's shape: a `main` sweep of seeds 0–2 × all, non-moe, attention and a
     /// `more` sweep of seeds 3–5 × all, non-moe. Every group is complete (each run expects
-    /// its own sweep's seeds); non-moe pairs with all on six seeds, attention on the three it
-    /// has, and the claims say so (text and JSON `pairs`).
+    /// its own sweep's seeds); non-moe pairs with all on six seeds, attention is compared with
+    /// the partially overlapping interval on its three, and the claims say so (text and JSON
+    /// `pairs`).
     func testClaimsPairOnTheSeedsBothGroupsHave() throws {
         let scratch = try ScratchStore("more-seeds")
         let parent = try scratch.pretrain(experts: 8)
@@ -92,17 +97,19 @@ final class PairedIntervalTests: XCTestCase {
         XCTAssertTrue(rows.allSatisfy(\.complete), rows.map(\.flags).description)
         let claims = try XCTUnwrap(report.claims).rows
         let attentionClaim = try XCTUnwrap(claims.first { $0.id == "attention-vs-all" }?.evidence.first)
-        XCTAssertEqual(attentionClaim.test, .pairedT)
+        XCTAssertEqual(attentionClaim.test, .partiallyOverlappingT)
         XCTAssertEqual(attentionClaim.pairs, 3)
         XCTAssertEqual([attentionClaim.seedsA, attentionClaim.seedsB], [3, 6])
-        // Differences −0.02, −0.01, −0.02 on seeds 0–2.
-        XCTAssertEqual(try XCTUnwrap(attentionClaim.delta), -0.05 / 3, accuracy: 1e-12)
+        // Every run counts: 0.6333 − 0.6167; reference interval (scipy) [−0.0606641, +0.0939974].
+        XCTAssertEqual(try XCTUnwrap(attentionClaim.delta), 0.016666666666666607, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(attentionClaim.interval).low, -0.06066408487421997, accuracy: 1e-6)
+        XCTAssertEqual(try XCTUnwrap(attentionClaim.interval).high, 0.09399741820755318, accuracy: 1e-6)
         let nonMoeClaim = try XCTUnwrap(claims.first { $0.id == "non-moe-vs-all" }?.evidence.first)
         XCTAssertEqual(nonMoeClaim.test, .pairedT)
         XCTAssertNil(nonMoeClaim.pairs)
         XCTAssertEqual([nonMoeClaim.seedsA, nonMoeClaim.seedsB], [6, 6])
         let md = Reports.render(report, format: .md)
-        XCTAssertTrue(md.contains("(3 vs 6 seeds, paired-t on the 3 seeds both have)"), md)
+        XCTAssertTrue(md.contains("(3 vs 6 seeds, 3 paired, partially-overlapping-t)"), md)
         XCTAssertTrue(md.contains("(6 vs 6 seeds, paired-t)"), md)
         let json = try JSONValue(parsing: Reports.render(report, format: .json))
         let evidence = json["tables"]?["claims"]?["rows"]?.arrayValue?.first { $0["id"] == "attention-vs-all" }?["evidence"]?.arrayValue?.first

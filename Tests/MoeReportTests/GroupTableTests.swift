@@ -96,21 +96,21 @@ final class GroupTableTests: XCTestCase {
         XCTAssertTrue(nonMoe.complete)
     }
 
-    func testMissingSeedPairsOnTheSeedsBothGroupsHave() throws {
+    func testMissingSeedAndUnequalSizesUseWelch() throws {
         let moe = try row(try regimes(), regime: "moe")
         XCTAssertFalse(moe.complete)
         XCTAssertEqual(moe.flags, ["seed 2 missing"])
         XCTAssertEqual(moe.seedsCompleted, 2)
         XCTAssertEqual(moe.seedsExpected, 3)
         assertClose(moe.valAcc.mean, 0.42)
-        XCTAssertEqual(moe.comparison.test, .pairedT, "seeds 0 and 1 pair; seed 2 has no moe partner")
-        // Differences 0.40 − 0.60 and 0.44 − 0.62: mean −0.19 (the means differ by −0.20,
-        // all's seed 2 included), standard deviation 0.02/√2, standard error 0.01, df 1.
-        assertClose(moe.comparison.delta, -0.19, accuracy: 1e-12)
+        assertClose(moe.comparison.delta, -0.20, accuracy: 1e-12)
+        XCTAssertEqual(moe.comparison.test, .welch, "two seeds in common are too few to pair")
+        // var(moe)/2 = 0.0008/2, var(all)/3 = 0.0004/3; Welch–Satterthwaite df from those.
+        let va = 0.0008 / 2, vb = 0.0004 / 3
+        let df = (va + vb) * (va + vb) / (va * va / 1 + vb * vb / 2)
         let interval = try XCTUnwrap(moe.comparison.interval)
-        XCTAssertEqual(interval.df, 1)
-        XCTAssertEqual(interval.high - interval.low, 2 * StudentT.quantile(0.975, df: 1) * 0.01, accuracy: 1e-9)
-        XCTAssertEqual(moe.comparison.note, "2 pairs")
+        XCTAssertEqual(interval.df, df, accuracy: 1e-9)
+        XCTAssertEqual(interval.high - interval.low, 2 * StudentT.quantile(0.975, df: df) * (va + vb).squareRoot(), accuracy: 1e-9)
     }
 
     func testFailedAndRunningSeedsAreFlaggedAndNeverAveraged() throws {

@@ -42,6 +42,36 @@ final class StatisticsTests: XCTestCase {
         XCTAssertEqual(w.standardError, 1.75.squareRoot(), accuracy: 1e-12)
     }
 
+    /// The partially overlapping samples t interval, separate variances, on the worked
+    /// example of Derrick, Toher & White (2017): 8 unpaired and 8 paired values a side.
+    /// Reference from the published formula evaluated with scipy: r = 0.68680, standard
+    /// error 0.826755, df 18.4223, [0.265903, 3.734097].
+    func testPartiallyOverlappingIntervalMatchesReference() throws {
+        let aUnpaired: [Double] = [20, 21, 16, 18, 14, 12, 14, 17], aPaired: [Double] = [14, 15, 18, 20, 11, 19, 14, 15]
+        let bUnpaired: [Double] = [10, 16, 18, 16, 15, 14, 13, 10], bPaired: [Double] = [15, 10, 15, 17, 13, 19, 12, 13]
+        let i = try XCTUnwrap(DifferenceInterval(partiallyOverlapping: aUnpaired + aPaired, bUnpaired + bPaired,
+                                                 pairs: Array(zip(aPaired, bPaired))))
+        XCTAssertEqual(i.test, .partiallyOverlappingT)
+        XCTAssertEqual(i.delta, 2, accuracy: 1e-12)
+        XCTAssertEqual(i.standardError, 0.8267545619234621, accuracy: 1e-9)
+        XCTAssertEqual(i.df, 18.422332269264114, accuracy: 1e-6)
+        XCTAssertEqual(i.low, 0.26590297052780487, accuracy: 1e-6)
+        XCTAssertEqual(i.high, 3.734097029472195, accuracy: 1e-6)
+    }
+
+    /// With every value paired it is the paired interval; one side without spread in the
+    /// pairs counts as uncorrelated; fewer than two pairs give nothing.
+    func testPartiallyOverlappingReducesToPairedAndNeedsTwoPairs() throws {
+        let a: [Double] = [0.60, 0.70, 0.65, 0.55], b: [Double] = [0.62, 0.75, 0.66, 0.59]
+        let partial = try XCTUnwrap(DifferenceInterval(partiallyOverlapping: a, b, pairs: Array(zip(a, b))))
+        let paired = try XCTUnwrap(DifferenceInterval(paired: zip(a, b).map { $0 - $1 }))
+        XCTAssertEqual(partial.df, paired.df, accuracy: 1e-12)
+        XCTAssertEqual(partial.standardError, paired.standardError, accuracy: 1e-12)
+        XCTAssertEqual(partial.low, paired.low, accuracy: 1e-12)
+        XCTAssertEqual(DifferenceInterval.correlation([(1, 0.5), (2, 0.5), (3, 0.5)]), 0)
+        XCTAssertNil(DifferenceInterval(partiallyOverlapping: a, b, pairs: [(0.60, 0.62)]))
+    }
+
     func testWelchNeedsTwoValuesPerSideAndHandlesZeroSpread() throws {
         XCTAssertNil(DifferenceInterval(welch: [0.5], [0.4, 0.6]))
         XCTAssertNil(DifferenceInterval(welch: [0.5, 0.6], [0.4]))
