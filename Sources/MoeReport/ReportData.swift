@@ -255,9 +255,10 @@ public struct ReportData: Sendable {
         var seedByHash: [String: Int] = [:]
         for item in loaded { if let seed = item.facts.seed { seedByHash[item.facts.hash] = seed } }
         for member in try store.sweepMemberships(of: selected) {
-            guard named.isEmpty || named.contains(member.sweepId) else { continue }
+            // Only the sweeps read above count.
+            guard let grid = seedGrids[member.sweepId] else { continue }
             let hash = member.runHash
-            if let seeds = seedGrids[member.sweepId] ?? nil {
+            if let seeds = grid {
                 sweepSeeds[hash, default: []].formUnion(seeds)
             } else if let own = seedByHash[hash] {
                 sweepSeeds[hash, default: []].insert(own)

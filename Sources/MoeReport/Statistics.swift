@@ -69,15 +69,15 @@ public struct DifferenceInterval: Equatable, Sendable {
     public init?(welch a: [Double], _ b: [Double], level: Double = 0.95) {
         let sa = SampleStats(a), sb = SampleStats(b)
         guard let ma = sa.mean, let mb = sb.mean, let va = sa.varianceOfMean, let vb = sb.varianceOfMean else { return nil }
-        let se2 = va + vb
-        let df: Double
-        if se2 > 0 {
-            // Welch–Satterthwaite: (va + vb)² / (va²/(nA−1) + vb²/(nB−1)).
-            df = se2 * se2 / (va * va / Double(sa.n - 1) + vb * vb / Double(sb.n - 1))
-        } else {
-            df = Double(sa.n + sb.n - 2)
-        }
-        self.init(test: .welch, delta: ma - mb, standardError: se2.squareRoot(), df: df, level: level)
+        self.init(test: .welch, delta: ma - mb, standardError: (va + vb).squareRoot(),
+                  df: Self.welchSatterthwaite(va, n: sa.n, vb, n: sb.n), level: level)
+    }
+
+    /// Welch–Satterthwaite degrees of freedom from each side's squared standard error of
+    /// the mean and size: (va + vb)² / (va²/(nA−1) + vb²/(nB−1)), or nA + nB − 2 when both
+    /// spreads are 0.
+    static func welchSatterthwaite(_ va: Double, n na: Int, _ vb: Double, n nb: Int) -> Double {
+        va + vb > 0 ? (va + vb) * (va + vb) / (va * va / Double(na - 1) + vb * vb / Double(nb - 1)) : Double(na + nb - 2)
     }
 
     /// The partially overlapping samples t interval for mean(a) − mean(b) (Derrick, Toher
@@ -98,7 +98,7 @@ public struct DifferenceInterval: Equatable, Sendable {
         let r = Self.correlation(pairs)
         let n1 = Double(sa.n), n2 = Double(sb.n)
         let se2 = max(0, va + vb - 2 * r * s1 * s2 * Double(nc) / (n1 * n2))
-        let welchDF = va + vb > 0 ? (va + vb) * (va + vb) / (va * va / (n1 - 1) + vb * vb / (n2 - 1)) : n1 + n2 - 2
+        let welchDF = Self.welchSatterthwaite(va, n: sa.n, vb, n: sb.n)
         let unpaired = Double(sa.n + sb.n - 2 * nc)
         let df = Double(nc - 1) + (welchDF - Double(nc) + 1) * unpaired / (unpaired + 2 * Double(nc))
         self.init(test: .partiallyOverlappingT, delta: ma - mb, standardError: se2.squareRoot(), df: df, level: level)
