@@ -452,6 +452,10 @@ public final class Executor {
 
     // MARK: Checkpoints
 
+    /// Checkpoint entries holding the parameters of the selected step (`test_eval: selected`)
+    /// are named with this prefix and stored with the optimizer state.
+    static let selectedPrefix = "selected/"
+
     func checkpoint(trainer: Trainer, hash: String, step: Int, configJSON: String, withOptimizer: Bool) throws {
         let model = trainer.model, opt = trainer.optimizer
         let tensors = model.layout.tensors.map { t in
@@ -459,6 +463,14 @@ public final class Executor {
                         values: UnsafeBufferPointer(start: model.params.base + t.offset, count: t.count))
         }
         var moments: [NamedTensor] = []
+        // `test_eval: selected`: the parameters of the best validation step so far, which
+        // the evaluation after training needs (identical tensors are stored once).
+        if withOptimizer, let kept = trainer.selectedParameters, trainer.bestValidation != nil {
+            for t in model.layout.tensors {
+                moments.append(NamedTensor(name: Executor.selectedPrefix + t.name, shape: t.shape, group: t.group.rawValue,
+                                           values: UnsafeBufferPointer(start: kept.baseAddress! + t.offset, count: t.count)))
+            }
+        }
         for (slice, off) in opt.slots where withOptimizer {
             let group = model.layout.tensors[slice.tensor].group.rawValue
             moments.append(NamedTensor(name: slice.name + ".m", shape: slice.shape, group: group,
@@ -486,6 +498,9 @@ public final class Executor {
             for (slice, off) in opt.slots {
                 byName[slice.name + ".m"] = (opt.m.base + off, slice.count)
                 byName[slice.name + ".v"] = (opt.v.base + off, slice.count)
+            }
+            if let kept = trainer.selectedParameters {
+                for t in model.layout.tensors { byName[Executor.selectedPrefix + t.name] = (kept.baseAddress! + t.offset, t.count) }
             }
         }
         try readCheckpoint(objects: objects, manifest: manifest) { entry in

@@ -26,6 +26,11 @@ public enum MetricName {
     /// Evaluation splits: classification accuracy.
     public static let accuracy = "acc"
 
+    /// Evaluation splits, with `test_eval: selected`: loss and accuracy on `eval_examples`
+    /// with the parameters of the step validation selected, at that step (the periodic
+    /// `loss`/`acc` there measured fewer examples).
+    public static let selectedLoss = "selected_loss", selectedAccuracy = "selected_acc"
+
     /// `step`: cross-entropy, learning rate, global gradient norm.
     public static let crossEntropy = "ce", learningRate = "lr", gradientNorm = "grad_norm"
     /// `step` (summed over sparse layers) and, per sparse layer, evaluation splits

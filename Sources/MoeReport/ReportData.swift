@@ -50,6 +50,20 @@ public struct Curve: Equatable, Sendable {
     }
 }
 
+/// What a run with `test_eval: selected` measured after training, with the parameters of
+/// its selected step on `eval_examples` of each split (NaN where a split is missing).
+public struct SelectedEvaluation: Equatable, Sendable {
+    public var step: Int
+    public var trainLoss = Double.nan, valLoss = Double.nan, trainAcc = Double.nan, valAcc = Double.nan, testAcc = Double.nan
+
+    public init(step: Int, trainLoss: Double = .nan, valLoss: Double = .nan, trainAcc: Double = .nan, valAcc: Double = .nan,
+                testAcc: Double = .nan) {
+        self.step = step
+        self.trainLoss = trainLoss; self.valLoss = valLoss
+        self.trainAcc = trainAcc; self.valAcc = valAcc; self.testAcc = testAcc
+    }
+}
+
 /// The facts a report needs about one fine-tuning run. Values are set only for completed
 /// runs; the others are kept for flags.
 public struct RunFacts: Sendable {
@@ -93,9 +107,18 @@ public struct RunFacts: Sendable {
     public var hasValues: Bool { status == .completed && curve.bestIndex != nil }
 
     public var bestStep: Int? { curve.bestIndex.map { curve.steps[$0] } }
-    public var valAccAtBest: Double? { curve.bestIndex.map { curve.valAcc[$0] } }
+    /// `test_eval: selected`: the evaluation on `eval_examples` with the parameters of the
+    /// selected step, when it is the step the curve selects (it is, for runs moerec trained).
+    public var selectedEvaluation: SelectedEvaluation? {
+        guard let selected, selected.step == bestStep else { return nil }
+        return selected
+    }
+    public var selected: SelectedEvaluation?
+    public var valAccAtBest: Double? { selectedEvaluation?.valAcc ?? curve.bestIndex.map { curve.valAcc[$0] } }
     /// Test accuracy at the step validation selected, when the run evaluated test there.
-    public var testAccAtBest: Double? { curve.bestIndex.map { curve.testAcc[$0] }.flatMap { $0.isFinite ? $0 : nil } }
+    public var testAccAtBest: Double? {
+        (selectedEvaluation?.testAcc ?? curve.bestIndex.map { curve.testAcc[$0] }).flatMap { $0.isFinite ? $0 : nil }
+    }
     /// The reported accuracy: test at the selected step, else (older runs, which evaluate
     /// test only at their last step) validation there, with the `no-test-at-best` caveat.
     public var reportedAcc: Double? { testAccAtBest ?? valAccAtBest }
@@ -108,9 +131,12 @@ public struct RunFacts: Sendable {
         if testAccAtBest == nil { caveats.append(.noTestAtBest) }
         return caveats
     }
-    public var valLossAtBest: Double? { curve.bestIndex.map { curve.valLoss[$0] } }
+    public var valLossAtBest: Double? { selectedEvaluation?.valLoss ?? curve.bestIndex.map { curve.valLoss[$0] } }
     /// Train accuracy − validation accuracy at the best step.
-    public var gapAtBest: Double? { curve.bestIndex.map { curve.trainAcc[$0] - curve.valAcc[$0] } }
+    public var gapAtBest: Double? {
+        if let e = selectedEvaluation { return e.trainAcc - e.valAcc }
+        return curve.bestIndex.map { curve.trainAcc[$0] - curve.valAcc[$0] }
+    }
     /// Train accuracy − validation accuracy at the last evaluation.
     public var gapAtEnd: Double? { curve.endIndex.map { curve.trainAcc[$0] - curve.valAcc[$0] } }
     /// Validation loss − train loss at the last evaluation.
@@ -221,8 +247,23 @@ public struct ReportData: Sendable {
         // Evaluation series of the completed runs.
         typealias Point = (trainLoss: Double, valLoss: Double, trainAcc: Double, valAcc: Double, testAcc: Double)
         var series: [String: [Int: Point]] = [:]
-        for p in try store.metricPoints(names: [MetricName.accuracy, MetricName.loss], splits: Split.evaluation,
-                                        of: completed) {
+        var selectedByHash: [String: SelectedEvaluation] = [:]
+        for p in try store.metricPoints(names: [MetricName.accuracy, MetricName.loss, MetricName.selectedAccuracy,
+                                                MetricName.selectedLoss], splits: Split.evaluation, of: completed) {
+            if p.name == MetricName.selectedAccuracy || p.name == MetricName.selectedLoss {
+                var e = selectedByHash[p.runHash] ?? SelectedEvaluation(step: p.step)
+                guard e.step == p.step else { continue }
+                switch (p.name, p.split) {
+                case (MetricName.selectedLoss, Split.train): e.trainLoss = p.value
+                case (MetricName.selectedLoss, Split.val): e.valLoss = p.value
+                case (MetricName.selectedAccuracy, Split.train): e.trainAcc = p.value
+                case (MetricName.selectedAccuracy, Split.val): e.valAcc = p.value
+                case (MetricName.selectedAccuracy, Split.test): e.testAcc = p.value
+                default: break
+                }
+                selectedByHash[p.runHash] = e
+                continue
+            }
             var point = series[p.runHash, default: [:]][p.step] ?? (.nan, .nan, .nan, .nan, .nan)
             switch (p.name, p.split) {
             case (MetricName.loss, Split.train): point.trainLoss = p.value
@@ -234,6 +275,7 @@ public struct ReportData: Sendable {
             }
             series[p.runHash, default: [:]][p.step] = point
         }
+        for (hash, e) in selectedByHash { if let i = indexByHash[hash] { loaded[i].facts.selected = e } }
         for (hash, points) in series {
             guard let i = indexByHash[hash] else { continue }
             let steps = points.keys.sorted()

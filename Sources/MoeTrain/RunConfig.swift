@@ -144,6 +144,12 @@ public struct RunConfig: Codable, Equatable, Sendable {
             try fail("batch_size", s.batchSize, "with context=\(model.context) the activations need \(activations >> 20) MiB, more than \(RunConfig.maxActivationBytes >> 20) MiB")
         }
         if s.evalExamples < 1 { try fail("eval_examples", s.evalExamples, "must be ≥ 1") }
+        if s.periodicEvalExamples < 0 || s.periodicEvalExamples > s.evalExamples {
+            try fail("periodic_eval_examples", s.periodicEvalExamples, "must be in 0...eval_examples = \(s.evalExamples) (0: eval_examples)")
+        }
+        if s.periodicEvalExamples != 0 && s.testEval != .selected {
+            try fail("periodic_eval_examples", s.periodicEvalExamples, "applies with test_eval: selected, not \(s.testEval.rawValue) (the other modes measure the selected step on the periodic evaluations themselves)")
+        }
         if s.patience < 0 || s.patience > 1_000_000 { try fail("patience", s.patience, "must be in 0...1000000 (0: no early stopping)") }
         if !(s.esftTopP > 0 && s.esftTopP <= 1) { try fail("esft_top_p", s.esftTopP, "must be in (0, 1]") }
         if s.esftSampleTokens < 1 || s.esftSampleTokens > 10_000_000 { try fail("esft_sample_tokens", s.esftSampleTokens, "must be in 1...10000000") }
@@ -224,6 +230,10 @@ public struct RunSettings: Codable, Equatable, Sendable {
     public var patience = 0
     /// Fine-tuning: when the test split is evaluated (see `TestEvaluation`). Late key.
     public var testEval = TestEvaluation.last
+    /// Fine-tuning with `test_eval: selected`: train and validation examples of each
+    /// periodic evaluation (0: `eval_examples`). The evaluation after training, at the
+    /// selected step, always covers `eval_examples`. Late key.
+    public var periodicEvalExamples = 0
     /// Expert-specialized regimes: per sparse layer, the experts taken in descending score
     /// until their share of the layer's total score reaches this (ESFT's example: 0.2). Late key.
     public var esftTopP = 0.2
@@ -255,6 +265,12 @@ public struct RunSettings: Codable, Equatable, Sendable {
         /// Also at every evaluation that sets a new best validation accuracy, so that a
         /// report can give the test accuracy at the step validation selected.
         case best
+        /// Once, after training: the run keeps the parameters of its best validation step
+        /// (in memory and in its checkpoints) and evaluates train, validation and test on
+        /// `eval_examples` with them, recorded at that step as `selected_loss` and
+        /// `selected_acc`. The periodic evaluations measure train and validation only, on
+        /// `periodic_eval_examples`, so that selecting the step costs less than measuring it.
+        case selected
     }
 
     public enum CodingKeys: String, CodingKey, CaseIterable, Sendable {
@@ -262,7 +278,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
         case steps, batchSize = "batch_size", lr, warmupSteps = "warmup_steps", schedule, minLrRatio = "min_lr_ratio"
         case beta1, beta2, weightDecay = "weight_decay", gradClip = "grad_clip", evalInterval = "eval_interval"
         case evalBatches = "eval_batches", checkpointInterval = "checkpoint_interval", seed
-        case parent, regime, groups, patience, testEval = "test_eval"
+        case parent, regime, groups, patience, testEval = "test_eval", periodicEvalExamples = "periodic_eval_examples"
         case esftTopP = "esft_top_p", esftSampleTokens = "esft_sample_tokens", forgettingEval = "forgetting_eval"
 
         /// The one kind of run this key applies to, nil for both. The resolver refuses a key
@@ -271,8 +287,8 @@ public struct RunSettings: Codable, Equatable, Sendable {
         public var onlyFor: Kind? {
             switch self {
             case .corpus, .evalBatches: return .pretrain
-            case .task, .trainSize, .evalExamples, .parent, .regime, .groups, .patience, .testEval, .esftTopP, .esftSampleTokens,
-                 .forgettingEval:
+            case .task, .trainSize, .evalExamples, .parent, .regime, .groups, .patience, .testEval, .periodicEvalExamples,
+                 .esftTopP, .esftSampleTokens, .forgettingEval:
                 return .finetune
             case .kind, .steps, .batchSize, .lr, .warmupSteps, .schedule, .minLrRatio, .beta1, .beta2, .weightDecay,
                  .gradClip, .evalInterval, .checkpointInterval, .seed:
@@ -289,7 +305,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
                  .minLrRatio, .beta1, .beta2, .weightDecay, .gradClip, .evalInterval, .evalBatches,
                  .checkpointInterval, .seed, .parent, .regime, .groups:
                 return false
-            case .patience, .testEval, .esftTopP, .esftSampleTokens, .forgettingEval:
+            case .patience, .testEval, .periodicEvalExamples, .esftTopP, .esftSampleTokens, .forgettingEval:
                 return true
             }
         }

@@ -51,6 +51,10 @@ public final class Trainer {
     /// run restores them from its stored validation series (`restoreValidation`).
     public private(set) var bestValidation: (step: Int, accuracy: Double)?
     public private(set) var evaluationsSinceBest = 0
+    /// `test_eval: selected`: the parameters at `bestValidation.step` (meaningful once
+    /// there is one), in the model's layout. Checkpoints keep them, so a resumed run
+    /// evaluates the same parameters as an uninterrupted one.
+    public let selectedParameters: UnsafeMutableBufferPointer<Float>?
     public var onProgress: ((Progress) -> Void)?
     public var shouldStop: (() -> Bool)?
 
@@ -75,10 +79,19 @@ public final class Trainer {
                           clip: config.gradClip)
         schedule = LRSchedule(config: config)
         batcher = Batcher(seed: config.seed, batchSize: config.batchSize, context: config.context)
+        if config.isFinetune && config.testEval == .selected && !evaluationOnly {
+            let kept = UnsafeMutableBufferPointer<Float>.allocate(capacity: model.layout.count)
+            kept.initialize(repeating: 0)
+            selectedParameters = kept
+        } else {
+            selectedParameters = nil
+        }
         if case let .corpus(train, validation) = data, min(train.count, validation.count) <= config.context + 1 {
             throw TrainerSetupError(description: "corpus split shorter than context+1 = \(config.context + 1) bytes")
         }
     }
+
+    deinit { selectedParameters?.deallocate() }
 
     /// Share of parameters the regime updates (head included).
     public var trainableFraction: Double {
@@ -174,7 +187,9 @@ public final class Trainer {
                 let evalStarted = DispatchTime.now().uptimeNanoseconds
                 // A stop request during a long evaluation ends the run here; it resumes from
                 // the last checkpoint, which this step has not reached.
-                guard let train = evaluate(split: Split.train), let val = evaluate(split: Split.val) else {
+                let examples = config.periodicEvalExamples > 0 ? config.periodicEvalExamples : config.evalExamples
+                guard let train = evaluate(split: Split.train, examples: examples),
+                      let val = evaluate(split: Split.val, examples: examples) else {
                     return .stopped(step: s)
                 }
                 record(train, split: Split.train, step: s)
@@ -182,7 +197,10 @@ public final class Trainer {
                 if case .classification = data {
                     let isBest = noteValidation(step: s, accuracy: val.accuracy)
                     if config.patience > 0 && evaluationsSinceBest >= config.patience { isLast = true }
-                    if isLast || (isBest && config.testEval == .best) {
+                    if let kept = selectedParameters {
+                        if isBest { kept.baseAddress!.update(from: model.params.base, count: kept.count) }
+                        if isLast { guard evaluateSelected() else { return .stopped(step: s) } }
+                    } else if isLast || (isBest && config.testEval == .best) {
                         guard let test = evaluate(split: Split.test) else { return .stopped(step: s) }
                         record(test, split: Split.test, step: s)
                     }
@@ -260,10 +278,35 @@ public final class Trainer {
 
     // MARK: Evaluation
 
-    /// Loss and accuracy on a split (train: a fixed subset of at most `eval_examples`),
-    /// with router statistics averaged over batches. Eval mode: no dropout, eval capacity.
-    /// Nil when `shouldStop` asked to stop part-way.
-    public func evaluate(split: String) -> Evaluation? {
+    /// `test_eval: selected`, after the last step: train, validation and test on
+    /// `eval_examples` with the kept parameters, recorded at their step; the model's own
+    /// parameters are put back afterwards (the last checkpoint holds the last step's).
+    /// False when `shouldStop` asked to stop part-way (nothing is recorded then).
+    func evaluateSelected() -> Bool {
+        guard let kept = selectedParameters, let best = bestValidation else { return true }
+        let count = kept.count, params = model.params.base
+        let current = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
+        defer { current.deallocate() }
+        current.baseAddress!.initialize(from: params, count: count)
+        params.update(from: kept.baseAddress!, count: count)
+        defer { params.update(from: current.baseAddress!, count: count) }
+        var results: [(String, Evaluation)] = []
+        for split in Split.evaluation {
+            guard let e = evaluate(split: split) else { return false }
+            results.append((split, e))
+        }
+        for (split, e) in results {
+            sink.record(step: best.step, split: split, name: MetricName.selectedLoss, value: e.loss)
+            sink.record(step: best.step, split: split, name: MetricName.selectedAccuracy, value: e.accuracy)
+        }
+        return true
+    }
+
+    /// Loss and accuracy on a split (train: a fixed subset), on its first `examples`
+    /// examples (`eval_examples` unless given), with router statistics averaged over
+    /// batches. Eval mode: no dropout, eval capacity. With `test_eval: selected` the
+    /// examples are batched by length. Nil when `shouldStop` asked to stop part-way.
+    public func evaluate(split: String, examples limit: Int? = nil) -> Evaluation? {
         var e = Evaluation()
         let layers = model.config.sparseLayers.count
         e.dropped = Array(repeating: 0, count: layers); e.entropy = e.dropped; e.aux = e.dropped; e.z = e.dropped
@@ -295,7 +338,13 @@ public final class Trainer {
             }
         case let .classification(_, train, validation, test):
             let source = split == Split.train ? train : (split == Split.val ? validation : test)
-            let examples = Array(source.prefix(config.evalExamples))
+            var examples = Array(source.prefix(limit ?? config.evalExamples))
+            if config.testEval == .selected {
+                // Batches of examples of similar length, so that little of each batch is
+                // padding (shortest first, split order among equal lengths).
+                examples = examples.indices.sorted { (examples[$0].tokens.count, $0) < (examples[$1].tokens.count, $1) }
+                    .map { examples[$0] }
+            }
             var i = 0
             while i < examples.count {
                 if shouldStop?() == true { return nil }

@@ -63,6 +63,39 @@ final class ResumeAfterKillTests: XCTestCase {
         XCTAssertEqual(tests.split(separator: "\n").last.map(String.init), String(stopped))
     }
 
+    /// `test_eval: selected` survives a kill: checkpoints keep the parameters of the best
+    /// validation step so far, so the resumed run measures the same parameters after
+    /// training and writes the same series and checkpoints as an uninterrupted one.
+    func testSelectedEvaluationRunKilledAndResumedMatchesAnUninterruptedRun() throws {
+        let (killed, reference, data, parentHash) = try storesWithParent("cli-kill-selected")
+        defer { killed.remove(); reference.remove() }
+        let dir = killed.dir.deletingLastPathComponent()
+        let config = try write(Fixtures.finetuneConfig(task: data.task, parent: String(parentHash.prefix(12)), steps: 400,
+                                                       extra: ["patience": "3", "test_eval": "\"selected\"", "periodic_eval_examples": "8",
+                                                               "lr": "0.01"]),
+                               to: dir.appendingPathComponent("finetune.json"))
+        let command = ["run", config.path, "--set", "checkpoint_interval=5", "--set", "eval_interval=5"]
+        let uninterrupted = try reference.moerec(command)
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
+        let hash = try XCTUnwrap(Output.runHash(uninterrupted.stdout), uninterrupted.stdout)
+        let stopped = try XCTUnwrap(Int(try reference.sql("SELECT steps_done FROM runs WHERE hash = '\(hash)'")))
+        let selected = "SELECT DISTINCT step FROM metric_points WHERE run_hash = '\(hash)' AND name = 'selected_acc'"
+        XCTAssertEqual(try reference.sql(selected), String(stopped - 15), "patience 3 at interval 5: the best step is 15 before the stop")
+
+        let checkpoints = "SELECT count(*) FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE r.hash = '\(hash)'"
+        let victim = try killed.start(command)
+        _ = Poll.until(timeout: 120, interval: 0.02) { (killed.count(checkpoints) ?? 0) >= 3 }
+        victim.signal(SIGKILL)
+        _ = try victim.wait(timeout: 60)
+        let stepsAtKill = try XCTUnwrap(Int(try killed.sql("SELECT steps_done FROM runs WHERE hash = '\(hash)'")))
+        XCTAssertLessThan(stepsAtKill, stopped, "the run finished before the kill")
+        let resumed = try killed.moerec(command)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("completed (resumed from step"), resumed.stdout)
+        XCTAssertEqual(try killed.metricSeries(hash), try reference.metricSeries(hash))
+        XCTAssertEqual(try killed.checkpointManifests(hash), try reference.checkpointManifests(hash))
+    }
+
     /// Two stores holding the same completed pretraining parent (the second a copy of the
     /// first), the generated data, and the parent's hash.
     private func storesWithParent(_ label: String) throws

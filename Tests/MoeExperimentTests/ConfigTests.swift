@@ -149,6 +149,27 @@ final class ConfigResolverTests: XCTestCase {
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("top_k=3"), "\($0)") }
     }
 
+    /// `periodic_eval_examples` needs `test_eval: selected` (the other modes measure the
+    /// selected step on the periodic evaluations) and at most `eval_examples`.
+    func testPeriodicEvaluationSizeIsChecked() throws {
+        let base = ["kind=finetune", "parent=ab", "eval_examples=4096"]
+        for (sets, expected) in [(["periodic_eval_examples=1024"], "periodic_eval_examples=1024: applies with test_eval: selected, not last"),
+                                 (["test_eval=best", "periodic_eval_examples=1024"], "not best"),
+                                 (["test_eval=selected", "periodic_eval_examples=5000"], "periodic_eval_examples=5000: must be in 0...eval_examples = 4096"),
+                                 (["test_eval=selected", "periodic_eval_examples=-1"], "periodic_eval_examples=-1")] {
+            XCTAssertThrowsError(try ConfigResolver.resolve(sets: base + sets).config.validate()) {
+                XCTAssertTrue("\($0)".contains(expected), "\($0)")
+            }
+        }
+        XCTAssertThrowsError(try ConfigResolver.resolve(sets: ["periodic_eval_examples=8"])) {
+            XCTAssertTrue("\($0)".contains("periodic_eval_examples: applies to finetune runs only"), "\($0)")
+        }
+        let c = try ConfigResolver.resolve(sets: base + ["test_eval=selected", "periodic_eval_examples=1024"]).config
+        XCTAssertEqual(c.periodicEvalExamples, 1024)
+        XCTAssertEqual(try ConfigResolver.value(of: c)["periodic_eval_examples"], 1024)
+        XCTAssertEqual(try ConfigResolver.value(of: c)["test_eval"], "selected")
+    }
+
     func testStudyCellsShareParentsAndFixDenseTopK() throws {
         let study = try Presets.study(named: "paper")
         let cells = try study.cells()

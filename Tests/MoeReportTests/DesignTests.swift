@@ -349,6 +349,43 @@ final class SelectionTests: XCTestCase {
         XCTAssertEqual(moeJSON["runs"]?.arrayValue?.first?["test_at_best"], false)
     }
 
+    /// `test_eval: selected`: the evaluation after training, on more examples, replaces the
+    /// periodic point at the step the curve selects; at any other step it is not used.
+    func testSelectedEvaluationIsWhatTheRunReports() throws {
+        var run = RunFacts(hash: "a", status: .completed, seed: 0, plannedSteps: 100,
+                           curve: curve(val: [0.5, 0.7, 0.7, 0.6], test: [.nan, .nan, .nan, .nan]))
+        run.selected = SelectedEvaluation(step: 20, trainLoss: 0.7, valLoss: 0.95, trainAcc: 0.75, valAcc: 0.68, testAcc: 0.64)
+        XCTAssertEqual(run.bestStep, 20)
+        XCTAssertEqual(run.reportedAcc, 0.64)
+        XCTAssertEqual(run.valAccAtBest, 0.68)
+        XCTAssertEqual(run.valLossAtBest, 0.95)
+        assertClose(try XCTUnwrap(run.gapAtBest), 0.07, accuracy: 1e-12)
+        assertClose(try XCTUnwrap(run.gapAtEnd), 0.05, accuracy: 1e-12, "the end gap stays on the periodic curve")
+        XCTAssertEqual(run.caveats, [])
+        run.selected?.step = 30
+        XCTAssertNil(run.testAccAtBest)
+        XCTAssertEqual(run.reportedAcc, 0.7)
+        XCTAssertEqual(run.caveats, [.noTestAtBest])
+    }
+
+    func testSelectedEvaluationThroughTheStoreAndTheTables() throws {
+        let scratch = try ScratchStore("selected-evaluation")
+        let parent = try scratch.pretrain(experts: 8)
+        let periodic = curve(val: [0.5, 0.7, 0.7, 0.6], test: [.nan, .nan, .nan, .nan])
+        for seed in 0..<2 {
+            try scratch.finetune(parent: parent, regime: "all", experts: 8, seed: seed, curve: periodic,
+                                 selected: SelectedEvaluation(step: 20, trainLoss: 0.7, valLoss: 0.95, trainAcc: 0.75,
+                                                              valAcc: 0.68, testAcc: 0.64 + 0.02 * Double(seed)))
+        }
+        let set = try Reports.build(store: scratch.store, tables: [.regimes], filter: nil)
+        let all = try XCTUnwrap(set.regimes?.rows.first { $0.regime == "all" })
+        assertClose(all.acc.mean, 0.65, accuracy: 1e-12)
+        assertClose(all.valAcc.mean, 0.68, accuracy: 1e-12)
+        XCTAssertEqual(all.caveats, [])
+        XCTAssertEqual(all.seeds.map(\.bestStep), [20, 20])
+        assertClose(all.gapAtBest.mean, 0.07, accuracy: 1e-12)
+    }
+
     func testUnconvergedRule() {
         func unconverged(_ val: [Double], steps: [Int], planned: Int?) -> Bool {
             let c = Curve(steps: steps, trainLoss: steps.map { _ in 1 }, valLoss: steps.map { _ in 1 },

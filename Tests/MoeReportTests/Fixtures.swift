@@ -45,8 +45,9 @@ final class ScratchStore {
     func finetune(parent: String, regime: String, experts: Int, seed: Int, trainSize: Int = 256,
                   task: String = "wn-supersense", lr: Double = 1e-3, curve: Curve, stepTimes: [Double] = [0.1],
                   trainableFraction: Double = 1, status: RunStatus = .completed, extra: [String: JSONValue] = [:],
-                  forgetting: Double? = nil) throws -> String {
-        let testAcc = curve.testAcc.contains(where: \.isFinite) ? curve.testAcc : curve.valAcc
+                  forgetting: Double? = nil, selected: SelectedEvaluation? = nil) throws -> String {
+        // A run with a selected evaluation (`test_eval: selected`) measures test only there.
+        let testAcc = curve.testAcc.contains(where: \.isFinite) || selected != nil ? curve.testAcc : curve.valAcc
         var config = ScratchStore.config(parent: parent, regime: regime, experts: experts, seed: seed, trainSize: trainSize,
                                          task: task, lr: lr)
         for (k, v) in extra { config[k] = v }
@@ -70,6 +71,12 @@ final class ScratchStore {
             try writer.add(step: step, split: "val", name: "acc", value: curve.valAcc[i])
             if testAcc[i].isFinite { try writer.add(step: step, split: "test", name: "acc", value: testAcc[i]) }
             try writer.add(step: step, split: "test", name: "loss", value: 9)  // not read by reports
+        }
+        if let e = selected {
+            for (split, loss, acc) in [("train", e.trainLoss, e.trainAcc), ("val", e.valLoss, e.valAcc), ("test", e.valLoss + 0.1, e.testAcc)] {
+                try writer.add(step: e.step, split: split, name: "selected_loss", value: loss)
+                try writer.add(step: e.step, split: split, name: "selected_acc", value: acc)
+            }
         }
         try writer.flush()
         switch status {

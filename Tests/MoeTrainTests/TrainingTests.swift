@@ -159,6 +159,43 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(plain.series(MetricName.accuracy, split: Split.test).map(\.step), [20])
     }
 
+    /// `test_eval: selected`: periodic evaluations measure train and validation on
+    /// `periodic_eval_examples`; after the last step the run measures train, validation and
+    /// test on `eval_examples` with the parameters of its best periodic validation step
+    /// (exactly what an evaluation of those parameters gives), records them at that step,
+    /// and ends holding its last step's parameters.
+    func testSelectedEvaluationMeasuresTheParametersOfTheSelectedStep() throws {
+        var ft = Self.tinyConfig()
+        ft.kind = .finetune; ft.parent = String(repeating: "c", count: 64); ft.steps = 40; ft.evalInterval = 4
+        ft.checkpointInterval = 4; ft.testEval = .selected; ft.periodicEvalExamples = 8; ft.lr = 1e-2
+        let data = Self.classification(context: ft.context)
+        let sink = MemorySink()
+        let trainer = try Trainer(config: ft, data: data, sink: sink)
+        var parameters: [Int: [Float]] = [:]
+        trainer.onCheckpoint = { step, _ in parameters[step] = Array(trainer.model.params.buffer) }
+        XCTAssertEqual(try trainer.run(), .completed(steps: 40))
+        let val = sink.series(MetricName.accuracy, split: Split.val)
+        XCTAssertEqual(val.map(\.step), Array(stride(from: 4, through: 40, by: 4)))
+        var best = val[0]
+        for p in val where p.value > best.value { best = p }
+        XCTAssertLessThan(best.step, 40, "the selected step is the last: put-back untested")
+        XCTAssertTrue(sink.series(MetricName.accuracy, split: Split.test).isEmpty, "test measured periodically")
+        XCTAssertTrue(trainer.model.params.buffer.elementsEqual(parameters[40]!) { $0.bitPattern == $1.bitPattern },
+                      "the run does not end with its last step's parameters")
+
+        let probe = try Trainer(config: ft, data: data, sink: MemorySink(), evaluationOnly: true)
+        _ = probe.model.params.buffer.update(fromContentsOf: parameters[best.step]!)
+        // The periodic point at the selected step measured the first 8 validation examples.
+        XCTAssertEqual(try XCTUnwrap(probe.evaluate(split: Split.val, examples: 8)).accuracy, best.value)
+        for split in Split.evaluation {
+            let e = try XCTUnwrap(probe.evaluate(split: split))
+            XCTAssertEqual(e.count, min(ft.evalExamples, split == Split.train ? 40 : split == Split.val ? 12 : 8))
+            XCTAssertEqual(sink.series(MetricName.selectedAccuracy, split: split).map(\.step), [best.step], split)
+            XCTAssertEqual(sink.series(MetricName.selectedAccuracy, split: split).first?.value, e.accuracy, split)
+            XCTAssertEqual(sink.series(MetricName.selectedLoss, split: split).first?.value, e.loss, split)
+        }
+    }
+
     func testMoeRegimeOnDenseModelIsRefused() throws {
         var ft = Self.tinyConfig()
         ft.kind = .finetune; ft.parent = String(repeating: "b", count: 64); ft.experts = 1; ft.topK = 1; ft.regime = .moe
