@@ -50,9 +50,10 @@ public struct Curve: Equatable, Sendable {
     }
 }
 
-/// What a run with `test_eval: selected` measured after training, with the parameters of
-/// its selected step on `eval_examples` of each split (NaN where a split is missing).
-public struct SelectedEvaluation: Equatable, Sendable {
+/// Loss and accuracy of the evaluation splits at one step (NaN where missing): a point of a
+/// run's curves, or what a run with `test_eval: selected` measured after training with the
+/// parameters of its selected step on `eval_examples` of each split.
+public struct StepEvaluation: Equatable, Sendable {
     public var step: Int
     public var trainLoss = Double.nan, valLoss = Double.nan, trainAcc = Double.nan, valAcc = Double.nan, testAcc = Double.nan
 
@@ -61,6 +62,18 @@ public struct SelectedEvaluation: Equatable, Sendable {
         self.step = step
         self.trainLoss = trainLoss; self.valLoss = valLoss
         self.trainAcc = trainAcc; self.valAcc = valAcc; self.testAcc = testAcc
+    }
+
+    /// Sets the loss (else the accuracy) of `split`; test loss is not kept.
+    mutating func set(isLoss: Bool, split: String, _ value: Double) {
+        switch (isLoss, split) {
+        case (true, Split.train): trainLoss = value
+        case (true, Split.val): valLoss = value
+        case (false, Split.train): trainAcc = value
+        case (false, Split.val): valAcc = value
+        case (false, Split.test): testAcc = value
+        default: break
+        }
     }
 }
 
@@ -107,13 +120,14 @@ public struct RunFacts: Sendable {
     public var hasValues: Bool { status == .completed && curve.bestIndex != nil }
 
     public var bestStep: Int? { curve.bestIndex.map { curve.steps[$0] } }
-    /// `test_eval: selected`: the evaluation on `eval_examples` with the parameters of the
-    /// selected step, when it is the step the curve selects (it is, for runs moerec trained).
-    public var selectedEvaluation: SelectedEvaluation? {
+    /// `test_eval: selected`: the evaluation after training, as stored.
+    public var selected: StepEvaluation?
+    /// `selected` when it measured the step the curve selects (it does, for runs moerec
+    /// trained); the values at the best step are read from it.
+    public var selectedEvaluation: StepEvaluation? {
         guard let selected, selected.step == bestStep else { return nil }
         return selected
     }
-    public var selected: SelectedEvaluation?
     public var valAccAtBest: Double? { selectedEvaluation?.valAcc ?? curve.bestIndex.map { curve.valAcc[$0] } }
     /// Test accuracy at the step validation selected, when the run evaluated test there.
     public var testAccAtBest: Double? {
@@ -244,36 +258,21 @@ public struct ReportData: Sendable {
             loaded.append(Loaded(facts: facts, identity: identity))
         }
 
-        // Evaluation series of the completed runs.
-        typealias Point = (trainLoss: Double, valLoss: Double, trainAcc: Double, valAcc: Double, testAcc: Double)
-        var series: [String: [Int: Point]] = [:]
-        var selectedByHash: [String: SelectedEvaluation] = [:]
+        // Evaluation series of the completed runs, and the evaluation after training of
+        // those with `test_eval: selected`.
+        var series: [String: [Int: StepEvaluation]] = [:]
+        var selectedByHash: [String: StepEvaluation] = [:]
         for p in try store.metricPoints(names: [MetricName.accuracy, MetricName.loss, MetricName.selectedAccuracy,
                                                 MetricName.selectedLoss], splits: Split.evaluation, of: completed) {
             if p.name == MetricName.selectedAccuracy || p.name == MetricName.selectedLoss {
-                var e = selectedByHash[p.runHash] ?? SelectedEvaluation(step: p.step)
+                var e = selectedByHash[p.runHash] ?? StepEvaluation(step: p.step)
                 guard e.step == p.step else { continue }
-                switch (p.name, p.split) {
-                case (MetricName.selectedLoss, Split.train): e.trainLoss = p.value
-                case (MetricName.selectedLoss, Split.val): e.valLoss = p.value
-                case (MetricName.selectedAccuracy, Split.train): e.trainAcc = p.value
-                case (MetricName.selectedAccuracy, Split.val): e.valAcc = p.value
-                case (MetricName.selectedAccuracy, Split.test): e.testAcc = p.value
-                default: break
-                }
+                e.set(isLoss: p.name == MetricName.selectedLoss, split: p.split, p.value)
                 selectedByHash[p.runHash] = e
-                continue
+            } else {
+                series[p.runHash, default: [:]][p.step, default: StepEvaluation(step: p.step)]
+                    .set(isLoss: p.name == MetricName.loss, split: p.split, p.value)
             }
-            var point = series[p.runHash, default: [:]][p.step] ?? (.nan, .nan, .nan, .nan, .nan)
-            switch (p.name, p.split) {
-            case (MetricName.loss, Split.train): point.trainLoss = p.value
-            case (MetricName.loss, Split.val): point.valLoss = p.value
-            case (MetricName.accuracy, Split.train): point.trainAcc = p.value
-            case (MetricName.accuracy, Split.val): point.valAcc = p.value
-            case (MetricName.accuracy, Split.test): point.testAcc = p.value
-            default: break
-            }
-            series[p.runHash, default: [:]][p.step] = point
         }
         for (hash, e) in selectedByHash { if let i = indexByHash[hash] { loaded[i].facts.selected = e } }
         for (hash, points) in series {

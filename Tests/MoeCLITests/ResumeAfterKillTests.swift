@@ -31,11 +31,37 @@ final class ResumeAfterKillTests: XCTestCase {
     /// Early stopping and test-at-best survive a kill: the resumed run replays the stored
     /// validation accuracies, stops at the same step, and writes the same series.
     func testEarlyStoppedRunKilledAndResumedMatchesAnUninterruptedRun() throws {
-        let (killed, reference, data, parentHash) = try storesWithParent("cli-kill-early")
+        try assertEarlyStoppedRunSurvivesAKill("cli-kill-early", extra: ["test_eval": "\"best\""], killAfter: 2) { reference, hash, stopped in
+            // Test accuracy is stored at every new best validation step, and at the last.
+            let tests = try reference.sql("SELECT step FROM metric_points WHERE run_hash = '\(hash)' AND name = 'acc' AND split = 'test' ORDER BY step")
+            XCTAssertGreaterThan(tests.split(separator: "\n").count, 1, "test evaluated only once: \(tests)")
+            XCTAssertEqual(tests.split(separator: "\n").last.map(String.init), String(stopped))
+        }
+    }
+
+    /// `test_eval: selected` survives a kill: checkpoints keep the parameters of the best
+    /// validation step so far, so the resumed run measures the same parameters after
+    /// training and writes the same series and checkpoints as an uninterrupted one.
+    func testSelectedEvaluationRunKilledAndResumedMatchesAnUninterruptedRun() throws {
+        try assertEarlyStoppedRunSurvivesAKill("cli-kill-selected", extra: ["test_eval": "\"selected\"", "periodic_eval_examples": "8"],
+                                               killAfter: 3) { reference, hash, stopped in
+            let selected = "SELECT DISTINCT step FROM metric_points WHERE run_hash = '\(hash)' AND name = 'selected_acc'"
+            XCTAssertEqual(try reference.sql(selected), String(stopped - 15), "patience 3 at interval 5: the best step is 15 before the stop")
+        }
+    }
+
+    /// Runs a fine-tuning config with early stopping (patience 3, lr 0.01, evaluation and a
+    /// checkpoint every 5 steps, and `extra`) uninterrupted in one store; in a copy, kills
+    /// it after `killAfter` checkpoints and runs it again. The two must stop at the same
+    /// step with the same series and checkpoints; `check` then looks at the uninterrupted
+    /// run (store, hash, the step it stopped at).
+    private func assertEarlyStoppedRunSurvivesAKill(_ label: String, extra: [String: String], killAfter: Int,
+                                                    check: (StoreUnderTest, String, Int) throws -> Void) throws {
+        let (killed, reference, data, parentHash) = try storesWithParent(label)
         defer { killed.remove(); reference.remove() }
         let dir = killed.dir.deletingLastPathComponent()
         let config = try write(Fixtures.finetuneConfig(task: data.task, parent: String(parentHash.prefix(12)), steps: 400,
-                                                       extra: ["patience": "3", "test_eval": "\"best\"", "lr": "0.01"]),
+                                                       extra: extra.merging(["patience": "3", "lr": "0.01"]) { a, _ in a }),
                                to: dir.appendingPathComponent("finetune.json"))
         let command = ["run", config.path, "--set", "checkpoint_interval=5", "--set", "eval_interval=5"]
         let uninterrupted = try reference.moerec(command)
@@ -46,7 +72,7 @@ final class ResumeAfterKillTests: XCTestCase {
 
         let checkpoints = "SELECT count(*) FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE r.hash = '\(hash)'"
         let victim = try killed.start(command)
-        _ = Poll.until(timeout: 120, interval: 0.02) { (killed.count(checkpoints) ?? 0) >= 2 }
+        _ = Poll.until(timeout: 120, interval: 0.02) { (killed.count(checkpoints) ?? 0) >= killAfter }
         victim.signal(SIGKILL)
         _ = try victim.wait(timeout: 60)
         let stepsAtKill = try XCTUnwrap(Int(try killed.sql("SELECT steps_done FROM runs WHERE hash = '\(hash)'")))
@@ -57,43 +83,7 @@ final class ResumeAfterKillTests: XCTestCase {
         XCTAssertEqual(try killed.sql("SELECT steps_done FROM runs WHERE hash = '\(hash)'"), String(stopped))
         XCTAssertEqual(try killed.metricSeries(hash), try reference.metricSeries(hash))
         XCTAssertEqual(try killed.checkpointManifests(hash), try reference.checkpointManifests(hash))
-        // Test accuracy is stored at every new best validation step, and at the last.
-        let tests = try reference.sql("SELECT step FROM metric_points WHERE run_hash = '\(hash)' AND name = 'acc' AND split = 'test' ORDER BY step")
-        XCTAssertGreaterThan(tests.split(separator: "\n").count, 1, "test evaluated only once: \(tests)")
-        XCTAssertEqual(tests.split(separator: "\n").last.map(String.init), String(stopped))
-    }
-
-    /// `test_eval: selected` survives a kill: checkpoints keep the parameters of the best
-    /// validation step so far, so the resumed run measures the same parameters after
-    /// training and writes the same series and checkpoints as an uninterrupted one.
-    func testSelectedEvaluationRunKilledAndResumedMatchesAnUninterruptedRun() throws {
-        let (killed, reference, data, parentHash) = try storesWithParent("cli-kill-selected")
-        defer { killed.remove(); reference.remove() }
-        let dir = killed.dir.deletingLastPathComponent()
-        let config = try write(Fixtures.finetuneConfig(task: data.task, parent: String(parentHash.prefix(12)), steps: 400,
-                                                       extra: ["patience": "3", "test_eval": "\"selected\"", "periodic_eval_examples": "8",
-                                                               "lr": "0.01"]),
-                               to: dir.appendingPathComponent("finetune.json"))
-        let command = ["run", config.path, "--set", "checkpoint_interval=5", "--set", "eval_interval=5"]
-        let uninterrupted = try reference.moerec(command)
-        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
-        let hash = try XCTUnwrap(Output.runHash(uninterrupted.stdout), uninterrupted.stdout)
-        let stopped = try XCTUnwrap(Int(try reference.sql("SELECT steps_done FROM runs WHERE hash = '\(hash)'")))
-        let selected = "SELECT DISTINCT step FROM metric_points WHERE run_hash = '\(hash)' AND name = 'selected_acc'"
-        XCTAssertEqual(try reference.sql(selected), String(stopped - 15), "patience 3 at interval 5: the best step is 15 before the stop")
-
-        let checkpoints = "SELECT count(*) FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE r.hash = '\(hash)'"
-        let victim = try killed.start(command)
-        _ = Poll.until(timeout: 120, interval: 0.02) { (killed.count(checkpoints) ?? 0) >= 3 }
-        victim.signal(SIGKILL)
-        _ = try victim.wait(timeout: 60)
-        let stepsAtKill = try XCTUnwrap(Int(try killed.sql("SELECT steps_done FROM runs WHERE hash = '\(hash)'")))
-        XCTAssertLessThan(stepsAtKill, stopped, "the run finished before the kill")
-        let resumed = try killed.moerec(command)
-        XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertTrue(resumed.stdout.contains("completed (resumed from step"), resumed.stdout)
-        XCTAssertEqual(try killed.metricSeries(hash), try reference.metricSeries(hash))
-        XCTAssertEqual(try killed.checkpointManifests(hash), try reference.checkpointManifests(hash))
+        try check(reference, hash, stopped)
     }
 
     /// Two stores holding the same completed pretraining parent (the second a copy of the

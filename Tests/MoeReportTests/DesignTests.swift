@@ -351,10 +351,10 @@ final class SelectionTests: XCTestCase {
 
     /// `test_eval: selected`: the evaluation after training, on more examples, replaces the
     /// periodic point at the step the curve selects; at any other step it is not used.
-    func testSelectedEvaluationIsWhatTheRunReports() throws {
+    func testStepEvaluationIsWhatTheRunReports() throws {
         var run = RunFacts(hash: "a", status: .completed, seed: 0, plannedSteps: 100,
                            curve: curve(val: [0.5, 0.7, 0.7, 0.6], test: [.nan, .nan, .nan, .nan]))
-        run.selected = SelectedEvaluation(step: 20, trainLoss: 0.7, valLoss: 0.95, trainAcc: 0.75, valAcc: 0.68, testAcc: 0.64)
+        run.selected = StepEvaluation(step: 20, trainLoss: 0.7, valLoss: 0.95, trainAcc: 0.75, valAcc: 0.68, testAcc: 0.64)
         XCTAssertEqual(run.bestStep, 20)
         XCTAssertEqual(run.reportedAcc, 0.64)
         XCTAssertEqual(run.valAccAtBest, 0.68)
@@ -368,13 +368,13 @@ final class SelectionTests: XCTestCase {
         XCTAssertEqual(run.caveats, [.noTestAtBest])
     }
 
-    func testSelectedEvaluationThroughTheStoreAndTheTables() throws {
+    func testStepEvaluationThroughTheStoreAndTheTables() throws {
         let scratch = try ScratchStore("selected-evaluation")
         let parent = try scratch.pretrain(experts: 8)
         let periodic = curve(val: [0.5, 0.7, 0.7, 0.6], test: [.nan, .nan, .nan, .nan])
         for seed in 0..<2 {
             try scratch.finetune(parent: parent, regime: "all", experts: 8, seed: seed, curve: periodic,
-                                 selected: SelectedEvaluation(step: 20, trainLoss: 0.7, valLoss: 0.95, trainAcc: 0.75,
+                                 selected: StepEvaluation(step: 20, trainLoss: 0.7, valLoss: 0.95, trainAcc: 0.75,
                                                               valAcc: 0.68, testAcc: 0.64 + 0.02 * Double(seed)))
         }
         let set = try Reports.build(store: scratch.store, tables: [.regimes], filter: nil)

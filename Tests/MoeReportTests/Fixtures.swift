@@ -45,7 +45,7 @@ final class ScratchStore {
     func finetune(parent: String, regime: String, experts: Int, seed: Int, trainSize: Int = 256,
                   task: String = "wn-supersense", lr: Double = 1e-3, curve: Curve, stepTimes: [Double] = [0.1],
                   trainableFraction: Double = 1, status: RunStatus = .completed, extra: [String: JSONValue] = [:],
-                  forgetting: Double? = nil, selected: SelectedEvaluation? = nil) throws -> String {
+                  forgetting: Double? = nil, selected: StepEvaluation? = nil) throws -> String {
         // A run with a selected evaluation (`test_eval: selected`) measures test only there.
         let testAcc = curve.testAcc.contains(where: \.isFinite) || selected != nil ? curve.testAcc : curve.valAcc
         var config = ScratchStore.config(parent: parent, regime: regime, experts: experts, seed: seed, trainSize: trainSize,
