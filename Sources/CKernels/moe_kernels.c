@@ -62,6 +62,9 @@ const char *moe_kernels_name(void) {
 
 void moe_gelu_forward(float *out, const float *in, long n) { DISPATCH(gelu_forward_, out, in, n) }
 void moe_gelu_backward(float *d, const float *h, long n) { DISPATCH(gelu_backward_, d, h, n) }
+void moe_dropout(float *x, long n, unsigned long long key, unsigned long long start, float rate, float keep) {
+    DISPATCH(dropout_, x, n, key, start, rate, keep)
+}
 void moe_causal_softmax(float *p, long t) { DISPATCH(causal_softmax_, p, t) }
 void moe_causal_softmax_backward(float *d, const float *p, long t) { DISPATCH(causal_softmax_backward_, d, p, t) }
 void moe_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w, const float *b,

@@ -1,3 +1,4 @@
+import CKernels
 import MoeKernels
 
 /// Inverted dropout whose mask is a pure function of (seed, step, site, element): the
@@ -17,9 +18,6 @@ public struct Dropout: Sendable {
     @inline(__always)
     public func apply(_ x: UnsafeMutablePointer<Float>, count: Int, start: Int = 0) {
         guard rate > 0 else { return }
-        let keep = 1 / (1 - rate)
-        for i in 0..<count {
-            x[i] = CounterRng.uniform(key: key, index: UInt64(start + i)) < rate ? 0 : x[i] * keep
-        }
+        moe_dropout(x, count, key, UInt64(start), rate, 1 / (1 - rate))
     }
 }

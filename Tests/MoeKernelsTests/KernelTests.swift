@@ -263,6 +263,31 @@ final class VectorKernelTests: XCTestCase {
         }
     }
 
+    /// Dropout's mask is CounterRng.uniform of each element's index, bit for bit at every
+    /// level, whatever the offset and however the buffer is cut (tails included).
+    func testDropoutIsTheCounterStreamBitForBitAtEveryLevel() {
+        let x = TestSupport.randomFloats(1037, seed: 11, scale: 4)
+        let key = CounterRng(seed: 5).streamKey(.dropout, step: 17, stream: 3)
+        for (rate, start) in [(Float(0.1), 0), (0.5, 12_345_678_901), (0.9, 7)] {
+            let keep = 1 / (1 - rate)
+            let reference = x.enumerated().map { i, v in
+                CounterRng.uniform(key: key, index: UInt64(start + i)) < rate ? 0 : v * keep
+            }
+            let dropped = reference.filter { $0 == 0 }.count
+            XCTAssertEqual(Double(dropped) / Double(x.count), Double(rate), accuracy: 0.05)
+            forEachLevel { name in
+                for cuts in [[x.count], [5, 16, 300, 716]] {
+                    var y = x, offset = 0
+                    for n in cuts {
+                        y.withUnsafeMutableBufferPointer { moe_dropout($0.baseAddress! + offset, n, key, UInt64(start + offset), rate, keep) }
+                        offset += n
+                    }
+                    XCTAssertTrue(y.elementsEqual(reference) { $0.bitPattern == $1.bitPattern }, "\(name) rate \(rate) cuts \(cuts)")
+                }
+            }
+        }
+    }
+
     func testCausalSoftmaxMatchesReferenceAtEveryLevel() {
         let T = 37
         let scores = TestSupport.randomFloats(T * T, seed: 9, scale: 6)

@@ -15,6 +15,9 @@ int moe_kernels_set_level(int level);
 void moe_gelu_forward(float *out, const float *in, long n);
 /// d *= gelu'(h).
 void moe_gelu_backward(float *d, const float *h, long n);
+/// Inverted dropout of x[0..<n), elements start..<start+n of the stream `key`: x[i] = 0
+/// where the stream's uniform (CounterRng.uniform(key:index:)) is below rate, else x[i]·keep.
+void moe_dropout(float *x, long n, unsigned long long key, unsigned long long start, float rate, float keep);
 /// (T, T) scores p, in place: row t becomes the softmax of its columns 0...t, zeros after.
 void moe_causal_softmax(float *p, long t);
 /// (T, T) d, in place: row t becomes p ⊙ (d − Σ_j p·d) over columns 0...t, zeros after.
