@@ -3,18 +3,20 @@ import MoeMetricNames
 import MoeStore
 
 /// Where the wall time of a set of runs (a study) went, from what the runs recorded:
-/// their start and finish times, their wall seconds, and the `timing` series of training
-/// steps, evaluations and checkpoints.
+/// their start and finish times, their wall seconds, their worker threads, and the
+/// `timing` series of training steps, evaluations and checkpoints.
 ///
-/// The span runs from the first start to the last finish. With at most P runs at once,
-/// the span offers P × span process-seconds; each run's wall time splits into training
-/// steps, evaluation, checkpoints and the rest of its process time (set-up, data, the
-/// store), and what no run used — process start, planning, baselines, a slot left idle
-/// while the last runs finish — is "outside runs".
+/// The span runs from the first start to the last finish. A run counts with its worker
+/// threads (a pretraining parent trained alone on 2 threads occupies 2 cores, as two
+/// 1-thread runs side by side do); with at most C threads at once, the span offers
+/// C × span core-seconds. Each run's wall time, times its threads, splits into training
+/// steps, evaluation, checkpoints and the rest of its time (set-up, data, the store), and
+/// what no run used — process start, planning, baselines, a core left idle while the last
+/// runs finish — is "outside runs".
 public struct StudyTime: Equatable {
     public var runs: Int
     public var span: Double
-    public var processes: Int
+    public var cores: Int
     public var training: Double
     public var evaluation: Double
     public var checkpoints: Double
@@ -24,42 +26,63 @@ public struct StudyTime: Equatable {
     public var otherInRuns: Double
     public var outsideRuns: Double
 
-    public var slotSeconds: Double { span * Double(processes) }
+    public var coreSeconds: Double { span * Double(cores) }
+
+    /// What one run recorded: the interval it ran ([finish − wall, finish], so that a
+    /// resumed run counts the time it trained, not the gap between its first start and its
+    /// finish), its worker threads and its phase sums (nil when not recorded).
+    public struct Run: Equatable {
+        public var start: Double, end: Double, threads: Int
+        public var training: Double, evaluation: Double?, checkpoints: Double
+        /// Baselines record no phases and are not counted as runs without them.
+        public var isBaseline = false
+
+        public init(start: Double, end: Double, threads: Int, training: Double, evaluation: Double?, checkpoints: Double,
+                    isBaseline: Bool = false) {
+            self.start = start; self.end = end; self.threads = max(1, threads)
+            self.training = training; self.evaluation = evaluation; self.checkpoints = checkpoints
+            self.isBaseline = isBaseline
+        }
+    }
 
     /// Reads the completed runs of `selection` that recorded start and finish times.
     public static func measure(store: Store, selection: RunSelection) throws -> StudyTime? {
         var completed = selection
         completed.status = .completed
-        let runs = try store.runs(completed).filter { $0.startedAt != nil && $0.finishedAt != nil && $0.wallSeconds != nil }
-        guard !runs.isEmpty else { return nil }
+        let records = try store.runs(completed).filter { $0.startedAt != nil && $0.finishedAt != nil && $0.wallSeconds != nil }
         let steps = try store.seriesValues(.sum, name: MetricName.stepTime, split: Split.timing, of: completed)
         let evals = try store.seriesValues(.sum, name: MetricName.evalTime, split: Split.timing, of: completed)
         let saves = try store.seriesValues(.sum, name: MetricName.checkpointTime, split: Split.timing, of: completed)
-        // An interval per run: [finish − wall, finish], so that a resumed run counts the
-        // time it trained, not the gap between its first start and its finish.
-        var intervals: [(start: Double, end: Double)] = []
-        for run in runs {
-            guard let end = Timestamp.seconds(run.finishedAt!) else { continue }
-            intervals.append((end - run.wallSeconds!, end))
+        let runs = records.compactMap { r -> Run? in
+            guard let end = Timestamp.seconds(r.finishedAt!) else { return nil }
+            return Run(start: end - r.wallSeconds!, end: end, threads: r.environment.threads ?? 1, training: steps[r.hash] ?? 0,
+                       evaluation: evals[r.hash], checkpoints: saves[r.hash] ?? 0, isBaseline: r.kind == .baseline)
         }
-        let start = intervals.map(\.start).min()!, end = intervals.map(\.end).max()!
-        // The most runs at once, from a sweep over the interval ends.
-        var events = intervals.flatMap { [($0.start, 1), ($0.end, -1)] }
+        return split(runs)
+    }
+
+    /// The split of `runs`' core time; nil without runs.
+    public static func split(_ runs: [Run]) -> StudyTime? {
+        guard !runs.isEmpty else { return nil }
+        let start = runs.map(\.start).min()!, end = runs.map(\.end).max()!
+        // The most threads at once, from a sweep over the interval ends.
+        var events = runs.flatMap { [($0.start, $0.threads), ($0.end, -$0.threads)] }
         events.sort { ($0.0, $0.1) < ($1.0, $1.1) }
         var active = 0, peak = 0
         for (_, delta) in events { active += delta; peak = max(peak, active) }
-        var t = StudyTime(runs: runs.count, span: end - start, processes: max(peak, 1), training: 0, evaluation: 0,
+        var t = StudyTime(runs: runs.count, span: end - start, cores: max(peak, 1), training: 0, evaluation: 0,
                           checkpoints: 0, runsWithoutPhaseTimes: 0, otherInRuns: 0, outsideRuns: 0)
-        var wall = 0.0
+        var used = 0.0
         for run in runs {
-            wall += run.wallSeconds!
-            t.training += steps[run.hash] ?? 0
-            t.evaluation += evals[run.hash] ?? 0
-            t.checkpoints += saves[run.hash] ?? 0
-            if run.kind != .baseline && evals[run.hash] == nil { t.runsWithoutPhaseTimes += 1 }
+            let threads = Double(run.threads)
+            used += (run.end - run.start) * threads
+            t.training += run.training * threads
+            t.evaluation += (run.evaluation ?? 0) * threads
+            t.checkpoints += run.checkpoints * threads
+            if !run.isBaseline && run.evaluation == nil { t.runsWithoutPhaseTimes += 1 }
         }
-        t.otherInRuns = max(0, wall - t.training - t.evaluation - t.checkpoints)
-        t.outsideRuns = max(0, t.slotSeconds - wall)
+        t.otherInRuns = max(0, used - t.training - t.evaluation - t.checkpoints)
+        t.outsideRuns = max(0, t.coreSeconds - used)
         return t
     }
 }

@@ -10,12 +10,13 @@ struct BenchStudy: ParsableCommand {
         abstract: "Where a study's wall time went: training steps, evaluation, checkpoints, the rest.",
         discussion: """
         Reads the completed runs selected by --where (default: every run) from the store and \
-        splits the study's process time: the span from the first run's start to the last \
-        one's finish, times the most runs that were ever running at once, is divided into \
-        training steps, evaluation and checkpoints (each run's recorded timing series), the \
-        rest of each run's wall time (set-up, data, the store), and what no run used \
-        (process start, planning, baselines, slots idle while the last runs finish). Nothing \
-        is trained or written.
+        splits the study's core time: the span from the first run's start to the last \
+        one's finish, times the most worker threads that were ever running at once (each \
+        run counts with its --threads), is divided into training steps, evaluation and \
+        checkpoints (each run's recorded timing series, times its threads), the rest of \
+        each run's time (set-up, data, the store), and what no run used (process start, \
+        planning, baselines, cores idle while the last runs finish). Nothing is trained or \
+        written.
 
         Examples:
           moerec bench study --where "sweep=1 or sweep=2"
@@ -36,11 +37,11 @@ struct BenchStudy: ParsableCommand {
         guard let t = try StudyTime.measure(store: store, selection: RunSelection(filter: filter)) else {
             throw InputError("no completed runs\(whereExpression.map { " match --where \($0)" } ?? " in the store")")
         }
-        let slots = t.slotSeconds
+        let slots = t.coreSeconds
         func share(_ x: Double) -> Double { slots > 0 ? x / slots : .nan }
         var fields: [(String, OrderedJSON)] = [
-            ("runs", .int(t.runs)), ("span_s", .number(t.span)), ("processes", .int(t.processes)),
-            ("process_s", .number(slots)),
+            ("runs", .int(t.runs)), ("span_s", .number(t.span)), ("cores", .int(t.cores)),
+            ("core_s", .number(slots)),
         ]
         for (name, seconds) in [("training", t.training), ("evaluation", t.evaluation), ("checkpoints", t.checkpoints),
                                 ("other_in_runs", t.otherInRuns), ("outside_runs", t.outsideRuns)] {

@@ -161,3 +161,35 @@ final class StudyProgressTests: XCTestCase {
         XCTAssertNil(StudyProgress.remaining(elapsed: 10, totalSteps: 100, doneSteps: 0, runningSteps: 0))
     }
 }
+
+/// `bench study`'s split of a study's core time, on runs with known intervals and phases.
+final class StudyTimeTests: XCTestCase {
+    /// A parent trains alone on 2 threads for 100 s (90 s of steps, 4 of evaluation), then
+    /// two 1-thread cells run side by side for 50 s each (40 s of steps, 8 of evaluation,
+    /// 1 of checkpoints), and a baseline takes 2 s after them on 1 thread.
+    func testEachRunCountsWithItsThreads() throws {
+        let t = try XCTUnwrap(StudyTime.split([
+            .init(start: 0, end: 100, threads: 2, training: 90, evaluation: 4, checkpoints: 0),
+            .init(start: 100, end: 150, threads: 1, training: 40, evaluation: 8, checkpoints: 1),
+            .init(start: 100, end: 150, threads: 1, training: 40, evaluation: 8, checkpoints: 1),
+            .init(start: 150, end: 152, threads: 1, training: 0, evaluation: nil, checkpoints: 0, isBaseline: true),
+        ]))
+        XCTAssertEqual(t.span, 152)
+        XCTAssertEqual(t.cores, 2)
+        XCTAssertEqual(t.coreSeconds, 304)
+        XCTAssertEqual(t.training, 90 * 2 + 80)
+        XCTAssertEqual(t.evaluation, 4 * 2 + 16)
+        XCTAssertEqual(t.checkpoints, 2)
+        // In runs: 200 + 100 + 2 core-seconds, less what the phases took.
+        XCTAssertEqual(t.otherInRuns, 302 - 260 - 24 - 2)
+        XCTAssertEqual(t.outsideRuns, 2, "one core idle while the baseline ran")
+        XCTAssertEqual(t.runsWithoutPhaseTimes, 0)
+        // Counted as one process, the 2-thread parent would leave a core idle for 100 s.
+        let alone = try XCTUnwrap(StudyTime.split([.init(start: 0, end: 100, threads: 1, training: 90, evaluation: 4, checkpoints: 0),
+                                                   .init(start: 100, end: 150, threads: 1, training: 40, evaluation: nil, checkpoints: 0),
+                                                   .init(start: 100, end: 150, threads: 1, training: 40, evaluation: nil, checkpoints: 0)]))
+        XCTAssertEqual(alone.outsideRuns, 100)
+        XCTAssertEqual(alone.runsWithoutPhaseTimes, 2)
+        XCTAssertNil(StudyTime.split([]))
+    }
+}
