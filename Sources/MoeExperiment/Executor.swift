@@ -458,18 +458,19 @@ public final class Executor {
 
     func checkpoint(trainer: Trainer, hash: String, step: Int, configJSON: String, withOptimizer: Bool) throws {
         let model = trainer.model, opt = trainer.optimizer
-        let tensors = model.layout.tensors.map { t in
-            NamedTensor(name: t.name, shape: t.shape, group: t.group.rawValue,
-                        values: UnsafeBufferPointer(start: model.params.base + t.offset, count: t.count))
+        /// The model's tensors as laid out from `base`, named with `prefix`.
+        func parameters(_ base: UnsafePointer<Float>, prefix: String = "") -> [NamedTensor] {
+            model.layout.tensors.map { t in
+                NamedTensor(name: prefix + t.name, shape: t.shape, group: t.group.rawValue,
+                            values: UnsafeBufferPointer(start: base + t.offset, count: t.count))
+            }
         }
+        let tensors = parameters(model.params.base)
         var moments: [NamedTensor] = []
         // `test_eval: selected`: the parameters of the best validation step so far, which
         // the evaluation after training needs (identical tensors are stored once).
         if withOptimizer, let kept = trainer.selectedParameters, trainer.bestValidation != nil {
-            for t in model.layout.tensors {
-                moments.append(NamedTensor(name: Executor.selectedPrefix + t.name, shape: t.shape, group: t.group.rawValue,
-                                           values: UnsafeBufferPointer(start: kept.baseAddress! + t.offset, count: t.count)))
-            }
+            moments += parameters(kept.baseAddress!, prefix: Executor.selectedPrefix)
         }
         for (slice, off) in opt.slots where withOptimizer {
             let group = model.layout.tensors[slice.tensor].group.rawValue
@@ -493,15 +494,17 @@ public final class Executor {
     func restore(trainer: Trainer, from manifest: CheckpointManifest, optimizer: Bool) throws {
         let model = trainer.model, opt = trainer.optimizer
         var byName: [String: (UnsafeMutablePointer<Float>, Int)] = [:]
-        for t in model.layout.tensors { byName[t.name] = (model.params.base + t.offset, t.count) }
+        /// Reads the model's tensors, named with `prefix`, into the layout from `base`.
+        func bindParameters(_ base: UnsafeMutablePointer<Float>, prefix: String = "") {
+            for t in model.layout.tensors { byName[prefix + t.name] = (base + t.offset, t.count) }
+        }
+        bindParameters(model.params.base)
         if optimizer {
             for (slice, off) in opt.slots {
                 byName[slice.name + ".m"] = (opt.m.base + off, slice.count)
                 byName[slice.name + ".v"] = (opt.v.base + off, slice.count)
             }
-            if let kept = trainer.selectedParameters {
-                for t in model.layout.tensors { byName[Executor.selectedPrefix + t.name] = (kept.baseAddress! + t.offset, t.count) }
-            }
+            if let kept = trainer.selectedParameters { bindParameters(kept.baseAddress!, prefix: Executor.selectedPrefix) }
         }
         try readCheckpoint(objects: objects, manifest: manifest) { entry in
             guard let (p, n) = byName[entry.name], n == entry.elementCount else { return nil }

@@ -48,6 +48,12 @@ public struct Curve: Equatable, Sendable {
     public var endIndex: Int? {
         steps.indices.last { trainAcc[$0].isFinite && valAcc[$0].isFinite }
     }
+
+    /// The values at index `i`.
+    public func point(_ i: Int) -> StepEvaluation {
+        StepEvaluation(step: steps[i], trainLoss: trainLoss[i], valLoss: valLoss[i], trainAcc: trainAcc[i], valAcc: valAcc[i],
+                       testAcc: testAcc[i])
+    }
 }
 
 /// Loss and accuracy of the evaluation splits at one step (NaN where missing): a point of a
@@ -122,17 +128,16 @@ public struct RunFacts: Sendable {
     public var bestStep: Int? { curve.bestIndex.map { curve.steps[$0] } }
     /// `test_eval: selected`: the evaluation after training, as stored.
     public var selected: StepEvaluation?
-    /// `selected` when it measured the step the curve selects (it does, for runs moerec
-    /// trained); the values at the best step are read from it.
-    public var selectedEvaluation: StepEvaluation? {
-        guard let selected, selected.step == bestStep else { return nil }
-        return selected
+    /// The values at the best step: `selected` when it measured the step the curve
+    /// selects (it does, for runs moerec trained), else the curve's point there.
+    public var atBest: StepEvaluation? {
+        guard let i = curve.bestIndex else { return nil }
+        if let selected, selected.step == curve.steps[i] { return selected }
+        return curve.point(i)
     }
-    public var valAccAtBest: Double? { selectedEvaluation?.valAcc ?? curve.bestIndex.map { curve.valAcc[$0] } }
+    public var valAccAtBest: Double? { atBest?.valAcc }
     /// Test accuracy at the step validation selected, when the run evaluated test there.
-    public var testAccAtBest: Double? {
-        (selectedEvaluation?.testAcc ?? curve.bestIndex.map { curve.testAcc[$0] }).flatMap { $0.isFinite ? $0 : nil }
-    }
+    public var testAccAtBest: Double? { atBest.flatMap { $0.testAcc.isFinite ? $0.testAcc : nil } }
     /// The reported accuracy: test at the selected step, else (older runs, which evaluate
     /// test only at their last step) validation there, with the `no-test-at-best` caveat.
     public var reportedAcc: Double? { testAccAtBest ?? valAccAtBest }
@@ -145,12 +150,9 @@ public struct RunFacts: Sendable {
         if testAccAtBest == nil { caveats.append(.noTestAtBest) }
         return caveats
     }
-    public var valLossAtBest: Double? { selectedEvaluation?.valLoss ?? curve.bestIndex.map { curve.valLoss[$0] } }
+    public var valLossAtBest: Double? { atBest?.valLoss }
     /// Train accuracy − validation accuracy at the best step.
-    public var gapAtBest: Double? {
-        if let e = selectedEvaluation { return e.trainAcc - e.valAcc }
-        return curve.bestIndex.map { curve.trainAcc[$0] - curve.valAcc[$0] }
-    }
+    public var gapAtBest: Double? { atBest.map { $0.trainAcc - $0.valAcc } }
     /// Train accuracy − validation accuracy at the last evaluation.
     public var gapAtEnd: Double? { curve.endIndex.map { curve.trainAcc[$0] - curve.valAcc[$0] } }
     /// Validation loss − train loss at the last evaluation.
