@@ -173,29 +173,27 @@ final class ConfigResolverTests: XCTestCase {
     func testStudyCellsShareParentsAndFixDenseTopK() throws {
         let study = try Presets.study(named: "paper")
         let cells = try study.cells()
-        XCTAssertEqual(study.parts.map(\.name), ["main", "lr", "parents", "parents-more", "main-more"])
-        XCTAssertEqual(cells.count, 8 * 5 + 3 + 3 * 3 * 2 + 2 * 2 * 2 + 5 * 2)
+        XCTAssertEqual(study.parts.map(\.name), ["main", "lr", "parents", "experts-4"])
+        XCTAssertEqual(cells.count, 8 * 5 + 3 + 3 * 2 * 2 + 2)
         XCTAssertEqual(cells.filter { $0.part == 0 }.count, 40)
         let dense = cells.first { $0.config.experts == 1 }!
         XCTAssertEqual(dense.config.topK, 1)
         XCTAssertEqual(dense.parent?.topK, 1)
         XCTAssertEqual(dense.parent?.experts, 1)
-        let parents = Set(cells.compactMap { $0.parent.map { try? ConfigResolver.value(of: $0).canonicalString } ?? nil })
-        XCTAssertEqual(parents.count, 13, "five pretraining seeds each of the dense and the 8-expert model, three of the 4-expert")
-        XCTAssertEqual(Set(cells.compactMap { $0.parent?.seed }), [0, 1, 2, 3, 4])
-        XCTAssertEqual(Set(cells.filter { $0.part == 3 }.compactMap { $0.parent?.experts }), [1, 8])
-        // More seeds of all and non-moe at the main cell: the same runs as `main` but for the seed.
-        let more = cells.filter { $0.part == 4 }
-        XCTAssertEqual(Set(more.map(\.config.seed)), Set(8...12))
-        XCTAssertEqual(Set(more.map(\.config.regime.rawValue)), ["all", "non-moe"])
+        func key(_ parent: RunConfig?) -> String? { parent.flatMap { try? ConfigResolver.value(of: $0).canonicalString } }
+        let parents = Set(cells.compactMap { key($0.parent) })
+        XCTAssertEqual(parents.count, 7, "three pretraining seeds each of the dense and the 8-expert model, one of the 4-expert")
+        XCTAssertEqual(Set(cells.compactMap { $0.parent?.seed }), [0, 1, 2])
+        XCTAssertEqual(cells.filter { $0.parent?.experts == 4 }.map { $0.parent?.seed }, [0, 0])
+        // The main cell's parent is the parents part's 8-expert seed 0, and its `all` run is one of that part's cells.
         let mainAll = try XCTUnwrap(cells.first { $0.part == 0 && $0.config.regime.rawValue == "all" })
-        var moreAll = try XCTUnwrap(more.first { $0.config.regime.rawValue == "all" }).config
-        moreAll.seed = mainAll.config.seed
-        XCTAssertEqual(try ConfigResolver.value(of: moreAll).canonicalString, try ConfigResolver.value(of: mainAll.config).canonicalString)
-        XCTAssertEqual(more.first?.parent.map { try? ConfigResolver.value(of: $0).canonicalString },
-                       mainAll.parent.map { try? ConfigResolver.value(of: $0).canonicalString })
+        let partAll = try XCTUnwrap(cells.first { $0.part == 2 && $0.parent?.experts == 8 && $0.parent?.seed == 0 && $0.config.trainSize == 4096 })
+        XCTAssertEqual(key(partAll.parent), key(mainAll.parent))
+        XCTAssertEqual(try ConfigResolver.value(of: partAll.config).canonicalString, try ConfigResolver.value(of: mainAll.config).canonicalString)
         // The pretraining seed is the parent's alone: the cells keep their fine-tuning seed.
         XCTAssertEqual(Set(cells.filter { $0.part == 2 }.map(\.config.seed)), [0])
+        // Periodic evaluations pick the step on 1,024 examples; the selected step is measured on 4,096.
+        XCTAssertTrue(cells.allSatisfy { $0.config.testEval == .selected && $0.config.periodicEvalExamples == 1024 && $0.config.evalExamples == 4096 })
     }
 
     func testParentAxesSetOnlyParentKeys() throws {
