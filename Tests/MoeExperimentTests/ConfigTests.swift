@@ -184,6 +184,7 @@ final class ConfigResolverTests: XCTestCase {
         let parents = Set(cells.compactMap { key($0.parent) })
         XCTAssertEqual(parents.count, 7, "three pretraining seeds each of the dense and the 8-expert model, one of the 4-expert")
         XCTAssertEqual(Set(cells.compactMap { $0.parent?.seed }), [0, 1, 2])
+        XCTAssertEqual(Set(cells.compactMap { $0.parent?.steps }), [6000])
         XCTAssertEqual(cells.filter { $0.parent?.experts == 4 }.map { $0.parent?.seed }, [0, 0])
         // The main cell's parent is the parents part's 8-expert seed 0, and its `all` run is one of that part's cells.
         let mainAll = try XCTUnwrap(cells.first { $0.part == 0 && $0.config.regime.rawValue == "all" })
