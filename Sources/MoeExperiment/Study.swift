@@ -168,8 +168,8 @@ public struct Study {
 }
 
 /// Named studies: `quick` (one small MoE, five regimes, minutes), `paper` (the
-/// scaled-down ST-MoE protocol in under 2 hours on 2 cores, resumable; README "The
-/// paper study" gives its design and its measured cost) and `esft` (expert-specialized
+/// scaled-down ST-MoE protocol in under 2 hours on 2 cores, resumable; README "What the
+/// `paper` preset shows" gives its design and its measured cost) and `esft` (expert-specialized
 /// fine-tuning against all and against random experts, with forgetting measured).
 public enum Presets {
     public static let names = ["quick", "paper", "esft"]
@@ -230,7 +230,7 @@ public enum Presets {
             return Study(name: "quick", base: finetuning(steps: 150), parent: pretraining(steps: 300),
                          grid: [("regime", regimes)], tables: ["regimes"])
         case "paper":
-            // Sized to finish inside 2 hours on 2 cores (README "The paper study" gives the
+            // Sized to finish inside 2 hours on 2 cores (README "What the `paper` preset shows" gives the
             // measured time), with compute where the claims can be decided: eight paired
             // seeds of every regime at the main cell (8 experts, 4,096 examples) for the four
             // regime claims (an earlier, 4 h 25 min design with five more seeds of `all` and

@@ -117,6 +117,39 @@ final class InspectTests: XCTestCase {
         XCTAssertEqual(new, Double(before))
     }
 
+    /// A run that picks its step on small periodic evaluations and measures the kept
+    /// parameters after training (`test_eval: selected`) re-executes bit for bit, the
+    /// after-training measurements included; an altered one is named.
+    func testReproduceOfASelectedEvaluationRunIsBitIdentical() throws {
+        let lineage = try Lineage.shared()
+        let store = try lineage.store.copy("cli-reproduce-selected")
+        defer { store.remove() }
+        let run = try store.moerec(["run", lineage.finetuneFile.path, "--set", "test_eval=selected", "--set", "periodic_eval_examples=8",
+                                    "--set", "eval_interval=5"] + Lineage.fewCheckpoints)
+        XCTAssertEqual(run.status, 0, run.stdout + run.stderr)
+        let hash = try XCTUnwrap(Output.runHash(run.stdout), run.stdout)
+        let selected = try store.sql("""
+            SELECT group_concat(split || '/' || name, ' ') FROM (SELECT split, name FROM metric_points
+            WHERE run_hash = '\(hash)' AND name LIKE 'selected%' ORDER BY split, name)
+            """)
+        XCTAssertEqual(selected, "test/selected_acc test/selected_loss train/selected_acc train/selected_loss val/selected_acc val/selected_loss")
+
+        let text = try store.moerec(["reproduce", String(hash.prefix(12))])
+        XCTAssertEqual(text.status, 0, text.stdout + text.stderr)
+        XCTAssertTrue(text.stdout.contains("\(hash)  bit-identical"), text.stdout)
+
+        let step = try store.sql("SELECT step FROM metric_points WHERE run_hash = '\(hash)' AND split = 'test' AND name = 'selected_acc'")
+        try store.sqlWrite("""
+            UPDATE metrics SET value = value + 1
+            WHERE run_id = (SELECT id FROM runs WHERE hash = '\(hash)')
+              AND split = (SELECT id FROM splits WHERE name = 'test')
+              AND name_id = (SELECT id FROM metric_names WHERE name = 'selected_acc')
+            """)
+        let altered = try store.moerec(["reproduce", String(hash.prefix(12))])
+        XCTAssertEqual(altered.status, 1, altered.stdout + altered.stderr)
+        XCTAssertTrue(altered.stdout.contains("first divergence: step \(step) test/selected_acc"), altered.stdout)
+    }
+
     /// Results do not depend on the thread count: a run recorded at one thread re-executes
     /// bit for bit at two (only the environment line tells them apart).
     func testReproduceAtAnotherThreadCountIsBitIdentical() throws {
