@@ -66,22 +66,47 @@ public struct Study {
         public var label: String { overrides.map { "\($0.0)=\($0.1.display)" }.joined(separator: " ") }
     }
 
-    static let parentPrefix = "parent."
+    public static let parentPrefix = "parent."
+
+    /// Why `key` (a run-config key, or `parent.KEY` for the parent config alone) cannot be
+    /// set on this study, or nil.
+    func keyProblem(_ key: String) -> String? {
+        let configKey = key.hasPrefix(Study.parentPrefix) ? String(key.dropFirst(Study.parentPrefix.count)) : key
+        guard ConfigResolver.defaults()[configKey] != nil else {
+            return "unknown key (valid keys: \(RunConfig.keys.joined(separator: ", ")), or parent.KEY for the parent's)"
+        }
+        guard key.hasPrefix(Study.parentPrefix) else { return nil }
+        guard parent != nil else { return "the study has no parent config to set it on" }
+        guard RunConfig.onlyFor(key: configKey) != .finetune, configKey != "kind" else {
+            return "\(configKey) is not a key of a pretraining parent"
+        }
+        return nil
+    }
+
+    /// `--set parent.KEY=VALUE`: KEY set on the parent config alone (a grid axis of the same
+    /// key still overrides it, as a grid axis overrides a base key). Refused, naming the key,
+    /// when KEY is unknown, not a pretraining key, or the study has no parent config.
+    public mutating func setParentKey(_ item: String) throws {
+        guard item.hasPrefix(Study.parentPrefix), let eq = item.firstIndex(of: "=") else {
+            throw InputError("--set \(item): expected parent.KEY=VALUE")
+        }
+        let key = String(item[..<eq])
+        if let problem = keyProblem(key) { throw InputError("--set \(key): \(problem)") }
+        let unprefixed = String(item.dropFirst(Study.parentPrefix.count))
+        do {
+            let (configKey, value) = try ConfigResolver.parseOverride(unprefixed)
+            parent?[configKey] = value
+        } catch let error as InputError {
+            // The value's error, naming the option as given.
+            throw InputError(error.description.replacingOccurrences(of: "--set \(unprefixed.prefix { $0 != "=" })", with: "--set \(key)"))
+        }
+    }
 
     /// Checks one grid: known keys, each axis once, values present and distinct.
     func check(_ grid: [Axis]) throws {
         var axes = Set<String>()
         for (key, values) in grid {
-            let configKey = key.hasPrefix(Study.parentPrefix) ? String(key.dropFirst(Study.parentPrefix.count)) : key
-            guard ConfigResolver.defaults()[configKey] != nil else {
-                throw InputError("--grid \(key): unknown key (valid keys: \(RunConfig.keys.joined(separator: ", ")), or parent.KEY for the parent's)")
-            }
-            if key.hasPrefix(Study.parentPrefix) {
-                guard parent != nil else { throw InputError("--grid \(key): the study has no parent config to set it on") }
-                guard RunConfig.onlyFor(key: configKey) != .finetune, configKey != "kind" else {
-                    throw InputError("--grid \(key): \(configKey) is not a key of a pretraining parent")
-                }
-            }
+            if let problem = keyProblem(key) { throw InputError("--grid \(key): \(problem)") }
             guard axes.insert(key).inserted else { throw InputError("--grid \(key): the axis is given twice (put all its values in one --grid)") }
             guard !values.isEmpty else { throw InputError("--grid \(key): no values") }
             var seen = Set<String>()

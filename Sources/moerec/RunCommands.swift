@@ -129,7 +129,9 @@ struct Sweep: ParsableCommand {
         grid, such as experts, apply to the parent when it is given as a config file). A cell \
         whose config is invalid for its architecture (e.g. regime=moe with experts=1) is \
         reported and skipped. An axis parent.KEY sets KEY on the parent config alone (e.g. \
-        parent.seed=0,1,2: three pretraining runs, each fine-tuned). The distinct parents are \
+        parent.seed=0,1,2: three pretraining runs, each fine-tuned); --set parent.KEY=VALUE \
+        sets it on every parent (e.g. parent.steps=12000), an axis of the same key still \
+        overriding it. The distinct parents are \
         scheduled first (--jobs runs at once), and each cell starts as soon as its own parent \
         is trained (one parent, or --jobs 1: the parents train first, on all threads); a cell \
         whose parent fails is not run. The majority and linear \
@@ -153,12 +155,13 @@ struct Sweep: ParsableCommand {
           moerec sweep finetune.yaml --grid parent.seed=0,1,2 --grid experts=1,8
           moerec sweep --preset paper --jobs 2
           moerec sweep --preset paper --dry-run
+          moerec sweep --preset paper --set parent.steps=12000 --set steps=1600 --dry-run
           moerec sweep --preset paper --launcher slurm --partition cpu --time-limit 4:00:00 --threads 4
         """)
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Base config file (JSON or YAML); `parent` may be a pretraining config file.") var config: String?
-    @Option(name: .customLong("set"), help: "Override one base key: --set key=value (repeatable).") var sets: [String] = []
+    @Option(name: .customLong("set"), help: "Override one base key: --set key=value, or --set parent.key=value for the parent config alone (repeatable).") var sets: [String] = []
     @Option(help: "A grid axis: key=v1,v2,… or parent.key=v1,v2,… for the parent config (repeatable).") var grid: [String] = []
     @Option(help: "Start from a preset study (quick, paper, esft); --grid replaces its axes of the same key.") var preset: String?
     @Option(help: "Cells run in parallel processes (each with --threads worker threads).") var jobs = 1
@@ -217,7 +220,7 @@ struct Sweep: ParsableCommand {
             }
             study = Study(name: name ?? "sweep", base: base, parent: parent, grid: [], tables: [])
         }
-        for item in sets {
+        for item in sets where !item.hasPrefix(Study.parentPrefix) {
             guard let eq = item.firstIndex(of: "=") else { throw InputError("--set \(item): expected key=value") }
             let key = String(item[..<eq])
             let (_, value) = try ConfigResolver.parseOverride(item)
@@ -228,6 +231,7 @@ struct Sweep: ParsableCommand {
             study.parent = try ConfigResolver.load(file: p)
             study.base["parent"] = nil
         }
+        for item in sets where item.hasPrefix(Study.parentPrefix) { try study.setParentKey(item) }
         // Axes given here replace a preset's axes of the same key; one given twice here
         // stays twice, for `Study.cells` to refuse.
         var axes: [(key: String, values: [JSONValue])] = []

@@ -197,6 +197,37 @@ final class ConfigResolverTests: XCTestCase {
         XCTAssertTrue(cells.allSatisfy { $0.config.testEval == .selected && $0.config.periodicEvalExamples == 1024 && $0.config.evalExamples == 4096 })
     }
 
+    func testSetOnTheParentChangesEveryParentAndAnAxisStillWins() throws {
+        var study = try Presets.study(named: "paper")
+        try study.setParentKey("parent.steps=12000")
+        try study.setParentKey("parent.lr=0.001")
+        let cells = try study.cells()
+        XCTAssertEqual(Set(cells.compactMap { $0.parent?.steps }), [12000])
+        XCTAssertEqual(Set(cells.compactMap { $0.parent?.lr }), [0.001])
+        XCTAssertEqual(Set(cells.map(\.config.steps)), [600], "the cells' own steps are untouched")
+        // The parents part's parent.seed axis overrides a parent.seed set on the base.
+        try study.setParentKey("parent.seed=7")
+        let seeds = Set(try study.cells().filter { $0.part == 2 }.compactMap { $0.parent?.seed })
+        XCTAssertEqual(seeds, [0, 1, 2])
+        XCTAssertEqual(Set(try study.cells().filter { $0.part == 0 }.compactMap { $0.parent?.seed }), [7])
+        let refused: [(String, String)] = [
+            ("parent.wings=1", "--set parent.wings: unknown key"),
+            ("parent.regime=moe", "--set parent.regime: regime is not a key of a pretraining parent"),
+            ("parent.kind=finetune", "--set parent.kind: kind is not a key of a pretraining parent"),
+            ("parent.steps=abc", "--set parent.steps=abc: expected an integer"),
+            ("parent.steps", "--set parent.steps: expected parent.KEY=VALUE"),
+        ]
+        for (item, message) in refused {
+            var copy = try Presets.study(named: "paper")
+            XCTAssertThrowsError(try copy.setParentKey(item), item) { XCTAssertTrue("\($0)".contains(message), "\(item): \($0)") }
+            XCTAssertEqual(copy.parent?["steps"], 6000, "a refused --set changed the parent: \(item)")
+        }
+        var orphan = Study(name: "s", base: ["kind": "finetune"], parent: nil, grid: [("seed", [1])])
+        XCTAssertThrowsError(try orphan.setParentKey("parent.steps=10")) {
+            XCTAssertTrue("\($0)".contains("no parent config"), "\($0)")
+        }
+    }
+
     func testParentAxesSetOnlyParentKeys() throws {
         let base: [String: JSONValue] = ["kind": "finetune", "task": "wn-supersense"]
         let parent: [String: JSONValue] = ["kind": "pretrain", "steps": 10]
