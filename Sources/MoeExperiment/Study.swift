@@ -215,9 +215,10 @@ public enum Presets {
          "warmup_steps": 10, "eval_interval": 25, "checkpoint_interval": 1000, "seed": 0, "weight_decay": 0.01]
     }
 
-    /// The `paper` parent: the quick architecture pretrained 6,000 steps (validation 1.38
-    /// nats/byte at 8 experts measured outside the study, against 1.67 after 2,000 steps
-    /// and 2.31 after the quick preset's 300), evaluated on 16 windows per split.
+    /// The `paper` parent: the quick architecture pretrained 6,000 steps (validation
+    /// 1.377–1.386 nats/byte at 8 experts and 1.491–1.516 dense in the committed study,
+    /// against 1.67 and 1.75 after 2,000 steps and 2.31 after the quick preset's 300),
+    /// evaluated on 16 windows per split.
     static func paperPretraining() -> [String: JSONValue] {
         var pt = pretraining(steps: 6000)
         pt["warmup_steps"] = 100
@@ -255,8 +256,8 @@ public enum Presets {
             return Study(name: "quick", base: finetuning(steps: 150), parent: pretraining(steps: 300),
                          grid: [("regime", regimes)], tables: ["regimes"])
         case "paper":
-            // Sized to finish inside 2 hours on 2 cores (README "What the `paper` preset shows" gives the
-            // measured time), with compute where the claims can be decided: eight paired
+            // Sized to finish inside 2 hours on 2 cores (1 h 24 min measured, README "What
+            // the `paper` preset shows"), with compute where the claims can be decided: eight paired
             // seeds of every regime at the main cell (8 experts, 4,096 examples) for the four
             // regime claims (an earlier, 4 h 25 min design with five more seeds of `all` and
             // `non-moe` decided nothing more); three pretraining seeds each of the dense and
