@@ -10,9 +10,11 @@ import MoeStore
 /// threads (a pretraining parent trained alone on 2 threads occupies 2 cores, as two
 /// 1-thread runs side by side do); with at most C threads at once, the span offers
 /// C × span core-seconds. Each run's wall time, times its threads, splits into training
-/// steps, evaluation, checkpoints and the rest of its time (set-up, data, the store), and
-/// what no run used — process start, planning, baselines, a core left idle while the last
-/// runs finish — is "outside runs".
+/// steps, evaluation, checkpoints and the rest of its time (set-up, data, the store). Cores
+/// that completed runs outside the selection used within the span (the parents, when only
+/// a study's fine-tuning runs are selected) are "other runs"; what no run used — process
+/// start, planning, baselines, a core left idle while the last runs finish — is "outside
+/// runs".
 public struct StudyTime: Equatable {
     public var runs: Int
     public var span: Double
@@ -24,9 +26,18 @@ public struct StudyTime: Equatable {
     /// before they were): their time is in `otherInRuns`.
     public var runsWithoutPhaseTimes: Int
     public var otherInRuns: Double
+    /// Core-seconds of the span used by completed runs outside the selection.
+    public var otherRuns: Double = 0
     public var outsideRuns: Double
 
     public var coreSeconds: Double { span * Double(cores) }
+
+    /// The share of the selection's own core time (the span's, less other runs') spent
+    /// outside training steps.
+    public var notTrainingShare: Double {
+        let own = coreSeconds - otherRuns
+        return own > 0 ? (own - training) / own : .nan
+    }
 
     /// What one run recorded: the interval it ran ([finish − wall, finish], so that a
     /// resumed run counts the time it trained, not the gap between its first start and its
@@ -45,24 +56,38 @@ public struct StudyTime: Equatable {
         }
     }
 
-    /// Reads the completed runs of `selection` that recorded start and finish times.
+    /// Reads the completed runs of `selection` that recorded start and finish times, and the
+    /// intervals of the store's other completed runs.
     public static func measure(store: Store, selection: RunSelection) throws -> StudyTime? {
         var completed = selection
         completed.status = .completed
-        let records = try store.runs(completed).filter { $0.startedAt != nil && $0.finishedAt != nil && $0.wallSeconds != nil }
+        func timed(_ records: [RunRecord]) -> [RunRecord] {
+            records.filter { $0.startedAt != nil && $0.finishedAt != nil && $0.wallSeconds != nil }
+        }
+        let records = timed(try store.runs(completed))
         let steps = try store.seriesValues(.sum, name: MetricName.stepTime, split: Split.timing, of: completed)
         let evals = try store.seriesValues(.sum, name: MetricName.evalTime, split: Split.timing, of: completed)
         let saves = try store.seriesValues(.sum, name: MetricName.checkpointTime, split: Split.timing, of: completed)
+        func interval(_ r: RunRecord) -> (start: Double, end: Double, threads: Int)? {
+            Timestamp.seconds(r.finishedAt!).map { ($0 - r.wallSeconds!, $0, r.environment.threads ?? 1) }
+        }
         let runs = records.compactMap { r -> Run? in
-            guard let end = Timestamp.seconds(r.finishedAt!) else { return nil }
-            return Run(start: end - r.wallSeconds!, end: end, threads: r.environment.threads ?? 1, training: steps[r.hash] ?? 0,
+            guard let i = interval(r) else { return nil }
+            return Run(start: i.start, end: i.end, threads: i.threads, training: steps[r.hash] ?? 0,
                        evaluation: evals[r.hash], checkpoints: saves[r.hash] ?? 0, isBaseline: r.kind == .baseline)
         }
-        return split(runs)
+        let selected = Set(records.map(\.hash))
+        var everyCompleted = RunSelection()
+        everyCompleted.status = .completed
+        let others = timed(try store.runs(everyCompleted)).filter { !selected.contains($0.hash) }.compactMap { r -> Run? in
+            interval(r).map { Run(start: $0.start, end: $0.end, threads: $0.threads, training: 0, evaluation: nil, checkpoints: 0) }
+        }
+        return split(runs, others: others)
     }
 
-    /// The split of `runs`' core time; nil without runs.
-    public static func split(_ runs: [Run]) -> StudyTime? {
+    /// The split of `runs`' core time, `others` (runs outside the selection, only their
+    /// intervals and threads read) counted where they overlap its span; nil without runs.
+    public static func split(_ runs: [Run], others: [Run] = []) -> StudyTime? {
         guard !runs.isEmpty else { return nil }
         let start = runs.map(\.start).min()!, end = runs.map(\.end).max()!
         // The most threads at once, from a sweep over the interval ends.
@@ -82,7 +107,9 @@ public struct StudyTime: Equatable {
             if !run.isBaseline && run.evaluation == nil { t.runsWithoutPhaseTimes += 1 }
         }
         t.otherInRuns = max(0, used - t.training - t.evaluation - t.checkpoints)
-        t.outsideRuns = max(0, t.coreSeconds - used)
+        let free = max(0, t.coreSeconds - used)
+        t.otherRuns = min(free, others.reduce(0) { $0 + max(0, min(end, $1.end) - max(start, $1.start)) * Double($1.threads) })
+        t.outsideRuns = free - t.otherRuns
         return t
     }
 }

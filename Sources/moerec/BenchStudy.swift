@@ -14,13 +14,16 @@ struct BenchStudy: ParsableCommand {
         one's finish, times the most worker threads that were ever running at once (each \
         run counts with its --threads), is divided into training steps, evaluation and \
         checkpoints (each run's recorded timing series, times its threads), the rest of \
-        each run's time (set-up, data, the store), and what no run used (process start, \
-        planning, baselines, cores idle while the last runs finish). Nothing is trained or \
-        written.
+        each run's time (set-up, data, the store), the cores completed runs outside the \
+        selection used meanwhile (other_runs: the parents, when --where selects a study's \
+        fine-tuning runs), and what no run used (process start, planning, baselines, cores \
+        idle while the last runs finish). not_training_share is of the selection's own core \
+        time (other runs' left out). Nothing is trained or written.
 
         Examples:
           moerec bench study --where "sweep=1 or sweep=2"
           moerec bench study --store runs/paper.sqlite --format json
+          moerec bench study --where kind=finetune
         """)
 
     @OptionGroup var global: GlobalOptions
@@ -44,11 +47,11 @@ struct BenchStudy: ParsableCommand {
             ("core_s", .number(slots)),
         ]
         for (name, seconds) in [("training", t.training), ("evaluation", t.evaluation), ("checkpoints", t.checkpoints),
-                                ("other_in_runs", t.otherInRuns), ("outside_runs", t.outsideRuns)] {
+                                ("other_in_runs", t.otherInRuns), ("other_runs", t.otherRuns), ("outside_runs", t.outsideRuns)] {
             fields.append(("\(name)_s", .number(seconds)))
             fields.append(("\(name)_share", .number(share(seconds))))
         }
-        fields.append(("not_training_share", .number(share(slots - t.training))))
+        fields.append(("not_training_share", .number(t.notTrainingShare)))
         fields.append(("runs_without_phase_times", .int(t.runsWithoutPhaseTimes)))
         print(format == .json ? ResultOut.json(fields) : TableOut.keyValues(fields))
     }

@@ -97,7 +97,7 @@ final class BaselineCommandTests: XCTestCase {
         let runs = try XCTUnwrap(fields["runs"] as? Int)
         XCTAssertEqual(runs, 2 + 4 + 2, "parents, cells and baselines of the sweep")
         var total = 0.0
-        for key in ["training", "evaluation", "checkpoints", "other_in_runs", "outside_runs"] {
+        for key in ["training", "evaluation", "checkpoints", "other_in_runs", "other_runs", "outside_runs"] {
             let seconds = try XCTUnwrap(fields["\(key)_s"] as? Double, key)
             XCTAssertGreaterThanOrEqual(seconds, 0, key)
             total += seconds

@@ -192,4 +192,28 @@ final class StudyTimeTests: XCTestCase {
         XCTAssertEqual(alone.runsWithoutPhaseTimes, 2)
         XCTAssertNil(StudyTime.split([]))
     }
+
+    /// The fine-tuning runs of a study selected alone: cell A runs 80–150 s and cell B
+    /// 100–150 s, each on 1 thread, while their parent (not selected) trained 0–100 s. The
+    /// parent's 20 s inside the span are other runs' time, not time outside runs, and the
+    /// not-training share is of the cells' own 120 core-seconds.
+    func testRunsOutsideTheSelectionAreCountedApart() throws {
+        let cells: [StudyTime.Run] = [.init(start: 80, end: 150, threads: 1, training: 60, evaluation: 6, checkpoints: 0),
+                                      .init(start: 100, end: 150, threads: 1, training: 30, evaluation: 6, checkpoints: 0)]
+        let parent = StudyTime.Run(start: 0, end: 100, threads: 1, training: 90, evaluation: 4, checkpoints: 0)
+        let t = try XCTUnwrap(StudyTime.split(cells, others: [parent]))
+        XCTAssertEqual(t.coreSeconds, 140)
+        XCTAssertEqual(t.otherRuns, 20)
+        XCTAssertEqual(t.outsideRuns, 0)
+        XCTAssertEqual(t.training + t.evaluation + t.checkpoints + t.otherInRuns + t.otherRuns + t.outsideRuns, t.coreSeconds)
+        XCTAssertEqual(t.notTrainingShare, 30.0 / 120.0)
+        // Without the parent known, its 20 s would look like time no run used.
+        let blind = try XCTUnwrap(StudyTime.split(cells))
+        XCTAssertEqual(blind.outsideRuns, 20)
+        XCTAssertEqual(blind.notTrainingShare, 50.0 / 140.0)
+        // A run wholly outside the span, or more runs than free cores, never counts past the free time.
+        XCTAssertEqual(try XCTUnwrap(StudyTime.split(cells, others: [.init(start: 200, end: 300, threads: 1, training: 0, evaluation: nil,
+                                                                             checkpoints: 0)])).otherRuns, 0)
+        XCTAssertEqual(try XCTUnwrap(StudyTime.split(cells, others: [parent, parent])).otherRuns, 20)
+    }
 }
