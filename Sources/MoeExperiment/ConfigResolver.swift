@@ -194,13 +194,14 @@ public enum ConfigResolver {
     }
 
     /// Checks `value` against the key's declared type and converts ints to floats where
-    /// the key is a float.
-    static func coerce(_ value: JSONValue, key: String, source: String) throws -> JSONValue {
+    /// the key is a float. Errors name the key as `shownAs` (default: the key itself).
+    static func coerce(_ value: JSONValue, key: String, source: String, shownAs: String? = nil) throws -> JSONValue {
+        let shown = shownAs ?? key
         func wrong(_ expected: String) -> InputError {
-            InputError("\(source): \(key)=\(value.display): expected \(expected)")
+            InputError("\(source): \(shown)=\(value.display): expected \(expected)")
         }
         guard let type = types[key] else {
-            throw InputError("\(source): unknown key '\(key)' (valid keys: \(RunConfig.keys.joined(separator: ", ")))")
+            throw InputError("\(source): unknown key '\(shown)' (valid keys: \(RunConfig.keys.joined(separator: ", ")))")
         }
         switch (type, value) {
         case (.int, .int): return value
@@ -208,8 +209,8 @@ public enum ConfigResolver {
         case (.int, _): throw wrong("an integer")
         case (.float, .int(let i)): return .double(Double(i))
         case (.float, .double(let d)):
-            guard d.isFinite else { throw InputError("\(source): \(key)=\(value.display): must be a finite number") }
-            guard abs(d) < 1e30 else { throw InputError("\(source): \(key)=\(value.display): out of range") }
+            guard d.isFinite else { throw InputError("\(source): \(shown)=\(value.display): must be a finite number") }
+            guard abs(d) < 1e30 else { throw InputError("\(source): \(shown)=\(value.display): out of range") }
             return value
         case (.float, _): throw wrong("a finite number")
         case (.string, .string): return value
@@ -222,7 +223,7 @@ public enum ConfigResolver {
         case (.choice(let names), _): throw wrong("a string, one of \(names.joined(separator: ", "))")
         case (.choices, .string(let s)):
             return try coerce(.array(s.split(separator: ",").map { .string(String($0).trimmingCharacters(in: .whitespaces)) }),
-                              key: key, source: source)
+                              key: key, source: source, shownAs: shownAs)
         case (.choices(let names), .array(let items)):
             for item in items {
                 guard case let .string(s) = item, names.contains(s) else {
@@ -235,28 +236,30 @@ public enum ConfigResolver {
     }
 
     /// `key=value` with the value read by the key's type: numbers, names, comma lists,
-    /// `null` for an optional.
-    static func parse(set item: String) throws -> (String, JSONValue) {
-        guard let eq = item.firstIndex(of: "=") else { throw InputError("--set \(item): expected key=value") }
+    /// `null` for an optional. Errors name the key with `keyPrefix` before it, as the user
+    /// wrote it (`parent.` for `--set parent.KEY=VALUE`).
+    static func parse(set item: String, keyPrefix: String = "") throws -> (String, JSONValue) {
+        guard let eq = item.firstIndex(of: "=") else { throw InputError("--set \(keyPrefix)\(item): expected key=value") }
         let key = String(item[..<eq]).trimmingCharacters(in: .whitespaces)
+        let shown = keyPrefix + key
         let raw = String(item[item.index(after: eq)...])
         guard let type = types[key] else {
-            throw InputError("--set \(item): unknown key '\(key)' (valid keys: \(RunConfig.keys.joined(separator: ", ")))")
+            throw InputError("--set \(keyPrefix)\(item): unknown key '\(shown)' (valid keys: \(RunConfig.keys.joined(separator: ", ")))")
         }
         let value: JSONValue
         switch type {
         case .int:
-            guard let i = Int64(raw) else { throw InputError("--set \(key)=\(raw): expected an integer") }
+            guard let i = Int64(raw) else { throw InputError("--set \(shown)=\(raw): expected an integer") }
             value = .int(i)
         case .float:
-            guard let d = Double(raw), d.isFinite else { throw InputError("--set \(key)=\(raw): expected a finite number") }
+            guard let d = Double(raw), d.isFinite else { throw InputError("--set \(shown)=\(raw): expected a finite number") }
             value = .double(d)
         case .optionalString: value = raw == "null" || raw.isEmpty ? .null : .string(raw)
         case .choices:
             value = .array(raw.isEmpty ? [] : raw.split(separator: ",").map { .string(String($0).trimmingCharacters(in: .whitespaces)) })
         case .string, .choice: value = .string(raw)
         }
-        return (key, try coerce(value, key: key, source: "--set"))
+        return (key, try coerce(value, key: key, source: "--set", shownAs: shown))
     }
 }
 
@@ -281,8 +284,9 @@ extension ConfigResolver {
         reference.hasSuffix(".json") || reference.hasSuffix(".yaml") || reference.hasSuffix(".yml")
     }
 
-    /// Parses one `key=value` against the key's default type (for sweeps and grids).
-    public static func parseOverride(_ item: String) throws -> (String, JSONValue) {
-        try parse(set: item)
+    /// Parses one `key=value` against the key's default type (for sweeps and grids); errors
+    /// name the key with `keyPrefix` before it.
+    public static func parseOverride(_ item: String, keyPrefix: String = "") throws -> (String, JSONValue) {
+        try parse(set: item, keyPrefix: keyPrefix)
     }
 }

@@ -92,14 +92,9 @@ public struct Study {
         }
         let key = String(item[..<eq])
         if let problem = keyProblem(key) { throw InputError("--set \(key): \(problem)") }
-        let unprefixed = String(item.dropFirst(Study.parentPrefix.count))
-        do {
-            let (configKey, value) = try ConfigResolver.parseOverride(unprefixed)
-            parent?[configKey] = value
-        } catch let error as InputError {
-            // The value's error, naming the option as given.
-            throw InputError(error.description.replacingOccurrences(of: "--set \(unprefixed.prefix { $0 != "=" })", with: "--set \(key)"))
-        }
+        let (configKey, value) = try ConfigResolver.parseOverride(String(item.dropFirst(Study.parentPrefix.count)),
+                                                                  keyPrefix: Study.parentPrefix)
+        parent?[configKey] = value
     }
 
     /// Checks one grid: known keys, each axis once, values present and distinct.

@@ -215,6 +215,7 @@ final class ConfigResolverTests: XCTestCase {
             ("parent.regime=moe", "--set parent.regime: regime is not a key of a pretraining parent"),
             ("parent.kind=finetune", "--set parent.kind: kind is not a key of a pretraining parent"),
             ("parent.steps=abc", "--set parent.steps=abc: expected an integer"),
+            ("parent.norm=bogus", "--set: parent.norm=bogus: expected one of"),
             ("parent.steps", "--set parent.steps: expected parent.KEY=VALUE"),
         ]
         for (item, message) in refused {
