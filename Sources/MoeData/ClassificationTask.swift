@@ -123,15 +123,16 @@ public struct ClassificationTask: Sendable {
                                       validation: validation, test: test)
     }
 
-    /// Caps validation and test at their first `limit` examples of the split order (the
-    /// same deterministic order as train subsets), to bound evaluation cost. A limit at or
-    /// above a split's size leaves it whole.
-    public func limitingEvaluation(to limit: Int) throws -> ClassificationTask {
-        guard limit > 0 else {
-            throw DataError.invalidArgument("task \(name): an evaluation limit must be positive, got \(limit)")
+    /// Caps validation at its first `limit` examples of the split order (the same
+    /// deterministic order as train subsets) and test at its first `testLimit` (`limit`
+    /// when nil), to bound evaluation cost. A limit at or above a split's size leaves it whole.
+    public func limitingEvaluation(to limit: Int, test testLimit: Int? = nil) throws -> ClassificationTask {
+        let testLimit = testLimit ?? limit
+        guard limit > 0, testLimit > 0 else {
+            throw DataError.invalidArgument("task \(name): an evaluation limit must be positive, got \(min(limit, testLimit))")
         }
         return try ClassificationTask(name: name, classes: classes, train: train,
-                                      validation: Array(validation.prefix(limit)), test: Array(test.prefix(limit)))
+                                      validation: Array(validation.prefix(limit)), test: Array(test.prefix(testLimit)))
     }
 
     /// Number of examples per class id in `split`.

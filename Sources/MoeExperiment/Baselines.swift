@@ -66,7 +66,7 @@ public enum Baselines {
     }
 
     /// The stored config of the `method` baseline of fine-tuning config `config`: the keys
-    /// that select its data (task, train size, evaluation examples, context) and, for the
+    /// that select its data (task, train size, evaluation and test examples, context) and, for the
     /// linear classifier, its seed and fitting settings. The majority class depends on
     /// the data alone, so all seeds share one majority run.
     public static func config(_ method: BaselineMethod, of config: RunConfig) -> JSONValue {
@@ -75,6 +75,8 @@ public enum Baselines {
             "train_size": .int(Int64(config.trainSize)), "eval_examples": .int(Int64(config.evalExamples)),
             "context": .int(Int64(config.context)),
         ]
+        // Only when set, so that the baselines stored before the key keep their hashes.
+        if config.testExamples > 0 { object["test_examples"] = .int(Int64(config.testExamples)) }
         if method == .linear {
             let fit = linear(config)
             object["seed"] = .int(Int64(config.seed))
@@ -93,7 +95,7 @@ public enum Baselines {
             throw InputError("baseline config: no known `baseline` (valid: \(BaselineMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         var keys: [String: JSONValue] = ["kind": "finetune", "parent": .string(String(repeating: "0", count: 64))]
-        for key in ["task", "train_size", "eval_examples", "context", "seed"] { keys[key] = value[key] }
+        for key in ["task", "train_size", "eval_examples", "test_examples", "context", "seed"] { keys[key] = value[key] }
         return (method, try ConfigResolver.resolve(preset: keys).config)
     }
 

@@ -45,13 +45,14 @@ public final class DataProvider: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if config.isFinetune {
-            let key = "\(config.task)\u{0}\(config.trainSize)\u{0}\(config.evalExamples)\u{0}\(config.context)"
+            let testLimit = config.settings.testExampleLimit
+            let key = "\(config.task)\u{0}\(config.trainSize)\u{0}\(config.evalExamples)\u{0}\(testLimit)\u{0}\(config.context)"
             if let prepared = subsets[key] { return prepared }
             let task = try loadTask(config.task)
             guard config.trainSize <= task.train.count else {
                 throw InputError("train_size=\(config.trainSize): task \(config.task) has only \(task.train.count) training examples")
             }
-            let subset = try task.trainSubset(size: config.trainSize).limitingEvaluation(to: config.evalExamples)
+            let subset = try task.trainSubset(size: config.trainSize).limitingEvaluation(to: config.evalExamples, test: testLimit)
             func encode(_ examples: [Example]) -> [EncodedExample] {
                 examples.map { TrainingData.encode(text: Array($0.text.utf8), label: $0.label, context: config.context) }
             }

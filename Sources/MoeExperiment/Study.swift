@@ -228,8 +228,9 @@ public enum Presets {
     /// without a new best validation accuracy. Every 150 steps train and validation are
     /// measured on 1,024 examples each, only to pick the step; the run keeps that step's
     /// parameters and, after training, measures train, validation and test on 4,096
-    /// examples each with them (`test_eval: selected`), so reports give test accuracy at
-    /// the step validation selected. Forgetting is not measured: no claim reads it, and it
+    /// examples each with them (`test_eval: selected`), test on the whole test split
+    /// (`test_examples`: 11,640 examples of `wn-supersense`), so reports give test accuracy
+    /// at the step validation selected. Forgetting is not measured: no claim reads it, and it
     /// would cost each run one more evaluation.
     static func paperFinetuning() -> [String: JSONValue] {
         var ft = finetuning(steps: 600)
@@ -242,6 +243,7 @@ public enum Presets {
         ft["test_eval"] = "selected"
         ft["periodic_eval_examples"] = 1024
         ft["forgetting_eval"] = "none"
+        ft["test_examples"] = 16384
         return ft
     }
 
@@ -263,6 +265,8 @@ public enum Presets {
             // about 33); and the learning-rate choice, kept in the store.
             return Study(name: "paper", base: paperFinetuning(), parent: paperPretraining(), parts: [
                 Study.Part(name: "main", grid: [("seed", (0...7).map { .int(Int64($0)) }), ("regime", regimes)]),
+                Study.Part(name: "seeds", grid: [("seed", (8...15).map { .int(Int64($0)) }),
+                                                 ("regime", ["all", "non-moe", "attention"])]),
                 Study.Part(name: "lr", grid: [("lr", [3e-4, 1e-3, 3e-3]), ("regime", ["all"])]),
                 Study.Part(name: "parents", grid: [("parent.seed", [0, 1, 2]), ("experts", [1, 8]), ("train_size", [4096, 256]),
                                                    ("regime", ["all"])]),

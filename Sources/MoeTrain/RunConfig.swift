@@ -150,6 +150,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
         if s.periodicEvalExamples != 0 && s.testEval != .selected {
             try fail("periodic_eval_examples", s.periodicEvalExamples, "applies with test_eval: selected, not \(s.testEval.rawValue) (the other modes measure the selected step on the periodic evaluations themselves)")
         }
+        if s.testExamples != 0 && s.testExamples < s.evalExamples {
+            try fail("test_examples", s.testExamples, "must be 0 (eval_examples) or at least eval_examples = \(s.evalExamples)")
+        }
         if s.patience < 0 || s.patience > 1_000_000 { try fail("patience", s.patience, "must be in 0...1000000 (0: no early stopping)") }
         if !(s.esftTopP > 0 && s.esftTopP <= 1) { try fail("esft_top_p", s.esftTopP, "must be in (0, 1]") }
         if s.esftSampleTokens < 1 || s.esftSampleTokens > 10_000_000 { try fail("esft_sample_tokens", s.esftSampleTokens, "must be in 1...10000000") }
@@ -234,6 +237,10 @@ public struct RunSettings: Codable, Equatable, Sendable {
     /// periodic evaluation (0: `eval_examples`). The evaluation after training, at the
     /// selected step, always covers `eval_examples`. Late key.
     public var periodicEvalExamples = 0
+    /// Fine-tuning: test examples of every test evaluation, the first this many of the
+    /// test split or the whole split if smaller (0: `eval_examples`), so that the accuracy
+    /// reports give can be measured on more examples than train and validation. Late key.
+    public var testExamples = 0
     /// Expert-specialized regimes: per sparse layer, the experts taken in descending score
     /// until their share of the layer's total score reaches this (ESFT's example: 0.2). Late key.
     public var esftTopP = 0.2
@@ -246,6 +253,9 @@ public struct RunSettings: Codable, Equatable, Sendable {
     public var forgettingEval = ForgettingEvaluation.parent
 
     public init() {}
+
+    /// The test examples a test evaluation covers at most (`test_examples`, 0: `eval_examples`).
+    public var testExampleLimit: Int { testExamples > 0 ? testExamples : evalExamples }
 
     /// Whether a fine-tuning run measures forgetting.
     public enum ForgettingEvaluation: String, CaseIterable, ConfigChoice, Equatable {
@@ -279,6 +289,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
         case beta1, beta2, weightDecay = "weight_decay", gradClip = "grad_clip", evalInterval = "eval_interval"
         case evalBatches = "eval_batches", checkpointInterval = "checkpoint_interval", seed
         case parent, regime, groups, patience, testEval = "test_eval", periodicEvalExamples = "periodic_eval_examples"
+        case testExamples = "test_examples"
         case esftTopP = "esft_top_p", esftSampleTokens = "esft_sample_tokens", forgettingEval = "forgetting_eval"
 
         /// The one kind of run this key applies to, nil for both. The resolver refuses a key
@@ -288,7 +299,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
             switch self {
             case .corpus, .evalBatches: return .pretrain
             case .task, .trainSize, .evalExamples, .parent, .regime, .groups, .patience, .testEval, .periodicEvalExamples,
-                 .esftTopP, .esftSampleTokens, .forgettingEval:
+                 .testExamples, .esftTopP, .esftSampleTokens, .forgettingEval:
                 return .finetune
             case .kind, .steps, .batchSize, .lr, .warmupSteps, .schedule, .minLrRatio, .beta1, .beta2, .weightDecay,
                  .gradClip, .evalInterval, .checkpointInterval, .seed:
@@ -305,7 +316,7 @@ public struct RunSettings: Codable, Equatable, Sendable {
                  .minLrRatio, .beta1, .beta2, .weightDecay, .gradClip, .evalInterval, .evalBatches,
                  .checkpointInterval, .seed, .parent, .regime, .groups:
                 return false
-            case .patience, .testEval, .periodicEvalExamples, .esftTopP, .esftSampleTokens, .forgettingEval:
+            case .patience, .testEval, .periodicEvalExamples, .testExamples, .esftTopP, .esftSampleTokens, .forgettingEval:
                 return true
             }
         }

@@ -279,7 +279,7 @@ public final class Trainer {
     // MARK: Evaluation
 
     /// `test_eval: selected`, after the last step: train, validation and test on
-    /// `eval_examples` with the kept parameters, recorded at their step; the model's own
+    /// `eval_examples` (test: `test_examples`) with the kept parameters, recorded at their step; the model's own
     /// parameters are put back afterwards (the last checkpoint holds the last step's).
     /// False when `shouldStop` asked to stop part-way (nothing is recorded then).
     func evaluateSelected() -> Bool {
@@ -303,7 +303,7 @@ public final class Trainer {
     }
 
     /// Loss and accuracy on a split (train: a fixed subset), on its first `examples`
-    /// examples (`eval_examples` unless given), with router statistics averaged over
+    /// examples (unless given: `eval_examples`, and for test `test_examples`), with router statistics averaged over
     /// batches. Eval mode: no dropout, eval capacity. With `test_eval: selected` the
     /// examples are batched by length. Nil when `shouldStop` asked to stop part-way.
     public func evaluate(split: String, examples limit: Int? = nil) -> Evaluation? {
@@ -338,7 +338,7 @@ public final class Trainer {
             }
         case let .classification(_, train, validation, test):
             let source = split == Split.train ? train : (split == Split.val ? validation : test)
-            var examples = Array(source.prefix(limit ?? config.evalExamples))
+            var examples = Array(source.prefix(limit ?? (split == Split.test ? config.settings.testExampleLimit : config.evalExamples)))
             if config.testEval == .selected {
                 // Batches of examples of similar length, so that little of each batch is
                 // padding (shortest first, split order among equal lengths).

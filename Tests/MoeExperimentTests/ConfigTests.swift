@@ -170,12 +170,36 @@ final class ConfigResolverTests: XCTestCase {
         XCTAssertEqual(try ConfigResolver.value(of: c)["test_eval"], "selected")
     }
 
+    /// `test_examples`: 0 (the test evaluations cover `eval_examples`) or at least
+    /// `eval_examples`, fine-tuning only; a config without it keeps its hash.
+    func testTestExampleCountIsChecked() throws {
+        let base = ["kind=finetune", "parent=ab", "eval_examples=4096"]
+        XCTAssertThrowsError(try ConfigResolver.resolve(sets: base + ["test_examples=1000"]).config.validate()) {
+            XCTAssertTrue("\($0)".contains("test_examples=1000: must be 0 (eval_examples) or at least eval_examples = 4096"), "\($0)")
+        }
+        XCTAssertThrowsError(try ConfigResolver.resolve(sets: ["test_examples=8192"])) {
+            XCTAssertTrue("\($0)".contains("test_examples: applies to finetune runs only"), "\($0)")
+        }
+        let plain = try ConfigResolver.resolve(sets: base).config
+        XCTAssertEqual(plain.settings.testExampleLimit, 4096)
+        XCTAssertNil(try ConfigResolver.value(of: plain)["test_examples"], "a late key at its default enters the stored config")
+        let c = try ConfigResolver.resolve(sets: base + ["test_examples=16384"]).config
+        try c.validate()
+        XCTAssertEqual(c.settings.testExampleLimit, 16384)
+        XCTAssertEqual(try ConfigResolver.value(of: c)["test_examples"], 16384)
+        XCTAssertNotEqual(try ConfigResolver.value(of: c), try ConfigResolver.value(of: plain))
+    }
+
     func testStudyCellsShareParentsAndFixDenseTopK() throws {
         let study = try Presets.study(named: "paper")
         let cells = try study.cells()
-        XCTAssertEqual(study.parts.map(\.name), ["main", "lr", "parents", "experts-4"])
-        XCTAssertEqual(cells.count, 8 * 5 + 3 + 3 * 2 * 2 + 2)
+        XCTAssertEqual(study.parts.map(\.name), ["main", "seeds", "lr", "parents", "experts-4"])
+        XCTAssertEqual(cells.count, 8 * 5 + 8 * 3 + 3 + 3 * 2 * 2 + 2)
         XCTAssertEqual(cells.filter { $0.part == 0 }.count, 40)
+        // Sixteen paired seeds of the three regimes whose claims sit nearest their ranges' edges.
+        let seeds = cells.filter { $0.part == 1 }
+        XCTAssertEqual(Set(seeds.map(\.config.seed)), Set(8...15))
+        XCTAssertEqual(Set(seeds.map(\.config.regime.rawValue)), ["all", "non-moe", "attention"])
         let dense = cells.first { $0.config.experts == 1 }!
         XCTAssertEqual(dense.config.topK, 1)
         XCTAssertEqual(dense.parent?.topK, 1)
@@ -188,13 +212,15 @@ final class ConfigResolverTests: XCTestCase {
         XCTAssertEqual(cells.filter { $0.parent?.experts == 4 }.map { $0.parent?.seed }, [0, 0])
         // The main cell's parent is the parents part's 8-expert seed 0, and its `all` run is one of that part's cells.
         let mainAll = try XCTUnwrap(cells.first { $0.part == 0 && $0.config.regime.rawValue == "all" })
-        let partAll = try XCTUnwrap(cells.first { $0.part == 2 && $0.parent?.experts == 8 && $0.parent?.seed == 0 && $0.config.trainSize == 4096 })
+        let partAll = try XCTUnwrap(cells.first { $0.part == 3 && $0.parent?.experts == 8 && $0.parent?.seed == 0 && $0.config.trainSize == 4096 })
         XCTAssertEqual(key(partAll.parent), key(mainAll.parent))
         XCTAssertEqual(try ConfigResolver.value(of: partAll.config).canonicalString, try ConfigResolver.value(of: mainAll.config).canonicalString)
         // The pretraining seed is the parent's alone: the cells keep their fine-tuning seed.
-        XCTAssertEqual(Set(cells.filter { $0.part == 2 }.map(\.config.seed)), [0])
-        // Periodic evaluations pick the step on 1,024 examples; the selected step is measured on 4,096.
-        XCTAssertTrue(cells.allSatisfy { $0.config.testEval == .selected && $0.config.periodicEvalExamples == 1024 && $0.config.evalExamples == 4096 })
+        XCTAssertEqual(Set(cells.filter { $0.part == 3 }.map(\.config.seed)), [0])
+        // Periodic evaluations pick the step on 1,024 examples; the selected step is measured
+        // on 4,096 (train, validation) and on the whole test split.
+        XCTAssertTrue(cells.allSatisfy { $0.config.testEval == .selected && $0.config.periodicEvalExamples == 1024
+                                         && $0.config.evalExamples == 4096 && $0.config.testExamples == 16384 })
     }
 
     func testSetOnTheParentChangesEveryParentAndAnAxisStillWins() throws {
@@ -207,7 +233,7 @@ final class ConfigResolverTests: XCTestCase {
         XCTAssertEqual(Set(cells.map(\.config.steps)), [600], "the cells' own steps are untouched")
         // The parents part's parent.seed axis overrides a parent.seed set on the base.
         try study.setParentKey("parent.seed=7")
-        let seeds = Set(try study.cells().filter { $0.part == 2 }.compactMap { $0.parent?.seed })
+        let seeds = Set(try study.cells().filter { $0.part == 3 }.compactMap { $0.parent?.seed })
         XCTAssertEqual(seeds, [0, 1, 2])
         XCTAssertEqual(Set(try study.cells().filter { $0.part == 0 }.compactMap { $0.parent?.seed }), [7])
         let refused: [(String, String)] = [

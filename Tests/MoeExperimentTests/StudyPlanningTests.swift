@@ -55,6 +55,44 @@ final class StudyPlanningTests: XCTestCase {
     /// Codable: the same configs, reasons, canonical JSON and hashes, in the same order,
     /// over pretraining grids, fine-tuning grids under a parent config and under a stored
     /// parent, with awkward floats and late keys at and away from their defaults.
+    /// `test_examples` widens the test split a run and its baselines see, and nothing
+    /// else: validation keeps `eval_examples`, the baselines carry the key (and a new hash)
+    /// only when it is set, and a stored baseline config decodes back to the same data.
+    func testTestExamplesWidenTheTestSplitOfRunsAndBaselines() throws {
+        let dir = TestSupport.temporaryDirectory("test-examples")
+        let (_, task) = try Fixtures.writeData(in: dir)
+        let data = DataProvider()
+        let base: [String: JSONValue] = ["kind": "finetune", "task": .string(task.path), "parent": "ab",
+                                         "train_size": 64, "eval_examples": 16]
+        let plain = try ConfigResolver.resolve(preset: base).config
+        var wide = base
+        wide["test_examples"] = 1000
+        let widened = try ConfigResolver.resolve(preset: wide).config
+        func splits(_ c: RunConfig) throws -> (val: Int, test: Int, fingerprint: String) {
+            let p = try data.prepare(c)
+            guard case let .classification(_, _, validation, test) = p.data else { throw InputError("not a task") }
+            return (validation.count, test.count, p.fingerprint)
+        }
+        let (val, test, fingerprint) = try splits(plain)
+        let (wideVal, wideTest, wideFingerprint) = try splits(widened)
+        XCTAssertEqual(val, 16); XCTAssertEqual(test, 16); XCTAssertEqual(wideVal, 16)
+        // The fixture's 600 examples leave about 60 for test: the whole split.
+        XCTAssertGreaterThan(wideTest, 16); XCTAssertLessThan(wideTest, 1000)
+        XCTAssertNotEqual(fingerprint, wideFingerprint)
+
+        for method in BaselineMethod.allCases {
+            XCTAssertNil(Baselines.config(method, of: plain)["test_examples"])
+            XCTAssertEqual(Baselines.config(method, of: widened)["test_examples"], 1000)
+            let (decodedMethod, decoded) = try Baselines.decode(Baselines.config(method, of: widened))
+            XCTAssertEqual(decodedMethod, method)
+            XCTAssertEqual(decoded.testExamples, 1000)
+            XCTAssertNotEqual(try Baselines.plan(method, of: plain, data: data).hash,
+                              try Baselines.plan(method, of: widened, data: data).hash)
+            let scores = try Baselines.scores(try Baselines.plan(method, of: widened, data: data), data: data)
+            XCTAssertNotNil(scores.first { $0.split == "test" })
+        }
+    }
+
     func testTemplatePlanningMatchesCodablePlanning() throws {
         let dir = TestSupport.temporaryDirectory("study-templates")
         let (corpus, task) = try Fixtures.writeData(in: dir)

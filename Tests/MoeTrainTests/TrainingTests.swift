@@ -196,6 +196,37 @@ final class TrainingTests: XCTestCase {
         }
     }
 
+    /// `test_examples` sizes the test evaluations apart from `eval_examples`: the selected
+    /// step's test measurement (and, with `test_eval: last`, the last step's) covers the
+    /// first `test_examples` test examples, train and validation still `eval_examples`.
+    func testTestExamplesSizeTheTestEvaluationAlone() throws {
+        var ft = Self.tinyConfig()
+        ft.kind = .finetune; ft.parent = String(repeating: "c", count: 64); ft.steps = 12; ft.evalInterval = 4; ft.checkpointInterval = 4
+        ft.evalExamples = 4; ft.testExamples = 6; ft.testEval = .selected; ft.lr = 1e-2
+        let data = Self.classification(context: ft.context)
+        for mode in [RunSettings.TestEvaluation.selected, .last] {
+            ft.testEval = mode
+            let sink = MemorySink()
+            let trainer = try Trainer(config: ft, data: data, sink: sink)
+            var parameters: [Int: [Float]] = [:]
+            trainer.onCheckpoint = { step, _ in parameters[step] = Array(trainer.model.params.buffer) }
+            XCTAssertEqual(try trainer.run(), .completed(steps: 12))
+            let name = mode == .selected ? MetricName.selectedAccuracy : MetricName.accuracy
+            let test = try XCTUnwrap(sink.series(name, split: Split.test).last, "\(mode)")
+            let probe = try Trainer(config: ft, data: data, sink: MemorySink(), evaluationOnly: true)
+            _ = probe.model.params.buffer.update(fromContentsOf: parameters[test.step]!)
+            let six = try XCTUnwrap(probe.evaluate(split: Split.test))
+            XCTAssertEqual(six.count, 6)
+            XCTAssertEqual(six.accuracy, test.value, "\(mode)")
+            XCTAssertEqual(try XCTUnwrap(probe.evaluate(split: Split.val)).count, 4)
+            XCTAssertEqual(try XCTUnwrap(probe.evaluate(split: Split.train)).count, 4)
+        }
+        // More than the split holds: the whole split.
+        ft.testExamples = 100
+        let probe = try Trainer(config: ft, data: data, sink: MemorySink(), evaluationOnly: true)
+        XCTAssertEqual(try XCTUnwrap(probe.evaluate(split: Split.test)).count, 8)
+    }
+
     func testMoeRegimeOnDenseModelIsRefused() throws {
         var ft = Self.tinyConfig()
         ft.kind = .finetune; ft.parent = String(repeating: "b", count: 64); ft.experts = 1; ft.topK = 1; ft.regime = .moe
