@@ -236,30 +236,30 @@ public enum ConfigResolver {
     }
 
     /// `key=value` with the value read by the key's type: numbers, names, comma lists,
-    /// `null` for an optional. Errors name the key with `keyPrefix` before it, as the user
-    /// wrote it (`parent.` for `--set parent.KEY=VALUE`).
-    static func parse(set item: String, keyPrefix: String = "") throws -> (String, JSONValue) {
-        guard let eq = item.firstIndex(of: "=") else { throw InputError("--set \(keyPrefix)\(item): expected key=value") }
+    /// `null` for an optional. Errors name the option the item came from and the key with
+    /// `keyPrefix` before it, as the user wrote it (`parent.` for `--set parent.KEY=VALUE`).
+    static func parse(set item: String, keyPrefix: String = "", option: String = "--set") throws -> (String, JSONValue) {
+        guard let eq = item.firstIndex(of: "=") else { throw InputError("\(option) \(keyPrefix)\(item): expected key=value") }
         let key = String(item[..<eq]).trimmingCharacters(in: .whitespaces)
         let shown = keyPrefix + key
         let raw = String(item[item.index(after: eq)...])
         guard let type = types[key] else {
-            throw InputError("--set \(keyPrefix)\(item): unknown key '\(shown)' (valid keys: \(RunConfig.keys.joined(separator: ", ")))")
+            throw InputError("\(option) \(keyPrefix)\(item): unknown key '\(shown)' (valid keys: \(RunConfig.keys.joined(separator: ", ")))")
         }
         let value: JSONValue
         switch type {
         case .int:
-            guard let i = Int64(raw) else { throw InputError("--set \(shown)=\(raw): expected an integer") }
+            guard let i = Int64(raw) else { throw InputError("\(option) \(shown)=\(raw): expected an integer") }
             value = .int(i)
         case .float:
-            guard let d = Double(raw), d.isFinite else { throw InputError("--set \(shown)=\(raw): expected a finite number") }
+            guard let d = Double(raw), d.isFinite else { throw InputError("\(option) \(shown)=\(raw): expected a finite number") }
             value = .double(d)
         case .optionalString: value = raw == "null" || raw.isEmpty ? .null : .string(raw)
         case .choices:
             value = .array(raw.isEmpty ? [] : raw.split(separator: ",").map { .string(String($0).trimmingCharacters(in: .whitespaces)) })
         case .string, .choice: value = .string(raw)
         }
-        return (key, try coerce(value, key: key, source: "--set", shownAs: shown))
+        return (key, try coerce(value, key: key, source: option, shownAs: shown))
     }
 }
 
@@ -285,8 +285,8 @@ extension ConfigResolver {
     }
 
     /// Parses one `key=value` against the key's default type (for sweeps and grids); errors
-    /// name the key with `keyPrefix` before it.
-    public static func parseOverride(_ item: String, keyPrefix: String = "") throws -> (String, JSONValue) {
-        try parse(set: item, keyPrefix: keyPrefix)
+    /// name `option` and the key with `keyPrefix` before it.
+    public static func parseOverride(_ item: String, keyPrefix: String = "", option: String = "--set") throws -> (String, JSONValue) {
+        try parse(set: item, keyPrefix: keyPrefix, option: option)
     }
 }

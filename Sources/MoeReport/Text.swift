@@ -83,7 +83,7 @@ enum Explain {
         run that has no test evaluation at that step (older runs evaluate test only at their last step) reports its \
         validation accuracy instead, and its group is flagged no-test-at-best. A run with test_eval: selected \
         chooses the step on smaller periodic evaluations and then measures train, validation and test on \
-        eval_examples with that step's parameters: acc, validation accuracy and loss and the gap at the best step \
+        eval_examples (test on test_examples where a run sets it) with that step's parameters: acc, validation accuracy and loss and the gap at the best step \
         come from that measurement. Values are summarised over the completed seeds as mean ± sample standard deviation (n − 1). Δ is the difference of mean reported accuracy \
         against the baseline group, in percentage points, with a 95% interval; the test column says which: paired-t \
         when both groups fine-tune the same parent with the same seeds (the t interval on the per-seed differences, \

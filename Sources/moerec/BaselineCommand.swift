@@ -10,7 +10,7 @@ struct Baseline: ParsableCommand {
         abstract: "Fit and store the majority-class and linear n-gram baselines of a fine-tuning config's data.",
         discussion: """
         Resolves CONFIG and --set like `moerec run` (a fine-tuning config: task, train_size, \
-        eval_examples, context, seed) and fits two reference classifiers on exactly the data \
+        eval_examples, test_examples, context, seed) and fits two reference classifiers on exactly the data \
         a fine-tuned model of that config sees: the majority class of the train subset, and \
         multinomial logistic regression on hashed word 1-2-grams and character 2-5-grams \
         (TF-IDF), trained on the train subset as truncated to the context; both scored on the \

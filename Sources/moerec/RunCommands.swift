@@ -243,9 +243,11 @@ struct Sweep: ParsableCommand {
                 guard !text.trimmingCharacters(in: .whitespaces).isEmpty else {
                     throw InputError("--grid \(axis): empty value (expected key=v1,v2,…)")
                 }
-                // `parent.KEY` values are typed as KEY.
-                let typedAs = key.hasPrefix("parent.") ? String(key.dropFirst("parent.".count)) : key
-                return try ConfigResolver.parseOverride("\(typedAs)=\(text)").1
+                // `parent.KEY` values are typed as KEY; errors name the axis as given.
+                let isParent = key.hasPrefix(Study.parentPrefix)
+                let typedAs = isParent ? String(key.dropFirst(Study.parentPrefix.count)) : key
+                return try ConfigResolver.parseOverride("\(typedAs)=\(text)", keyPrefix: isParent ? Study.parentPrefix : "",
+                                                        option: "--grid").1
             }
             axes.append((key, values))
         }

@@ -30,5 +30,15 @@ final class SweepParentSetTests: XCTestCase {
         XCTAssertEqual(refused.status, 2, refused.stdout + refused.stderr)
         XCTAssertTrue(refused.stderr.contains("--set parent.regime: regime is not a key of a pretraining parent"), refused.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: store.database.path), "a refused sweep wrote a store")
+
+        // A bad grid value is named as the axis was given, on the parent or on the cells.
+        for (axis, expected) in [("parent.seed=0,x", "--grid parent.seed=x: expected an integer"),
+                                 ("seed=0,1.5e", "--grid seed=1.5e: expected an integer"),
+                                 ("parent.norm=layernorm,bogus", "--grid: parent.norm=bogus: expected one of")] {
+            let bad = try store.moerec(["sweep", ft.path, "--grid", axis, "--dry-run"])
+            XCTAssertEqual(bad.status, 2, bad.stdout + bad.stderr)
+            XCTAssertTrue(bad.stderr.contains(expected), axis + ": " + bad.stderr)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store.database.path), "a refused sweep wrote a store")
     }
 }

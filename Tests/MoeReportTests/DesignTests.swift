@@ -451,6 +451,34 @@ final class BaselineRowTests: XCTestCase {
         XCTAssertEqual(runs[1].reportedAcc, 0.6)
     }
 
+    /// A group's baselines are the stored ones on its data, test examples included: runs
+    /// with `test_examples` set read the baselines with the same value, not those without.
+    func testBaselinesOfAGroupMeasuredTheSameTestExamples() throws {
+        let scratch = try ScratchStore("baseline-test-examples")
+        let parent = try scratch.pretrain(experts: 8)
+        for seed in 0..<2 {
+            try scratch.finetune(parent: parent, regime: "all", experts: 8, seed: seed, curve: peakedCurve(best: 0.6),
+                                 extra: ["test_examples": 16384])
+        }
+        func storeBaseline(_ testExamples: Int?, acc: Double) throws -> String {
+            var config: [String: JSONValue] = ["kind": "baseline", "baseline": "linear", "task": "wn-supersense",
+                                               "train_size": 256, "seed": 0]
+            if let testExamples { config["test_examples"] = .int(Int64(testExamples)) }
+            let run = try scratch.store.insertRun(kind: .baseline, config: .object(config), parentHash: nil,
+                                                  datasetFingerprint: "fixture-\(testExamples ?? 0)", numericsVersion: 1)
+            try scratch.store.markRunning(hash: run.hash, environment: RunEnvironment())
+            let writer = try scratch.store.metricWriter(runHash: run.hash)
+            for split in ["val", "test"] { try writer.add(step: 0, split: split, name: "acc", value: acc) }
+            try writer.flush()
+            try scratch.store.markCompleted(hash: run.hash, wallSeconds: 1, steps: 0)
+            return run.hash
+        }
+        let wide = try storeBaseline(16384, acc: 0.55)
+        _ = try storeBaseline(nil, acc: 0.5)
+        let data = try ReportData.load(store: scratch.store, filter: nil)
+        XCTAssertEqual(data.baselines.map(\.hash), [wide])
+    }
+
     /// `all` 0.60/0.62/0.64 (mean 0.62) and `non-moe` 0.70/0.72/0.74 at 256 examples; the
     /// linear baseline at 256 scores 0.65/0.67 on test (mean 0.66): `all` is below it.
     /// Another linear baseline at 4096 examples must not be matched.
