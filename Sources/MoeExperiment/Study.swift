@@ -253,11 +253,13 @@ public enum Presets {
             return Study(name: "quick", base: finetuning(steps: 150), parent: pretraining(steps: 300),
                          grid: [("regime", regimes)], tables: ["regimes"])
         case "paper":
-            // Sized to finish inside 2 hours on 2 cores (1 h 24 min measured, README "What
+            // Sized to finish inside 2 hours on 2 cores (1 h 49 min measured, README "What
             // the `paper` preset shows"), with compute where the claims can be decided: eight paired
             // seeds of every regime at the main cell (8 experts, 4,096 examples) for the four
-            // regime claims (an earlier, 4 h 25 min design with five more seeds of `all` and
-            // `non-moe` decided nothing more); three pretraining seeds each of the dense and
+            // regime claims, and eight more of the three regimes whose differences sat nearest
+            // the edges of their claims' ranges after eight (they decided Non-MoE ≈ All; an
+            // earlier, 4 h 25 min design with five more seeds of `all` and `non-moe` on
+            // worse-pretrained parents decided nothing more); three pretraining seeds each of the dense and
             // the 8-expert model, fine-tuned with `all` on 256 and 4,096 examples, for the
             // overfitting claim, which is decided only from 3 or more pretraining runs per
             // arm; one 4-expert parent, so that fewer-experts is measured but, conditional
