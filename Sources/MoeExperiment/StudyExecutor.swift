@@ -467,12 +467,19 @@ public struct InProcessLauncher: StudyLauncher {
             if let reason = cell.blocked(by: failed) {
                 log("cell [\(cell.label)] \(reason)")
                 failed.insert(cell.plan.hash)
+                if !completed.contains(cell.plan.hash) {
+                    progress.finished(cell.label, kind: cell.plan.config.kind, steps: cell.plan.config.steps, seconds: nil)
+                }
                 continue
             }
             log("[\(i + 1)/\(runs.count)] \(cell.label) \(cell.plan.hash.prefix(12))")
+            let runStarted = Date()
             let result = try executor.execute(cell.plan)
             if result.outcome != .completed && result.outcome != .cacheHit { failed.insert(cell.plan.hash) }
-            if result.outcome != .cacheHit { progress.finished(cell.label, steps: cell.plan.config.steps) }
+            if result.outcome != .cacheHit {
+                progress.finished(cell.label, kind: cell.plan.config.kind, steps: cell.plan.config.steps,
+                                  seconds: Date().timeIntervalSince(runStarted))
+            }
             try executor.stop.check()
         }
         return failed.count
@@ -497,7 +504,7 @@ public struct ProcessLauncher: StudyLauncher {
         let todo = runs.filter { !completed.contains($0.plan.hash) }
         if todo.count < runs.count { log("\(runs.count - todo.count) of \(runs.count) already completed (cache hits)") }
         var progress = StudyProgress(runs: todo.map(\.plan), log: log)
-        var running: [(process: Process, run: ScheduledRun)] = []
+        var running: [(process: Process, run: ScheduledRun, started: Date)] = []
         // Indices into `todo` not started yet, in order; what finished, and how (each run's
         // hash once: the count of failures is the size of `failed`).
         var waiting = Array(todo.indices), succeeded = completed, failed = Set<String>()
@@ -507,8 +514,9 @@ public struct ProcessLauncher: StudyLauncher {
             let ended = running.filter { !$0.process.isRunning }
             guard !ended.isEmpty else { return }
             running.removeAll { r in ended.contains { $0.process === r.process } }
-            let runningSteps = running.reduce(0) { $0 + $1.run.plan.config.steps }
-            for (process, run) in ended {
+            let stillRunning = running.map { (kind: $0.run.plan.config.kind, steps: $0.run.plan.config.steps) }
+            let now = Date()
+            for (process, run, runStarted) in ended {
                 if process.terminationStatus != 0 {
                     failed.insert(run.plan.hash)
                     log("cell [\(run.label)] exited \(process.terminationStatus)")
@@ -519,7 +527,8 @@ public struct ProcessLauncher: StudyLauncher {
                 } else {
                     succeeded.insert(run.plan.hash)
                 }
-                progress.finished(run.label, steps: run.plan.config.steps, runningSteps: runningSteps)
+                progress.finished(run.label, kind: run.plan.config.kind, steps: run.plan.config.steps,
+                                  seconds: now.timeIntervalSince(runStarted), running: stillRunning)
             }
         }
         while !waiting.isEmpty || !running.isEmpty {
@@ -530,7 +539,7 @@ public struct ProcessLauncher: StudyLauncher {
                 guard let reason = todo[i].blocked(by: failed) else { return false }
                 log("cell [\(todo[i].label)] \(reason)")
                 failed.insert(todo[i].plan.hash)
-                progress.finished(todo[i].label, steps: todo[i].plan.config.steps)
+                progress.finished(todo[i].label, kind: todo[i].plan.config.kind, steps: todo[i].plan.config.steps, seconds: nil)
                 return true
             }
             while running.count < jobs, let k = waiting.firstIndex(where: { todo[$0].after.map(succeeded.contains) ?? true }) {
@@ -546,7 +555,7 @@ public struct ProcessLauncher: StudyLauncher {
                 try process.run()
                 started += 1
                 log("[\(started)/\(todo.count)] \(run.label) \(run.plan.hash.prefix(12)) pid \(process.processIdentifier)")
-                running.append((process, run))
+                running.append((process, run, Date()))
             }
             if running.isEmpty && !waiting.isEmpty {
                 // Cannot happen (a run waits only for a parent scheduled before it), but a
@@ -573,41 +582,88 @@ public struct ProcessLauncher: StudyLauncher {
 /// work done so far against the wall time since the stage began: the finished runs'
 /// planned steps, and half the planned steps of the runs still running in other processes
 /// (on average half done, where runs start as slots free up; without them, the first runs
-/// of `--jobs 2` to finish would count half the work done and double the ETA). A run
-/// stopped early by patience counts its planned steps, so the ETA errs long; evaluations
-/// and checkpoints are in the wall time, so they do not make it swing.
+/// of `--jobs 2` to finish would count half the work done and double the ETA). Steps are
+/// weighed by their kind's pace, the seconds per step its finished runs took (a
+/// fine-tuning step, evaluations included, costs more than a pretraining step: counted
+/// alike, the fine-tuning left after the parents looked cheaper than it is); a kind
+/// with no finished run yet is paced like the runs finished so far. A run stopped early
+/// by patience counts its planned steps, so the ETA errs long; evaluations and
+/// checkpoints are in the wall time, so they do not make it swing. A run not run (its
+/// parent failed) leaves the work to do.
 public struct StudyProgress {
+    public typealias Kind = RunSettings.Kind
     let total: Int
-    let totalSteps: Int
-    var doneCells = 0, doneSteps = 0
+    package var totalSteps: [Kind: Int] = [:]
+    var doneCells = 0
+    var doneSteps: [Kind: Int] = [:], pacedSteps: [Kind: Int] = [:], pacedSeconds: [Kind: Double] = [:]
     let started = Date()
     let log: (String) -> Void
 
     public init(runs: [PlannedRun], log: @escaping (String) -> Void) {
+        self.init(runs: runs.map { ($0.config.kind, $0.config.steps) }, log: log)
+    }
+
+    /// The runs to do as their kind and planned steps.
+    package init(runs: [(kind: Kind, steps: Int)], log: @escaping (String) -> Void) {
         total = runs.count
-        totalSteps = runs.reduce(0) { $0 + $1.config.steps }
+        for run in runs { totalSteps[run.kind, default: 0] += run.steps }
         self.log = log
     }
 
-    /// `runningSteps`: the planned steps of the runs still running besides this one.
-    public mutating func finished(_ label: String, steps: Int, runningSteps: Int = 0) {
+    /// A run ended after `seconds` of its own (nil: it was not run, and its steps leave the
+    /// work to do); `running`: the kind and planned steps of the runs still running besides it.
+    public mutating func finished(_ label: String, kind: Kind, steps: Int, seconds: Double?,
+                                  running: [(kind: Kind, steps: Int)] = []) {
         doneCells += 1
-        doneSteps += steps
+        if let seconds {
+            doneSteps[kind, default: 0] += steps
+            pacedSteps[kind, default: 0] += steps
+            pacedSeconds[kind, default: 0] += seconds
+        } else {
+            totalSteps[kind, default: 0] -= steps
+        }
         let elapsed = Date().timeIntervalSince(started)
         var line = "done [\(label)]: \(doneCells)/\(total) finished, elapsed \(StudyProgress.duration(elapsed))"
+        var runningSteps: [Kind: Int] = [:]
+        for r in running { runningSteps[r.kind, default: 0] += r.steps }
         if doneCells < total, let eta = StudyProgress.remaining(elapsed: elapsed, totalSteps: totalSteps, doneSteps: doneSteps,
-                                                                runningSteps: runningSteps) {
+                                                                runningSteps: runningSteps, pace: pace()) {
             line += ", ETA " + StudyProgress.duration(eta)
         }
         log(line)
     }
 
-    /// Seconds left at the rate so far, the running runs counted half done; nil before
-    /// any work is done.
-    public static func remaining(elapsed: Double, totalSteps: Int, doneSteps: Int, runningSteps: Int) -> Double? {
-        let done = Double(doneSteps) + Double(runningSteps) / 2
+    /// Seconds per step of each kind with a finished run, the others at the pace of all
+    /// finished runs; empty before any run has finished.
+    package func pace() -> [Kind: Double] {
+        let steps = pacedSteps.values.reduce(0, +), seconds = pacedSeconds.values.reduce(0, +)
+        guard steps > 0, seconds > 0 else { return [:] }
+        var pace: [Kind: Double] = [:]
+        for kind in Kind.allCases {
+            let own = pacedSteps[kind] ?? 0
+            pace[kind] = own > 0 && (pacedSeconds[kind] ?? 0) > 0 ? pacedSeconds[kind]! / Double(own) : seconds / Double(steps)
+        }
+        return pace
+    }
+
+    /// Seconds left at the rate so far, the running runs counted half done and each kind's
+    /// steps weighed by `pace` (equal weights when it is empty); nil before any work is done.
+    public static func remaining(elapsed: Double, totalSteps: [Kind: Int], doneSteps: [Kind: Int], runningSteps: [Kind: Int],
+                                 pace: [Kind: Double] = [:]) -> Double? {
+        func weight(_ kind: Kind) -> Double { pace[kind] ?? 1 }
+        var done = 0.0, all = 0.0
+        for kind in Kind.allCases {
+            done += (Double(doneSteps[kind] ?? 0) + Double(runningSteps[kind] ?? 0) / 2) * weight(kind)
+            all += Double(totalSteps[kind] ?? 0) * weight(kind)
+        }
         guard done > 0 else { return nil }
-        return elapsed * max(0, Double(totalSteps) - done) / done
+        return elapsed * max(0, all - done) / done
+    }
+
+    /// One kind of run: `remaining` with every step weighed alike.
+    public static func remaining(elapsed: Double, totalSteps: Int, doneSteps: Int, runningSteps: Int) -> Double? {
+        remaining(elapsed: elapsed, totalSteps: [.finetune: totalSteps], doneSteps: [.finetune: doneSteps],
+                  runningSteps: [.finetune: runningSteps])
     }
 
     /// m:ss, or h:mm:ss from an hour.

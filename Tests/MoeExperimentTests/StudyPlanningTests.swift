@@ -198,6 +198,37 @@ final class StudyProgressTests: XCTestCase {
         XCTAssertEqual(StudyProgress.remaining(elapsed: 10, totalSteps: 100, doneSteps: 100, runningSteps: 100), 0)
         XCTAssertNil(StudyProgress.remaining(elapsed: 10, totalSteps: 100, doneSteps: 0, runningSteps: 0))
     }
+
+    /// Steps are weighed by their kind's pace: two parents of 1,000 steps finished in 100 s
+    /// (0.1 s a step) leave 8 fine-tuning runs of 100 steps; paced at 0.3 s a step from one
+    /// finished run, they are 240 s of the remaining work, where counted like pretraining
+    /// steps they would be 80 s.
+    func testStepsAreWeighedByTheirKindsPace() throws {
+        let total: [StudyProgress.Kind: Int] = [.pretrain: 2000, .finetune: 900]
+        let done: [StudyProgress.Kind: Int] = [.pretrain: 2000, .finetune: 100]
+        let pace: [StudyProgress.Kind: Double] = [.pretrain: 0.1, .finetune: 0.3]
+        // One process, 230 s so far for 200 + 30 s of paced work: 240 s left.
+        XCTAssertEqual(try XCTUnwrap(StudyProgress.remaining(elapsed: 230, totalSteps: total, doneSteps: done, runningSteps: [:],
+                                                             pace: pace)), 240, accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(StudyProgress.remaining(elapsed: 230, totalSteps: total, doneSteps: done, runningSteps: [:])),
+                       230.0 * 800 / 2100, accuracy: 1e-9, "without a pace every step counts alike")
+
+        // The pace comes from the finished runs' own seconds; a kind with none yet is paced
+        // like all runs finished so far, and a run not run leaves the work to do.
+        var lines: [String] = []
+        var progress = StudyProgress(runs: [(.pretrain, 1000), (.pretrain, 1000), (.finetune, 100), (.finetune, 100)],
+                                     log: { lines.append($0) })
+        progress.finished("p1", kind: .pretrain, steps: 1000, seconds: 100)
+        XCTAssertEqual(progress.pace(), [.pretrain: 0.1, .finetune: 0.1])
+        progress.finished("p2", kind: .pretrain, steps: 1000, seconds: 100)
+        progress.finished("f1", kind: .finetune, steps: 100, seconds: 30)
+        XCTAssertEqual(progress.pace()[.finetune] ?? 0, 0.3, accuracy: 1e-12)
+        progress.finished("f2", kind: .finetune, steps: 100, seconds: nil)
+        XCTAssertEqual(progress.totalSteps[.finetune], 100, "a run not run is no work left")
+        XCTAssertEqual(lines.count, 4)
+        XCTAssertTrue(lines[0].hasPrefix("done [p1]: 1/4 finished, elapsed 0:00, ETA"), lines[0])
+        XCTAssertFalse(lines[3].contains("ETA"), "nothing is left after the last run")
+    }
 }
 
 /// `bench study`'s split of a study's core time, on runs with known intervals and phases.
