@@ -68,14 +68,28 @@ public struct Study {
 
     public static let parentPrefix = "parent."
 
+    /// KEY of `parent.KEY`; nil for a key without the prefix.
+    static func parentKey(_ key: String) -> String? {
+        key.hasPrefix(parentPrefix) ? String(key.dropFirst(parentPrefix.count)) : nil
+    }
+
+    /// One `--grid` value of the axis `key`, read by the type of its config key (KEY for
+    /// `parent.KEY`); errors name the axis as given.
+    public static func gridValue(_ text: String, axis key: String) throws -> JSONValue {
+        let onParent = Study.parentKey(key)
+        return try ConfigResolver.parseOverride("\(onParent ?? key)=\(text)", keyPrefix: onParent == nil ? "" : parentPrefix,
+                                                option: "--grid").1
+    }
+
     /// Why `key` (a run-config key, or `parent.KEY` for the parent config alone) cannot be
     /// set on this study, or nil.
     func keyProblem(_ key: String) -> String? {
-        let configKey = key.hasPrefix(Study.parentPrefix) ? String(key.dropFirst(Study.parentPrefix.count)) : key
+        let parentKey = Study.parentKey(key)
+        let configKey = parentKey ?? key
         guard ConfigResolver.defaults()[configKey] != nil else {
             return "unknown key (valid keys: \(RunConfig.keys.joined(separator: ", ")), or parent.KEY for the parent's)"
         }
-        guard key.hasPrefix(Study.parentPrefix) else { return nil }
+        guard parentKey != nil else { return nil }
         guard parent != nil else { return "the study has no parent config to set it on" }
         guard RunConfig.onlyFor(key: configKey) != .finetune, configKey != "kind" else {
             return "\(configKey) is not a key of a pretraining parent"
@@ -87,13 +101,12 @@ public struct Study {
     /// key still overrides it, as a grid axis overrides a base key). Refused, naming the key,
     /// when KEY is unknown, not a pretraining key, or the study has no parent config.
     public mutating func setParentKey(_ item: String) throws {
-        guard item.hasPrefix(Study.parentPrefix), let eq = item.firstIndex(of: "=") else {
+        guard let setting = Study.parentKey(item), let eq = item.firstIndex(of: "=") else {
             throw InputError("--set \(item): expected parent.KEY=VALUE")
         }
         let key = String(item[..<eq])
         if let problem = keyProblem(key) { throw InputError("--set \(key): \(problem)") }
-        let (configKey, value) = try ConfigResolver.parseOverride(String(item.dropFirst(Study.parentPrefix.count)),
-                                                                  keyPrefix: Study.parentPrefix)
+        let (configKey, value) = try ConfigResolver.parseOverride(setting, keyPrefix: Study.parentPrefix)
         parent?[configKey] = value
     }
 
@@ -148,8 +161,8 @@ public struct Study {
                 var changes: [(String, JSONValue)] = []
                 var parentObject = parent
                 for (k, v) in overrides {
-                    if k.hasPrefix(Study.parentPrefix) {
-                        parentObject?[String(k.dropFirst(Study.parentPrefix.count))] = v
+                    if let parentKey = Study.parentKey(k) {
+                        parentObject?[parentKey] = v
                         continue
                     }
                     // Pretraining-only keys (the corpus) belong to the parent; architecture keys

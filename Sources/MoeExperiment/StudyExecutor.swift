@@ -595,7 +595,8 @@ public struct StudyProgress {
     let total: Int
     package var totalSteps: [Kind: Int] = [:]
     var doneCells = 0
-    var doneSteps: [Kind: Int] = [:], pacedSteps: [Kind: Int] = [:], pacedSeconds: [Kind: Double] = [:]
+    /// The planned steps and the seconds of the runs finished so far, by kind.
+    var doneSteps: [Kind: Int] = [:], doneSeconds: [Kind: Double] = [:]
     let started = Date()
     let log: (String) -> Void
 
@@ -617,8 +618,7 @@ public struct StudyProgress {
         doneCells += 1
         if let seconds {
             doneSteps[kind, default: 0] += steps
-            pacedSteps[kind, default: 0] += steps
-            pacedSeconds[kind, default: 0] += seconds
+            doneSeconds[kind, default: 0] += seconds
         } else {
             totalSteps[kind, default: 0] -= steps
         }
@@ -636,12 +636,15 @@ public struct StudyProgress {
     /// Seconds per step of each kind with a finished run, the others at the pace of all
     /// finished runs; empty before any run has finished.
     package func pace() -> [Kind: Double] {
-        let steps = pacedSteps.values.reduce(0, +), seconds = pacedSeconds.values.reduce(0, +)
+        let steps = doneSteps.values.reduce(0, +), seconds = doneSeconds.values.reduce(0, +)
         guard steps > 0, seconds > 0 else { return [:] }
         var pace: [Kind: Double] = [:]
         for kind in Kind.allCases {
-            let own = pacedSteps[kind] ?? 0
-            pace[kind] = own > 0 && (pacedSeconds[kind] ?? 0) > 0 ? pacedSeconds[kind]! / Double(own) : seconds / Double(steps)
+            if let own = doneSteps[kind], own > 0, let spent = doneSeconds[kind], spent > 0 {
+                pace[kind] = spent / Double(own)
+            } else {
+                pace[kind] = seconds / Double(steps)
+            }
         }
         return pace
     }
@@ -658,12 +661,6 @@ public struct StudyProgress {
         }
         guard done > 0 else { return nil }
         return elapsed * max(0, all - done) / done
-    }
-
-    /// One kind of run: `remaining` with every step weighed alike.
-    public static func remaining(elapsed: Double, totalSteps: Int, doneSteps: Int, runningSteps: Int) -> Double? {
-        remaining(elapsed: elapsed, totalSteps: [.finetune: totalSteps], doneSteps: [.finetune: doneSteps],
-                  runningSteps: [.finetune: runningSteps])
     }
 
     /// m:ss, or h:mm:ss from an hour.

@@ -243,11 +243,7 @@ struct Sweep: ParsableCommand {
                 guard !text.trimmingCharacters(in: .whitespaces).isEmpty else {
                     throw InputError("--grid \(axis): empty value (expected key=v1,v2,…)")
                 }
-                // `parent.KEY` values are typed as KEY; errors name the axis as given.
-                let isParent = key.hasPrefix(Study.parentPrefix)
-                let typedAs = isParent ? String(key.dropFirst(Study.parentPrefix.count)) : key
-                return try ConfigResolver.parseOverride("\(typedAs)=\(text)", keyPrefix: isParent ? Study.parentPrefix : "",
-                                                        option: "--grid").1
+                return try Study.gridValue(String(text), axis: key)
             }
             axes.append((key, values))
         }

@@ -187,16 +187,16 @@ final class StudyPlanningTests: XCTestCase {
 final class StudyProgressTests: XCTestCase {
     func testRemainingCountsRunningRunsHalfDone() throws {
         // One process: 1 of 4 runs of 100 steps in 100 s leaves 300 s.
-        XCTAssertEqual(try XCTUnwrap(StudyProgress.remaining(elapsed: 100, totalSteps: 400, doneSteps: 100, runningSteps: 0)),
+        XCTAssertEqual(try XCTUnwrap(StudyProgress.remaining(elapsed: 100, totalSteps: [.finetune: 400], doneSteps: [.finetune: 100], runningSteps: [:])),
                        300, accuracy: 1e-9)
         // Two processes: the first run finishes while the second is (on average) half done,
         // so 150 steps took 100 s and 250 remain: 166.7 s, where the finished runs alone
         // (100 steps in 100 s) would say 300 s.
-        XCTAssertEqual(try XCTUnwrap(StudyProgress.remaining(elapsed: 100, totalSteps: 400, doneSteps: 100, runningSteps: 100)),
+        XCTAssertEqual(try XCTUnwrap(StudyProgress.remaining(elapsed: 100, totalSteps: [.finetune: 400], doneSteps: [.finetune: 100], runningSteps: [.finetune: 100])),
                        100 * 250 / 150, accuracy: 1e-9)
         // Never negative; nothing done yet has no rate.
-        XCTAssertEqual(StudyProgress.remaining(elapsed: 10, totalSteps: 100, doneSteps: 100, runningSteps: 100), 0)
-        XCTAssertNil(StudyProgress.remaining(elapsed: 10, totalSteps: 100, doneSteps: 0, runningSteps: 0))
+        XCTAssertEqual(StudyProgress.remaining(elapsed: 10, totalSteps: [.finetune: 100], doneSteps: [.finetune: 100], runningSteps: [.finetune: 100]), 0)
+        XCTAssertNil(StudyProgress.remaining(elapsed: 10, totalSteps: [.finetune: 100], doneSteps: [:], runningSteps: [:]))
     }
 
     /// Steps are weighed by their kind's pace: two parents of 1,000 steps finished in 100 s
