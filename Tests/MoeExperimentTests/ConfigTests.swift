@@ -193,8 +193,8 @@ final class ConfigResolverTests: XCTestCase {
     func testStudyCellsShareParentsAndFixDenseTopK() throws {
         let study = try Presets.study(named: "paper")
         let cells = try study.cells()
-        XCTAssertEqual(study.parts.map(\.name), ["main", "seeds", "lr", "parents", "experts-4"])
-        XCTAssertEqual(cells.count, 8 * 5 + 8 * 3 + 3 + 3 * 2 * 2 + 2)
+        XCTAssertEqual(study.parts.map(\.name), ["main", "seeds", "lr", "dropout", "parents", "experts-4"])
+        XCTAssertEqual(cells.count, 8 * 5 + 8 * 3 + 3 + 1 + 3 * 2 * 2 + 2)
         XCTAssertEqual(cells.filter { $0.part == 0 }.count, 40)
         // Sixteen paired seeds of the three regimes whose claims sit nearest their ranges' edges.
         let seeds = cells.filter { $0.part == 1 }
@@ -212,15 +212,22 @@ final class ConfigResolverTests: XCTestCase {
         XCTAssertEqual(cells.filter { $0.parent?.experts == 4 }.map { $0.parent?.seed }, [0, 0])
         // The main cell's parent is the parents part's 8-expert seed 0, and its `all` run is one of that part's cells.
         let mainAll = try XCTUnwrap(cells.first { $0.part == 0 && $0.config.regime.rawValue == "all" })
-        let partAll = try XCTUnwrap(cells.first { $0.part == 3 && $0.parent?.experts == 8 && $0.parent?.seed == 0 && $0.config.trainSize == 4096 })
+        let partAll = try XCTUnwrap(cells.first { $0.part == 4 && $0.parent?.experts == 8 && $0.parent?.seed == 0 && $0.config.trainSize == 4096 })
         XCTAssertEqual(key(partAll.parent), key(mainAll.parent))
         XCTAssertEqual(try ConfigResolver.value(of: partAll.config).canonicalString, try ConfigResolver.value(of: mainAll.config).canonicalString)
         // The pretraining seed is the parent's alone: the cells keep their fine-tuning seed.
-        XCTAssertEqual(Set(cells.filter { $0.part == 3 }.map(\.config.seed)), [0])
+        XCTAssertEqual(Set(cells.filter { $0.part == 4 }.map(\.config.seed)), [0])
         // Periodic evaluations pick the step on 1,024 examples; the selected step is measured
-        // on 4,096 (train, validation) and on the whole test split.
+        // on 4,096 of each split.
         XCTAssertTrue(cells.allSatisfy { $0.config.testEval == .selected && $0.config.periodicEvalExamples == 1024
-                                         && $0.config.evalExamples == 4096 && $0.config.testExamples == 16384 })
+                                         && $0.config.evalExamples == 4096 && $0.config.settings.testExampleLimit == 4096 })
+        // Fine-tuning runs without dropout; the dropout part's one run (seed 0, `all`, the
+        // main cell otherwise) keeps the evidence for that choice.
+        let withDropout = cells.filter { $0.config.dropout != 0 || $0.config.expertDropout != 0 }
+        XCTAssertEqual(withDropout.map(\.part), [3])
+        XCTAssertEqual(withDropout.first?.config.dropout, 0.1)
+        XCTAssertEqual(withDropout.first?.config.expertDropout, 0.1)
+        XCTAssertEqual(key(withDropout.first?.parent), key(mainAll.parent))
     }
 
     func testSetOnTheParentChangesEveryParentAndAnAxisStillWins() throws {
@@ -233,7 +240,7 @@ final class ConfigResolverTests: XCTestCase {
         XCTAssertEqual(Set(cells.map(\.config.steps)), [600], "the cells' own steps are untouched")
         // The parents part's parent.seed axis overrides a parent.seed set on the base.
         try study.setParentKey("parent.seed=7")
-        let seeds = Set(try study.cells().filter { $0.part == 3 }.compactMap { $0.parent?.seed })
+        let seeds = Set(try study.cells().filter { $0.part == 4 }.compactMap { $0.parent?.seed })
         XCTAssertEqual(seeds, [0, 1, 2])
         XCTAssertEqual(Set(try study.cells().filter { $0.part == 0 }.compactMap { $0.parent?.seed }), [7])
         let refused: [(String, String)] = [
