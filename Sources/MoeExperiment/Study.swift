@@ -268,25 +268,26 @@ public enum Presets {
             return Study(name: "quick", base: finetuning(steps: 150), parent: pretraining(steps: 300),
                          grid: [("regime", regimes)], tables: ["regimes"])
         case "paper":
-            // Sized to finish inside 2 hours on 2 cores (1 h 49 min measured, README "What
-            // the `paper` preset shows"), with compute where the claims can be decided: eight paired
-            // seeds of every regime at the main cell (8 experts, 4,096 examples) for the four
-            // regime claims, and eight more of the three regimes whose differences sat nearest
-            // the edges of their claims' ranges after eight (they decided Non-MoE ≈ All; an
+            // Sized to finish inside 2 hours on 2 cores (README "What the `paper` preset
+            // shows" gives the measured time), with compute where the claims can be decided:
+            // eight paired seeds of every regime at the main cell (8 experts, 4,096 examples)
+            // for the four regime claims, and eight more of the three regimes whose
+            // differences sat nearest the edges of their claims' ranges after eight (an
             // earlier, 4 h 25 min design with five more seeds of `all` and `non-moe` on
-            // worse-pretrained parents decided nothing more); three pretraining seeds each of the dense and
-            // the 8-expert model, fine-tuned with `all` on 256 and 4,096 examples, for the
-            // overfitting claim, which is decided only from 3 or more pretraining runs per
-            // arm; one 4-expert parent, so that fewer-experts is measured but, conditional
-            // on one pretraining run, never decided (the earlier design's 3 per arm asked for
-            // about 33); and the learning-rate and dropout choices, kept in the store.
+            // worse-pretrained parents decided nothing more); four pretraining seeds each of
+            // the dense and the 8-expert model, fine-tuned with `all` on 256 and 4,096
+            // examples, for the overfitting claim, which is decided only from 3 or more
+            // pretraining runs per arm (three asked for a fourth at the small task); one
+            // 4-expert parent, so that fewer-experts is measured but, conditional on one
+            // pretraining run, never decided (the earlier design's 3 per arm asked for about
+            // 33); and the learning-rate and dropout choices, kept in the store.
             return Study(name: "paper", base: paperFinetuning(), parent: paperPretraining(), parts: [
                 Study.Part(name: "main", grid: [("seed", (0...7).map { .int(Int64($0)) }), ("regime", regimes)]),
                 Study.Part(name: "seeds", grid: [("seed", (8...15).map { .int(Int64($0)) }),
                                                  ("regime", ["all", "non-moe", "attention"])]),
                 Study.Part(name: "lr", grid: [("lr", [3e-4, 1e-3, 3e-3]), ("regime", ["all"])]),
                 Study.Part(name: "dropout", grid: [("dropout", [0.1]), ("expert_dropout", [0.1]), ("regime", ["all"])]),
-                Study.Part(name: "parents", grid: [("parent.seed", [0, 1, 2]), ("experts", [1, 8]), ("train_size", [4096, 256]),
+                Study.Part(name: "parents", grid: [("parent.seed", [0, 1, 2, 3]), ("experts", [1, 8]), ("train_size", [4096, 256]),
                                                    ("regime", ["all"])]),
                 Study.Part(name: "experts-4", grid: [("experts", [4]), ("train_size", [4096, 256]), ("regime", ["all"])]),
             ], tables: ["regimes", "experts", "overfit", "claims"])

@@ -194,7 +194,7 @@ final class ConfigResolverTests: XCTestCase {
         let study = try Presets.study(named: "paper")
         let cells = try study.cells()
         XCTAssertEqual(study.parts.map(\.name), ["main", "seeds", "lr", "dropout", "parents", "experts-4"])
-        XCTAssertEqual(cells.count, 8 * 5 + 8 * 3 + 3 + 1 + 3 * 2 * 2 + 2)
+        XCTAssertEqual(cells.count, 8 * 5 + 8 * 3 + 3 + 1 + 4 * 2 * 2 + 2)
         XCTAssertEqual(cells.filter { $0.part == 0 }.count, 40)
         // Sixteen paired seeds of the three regimes whose claims sit nearest their ranges' edges.
         let seeds = cells.filter { $0.part == 1 }
@@ -206,8 +206,8 @@ final class ConfigResolverTests: XCTestCase {
         XCTAssertEqual(dense.parent?.experts, 1)
         func key(_ parent: RunConfig?) -> String? { parent.flatMap { try? ConfigResolver.value(of: $0).canonicalString } }
         let parents = Set(cells.compactMap { key($0.parent) })
-        XCTAssertEqual(parents.count, 7, "three pretraining seeds each of the dense and the 8-expert model, one of the 4-expert")
-        XCTAssertEqual(Set(cells.compactMap { $0.parent?.seed }), [0, 1, 2])
+        XCTAssertEqual(parents.count, 9, "four pretraining seeds each of the dense and the 8-expert model, one of the 4-expert")
+        XCTAssertEqual(Set(cells.compactMap { $0.parent?.seed }), [0, 1, 2, 3])
         XCTAssertEqual(Set(cells.compactMap { $0.parent?.steps }), [6000])
         XCTAssertEqual(cells.filter { $0.parent?.experts == 4 }.map { $0.parent?.seed }, [0, 0])
         // The main cell's parent is the parents part's 8-expert seed 0, and its `all` run is one of that part's cells.
@@ -241,7 +241,7 @@ final class ConfigResolverTests: XCTestCase {
         // The parents part's parent.seed axis overrides a parent.seed set on the base.
         try study.setParentKey("parent.seed=7")
         let seeds = Set(try study.cells().filter { $0.part == 4 }.compactMap { $0.parent?.seed })
-        XCTAssertEqual(seeds, [0, 1, 2])
+        XCTAssertEqual(seeds, [0, 1, 2, 3])
         XCTAssertEqual(Set(try study.cells().filter { $0.part == 0 }.compactMap { $0.parent?.seed }), [7])
         let refused: [(String, String)] = [
             ("parent.wings=1", "--set parent.wings: unknown key"),
