@@ -224,7 +224,7 @@ public enum Presets {
     }
 
     /// The `paper` parent: the quick architecture pretrained 6,000 steps (validation
-    /// 1.377–1.386 nats/byte at 8 experts and 1.491–1.516 dense in the committed study,
+    /// 1.377–1.391 nats/byte at 8 experts and 1.491–1.516 dense in the committed study,
     /// against 1.67 and 1.75 after 2,000 steps and 2.31 after the quick preset's 300),
     /// evaluated on 16 windows per split.
     static func paperPretraining() -> [String: JSONValue] {
