@@ -239,6 +239,7 @@ public struct ReportData: Sendable {
             var facts: RunFacts
             var identity: [String: JSONValue]
         }
+        let recipes = try pretrainingRecipes(store)
         var loaded: [Loaded] = []
         var indexByHash: [String: Int] = [:]
         for run in try store.runs(selected) {
@@ -247,6 +248,7 @@ public struct ReportData: Sendable {
             let plannedSteps = identity["steps"]?.intValue.map(Int.init)
             identity["_dataset"] = .string(run.datasetFingerprint)
             identity["_numerics"] = .int(Int64(run.numericsVersion))
+            for (key, value) in run.parentHash.flatMap({ recipes[$0] }) ?? [:] { identity[key] = value }
             var facts = RunFacts(hash: run.hash, status: run.status, seed: seed, parent: run.parentHash,
                                  plannedSteps: plannedSteps)
             facts.failureReason = run.failureReason
@@ -356,6 +358,26 @@ public struct ReportData: Sendable {
             configs: matching.map { ($0.hash, $0.configJSON) },
             points: try store.metricPoints(names: [MetricName.accuracy], splits: [Split.val, Split.test], of: completedBaselines))
         return ReportData(groups: groups, baselines: baselines, filterExpression: filter?.expression)
+    }
+
+    /// The keys a group's identity takes from its parent: `parent.KEY` for every key of the
+    /// parent's config but its seed and architecture (`experts`, `top_k`), by pretraining
+    /// run hash. Groups fine-tuned from parents pretrained alike apart from seed and expert
+    /// count share them, so comparisons across parents (sparse vs dense, expert counts) pair
+    /// only parents of the same recipe, and groups from parents pretrained differently
+    /// (e.g. for more steps) are told apart by `parent.steps` rather than by a hash (the
+    /// `parent.KEY` spelling of study grids and `--set`).
+    static func pretrainingRecipes(_ store: Store) throws -> [String: [String: JSONValue]] {
+        var recipes: [String: [String: JSONValue]] = [:]
+        for run in try store.runs(RunSelection(kind: .pretrain)) {
+            guard case let .object(config) = try JSONValue(parsing: run.configJSON) else { continue }
+            var recipe: [String: JSONValue] = [:]
+            for (key, value) in config where !["seed", "experts", "top_k"].contains(key) {
+                recipe["parent." + key] = value
+            }
+            recipes[run.hash] = recipe
+        }
+        return recipes
     }
 
     /// Reference classifier runs from their configs (`task`, `train_size`, `eval_examples`,

@@ -220,7 +220,7 @@ final class NestedClaimTests: XCTestCase {
                                         16: [[0.70, 0.72], [0.74, 0.76], [0.66, 0.68]]]
         for (experts, perParent) in seeds {
             for (k, accs) in perParent.prefix(parents).enumerated() {
-                let parent = try scratch.pretrain(experts: experts, name: "pretrain-seed-\(k)")
+                let parent = try scratch.pretrain(experts: experts, seed: k)
                 for (seed, acc) in accs.enumerated() {
                     try scratch.finetune(parent: parent, regime: "all", experts: experts, seed: seed, trainSize: 4096,
                                          curve: peakedCurve(best: acc))
@@ -256,6 +256,28 @@ final class NestedClaimTests: XCTestCase {
         XCTAssertGreaterThan(interval.low, 0)
         XCTAssertEqual(e.verdict, .agrees)
         XCTAssertEqual(row.verdict, .agrees)
+    }
+
+    /// A parent pretrained for more steps is another recipe, not another replicate: its
+    /// groups form an arm of their own (without a 4-expert side here, so no comparison) and
+    /// are labelled by the parent key that differs.
+    func testParentsOfAnotherRecipeAreAnotherArm() throws {
+        let scratch = try store(parents: 3)
+        let longer = try scratch.pretrain(experts: 16, extra: ["steps": 20])
+        for seed in 0..<2 {
+            try scratch.finetune(parent: longer, regime: "all", experts: 16, seed: seed, trainSize: 4096,
+                                 curve: peakedCurve(best: 0.95))
+        }
+        let row = try fewerExperts(scratch)
+        XCTAssertEqual(row.evidence.count, 1)
+        XCTAssertEqual(row.evidence[0].pretrainingRunsB, 3)
+        assertClose(row.evidence[0].delta, 0.81 - 0.71, accuracy: 1e-12)
+        XCTAssertEqual(row.verdict, .agrees)
+        let groups = try ReportData.load(store: scratch.store, filter: nil).groups
+        XCTAssertEqual(groups.count, 7)
+        let long = try XCTUnwrap(groups.first { $0.runs.contains { $0.parent == longer } })
+        XCTAssertTrue(long.variant.contains("parent.steps=20"), long.variant)
+        XCTAssertTrue(groups.filter { $0.key != long.key }.allSatisfy { $0.variant.contains("parent.steps=-") }, "the others have no steps key")
     }
 
     /// With two parents per arm the interval over parent means exists but decides nothing.

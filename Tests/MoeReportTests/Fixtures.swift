@@ -20,8 +20,12 @@ final class ScratchStore {
     var path: String { store.path }
 
     /// A completed pretraining run to hang fine-tuning runs from.
-    func pretrain(experts: Int, name: String = "base") throws -> String {
-        let config: JSONValue = ["kind": "pretrain", "experts": .int(Int64(experts)), "name": .string(name)]
+    /// A completed pretraining run; `seed` tells apart parents pretrained alike, `extra`
+    /// sets other keys of its config (a different recipe).
+    func pretrain(experts: Int, seed: Int = 0, extra: [String: JSONValue] = [:]) throws -> String {
+        var object: [String: JSONValue] = ["kind": "pretrain", "experts": .int(Int64(experts)), "seed": .int(Int64(seed))]
+        for (key, value) in extra { object[key] = value }
+        let config = JSONValue.object(object)
         let run = try store.insertRun(kind: .pretrain, config: config, parentHash: nil, datasetFingerprint: "fixture",
                                       numericsVersion: 1)
         try store.markRunning(hash: run.hash, environment: RunEnvironment())
