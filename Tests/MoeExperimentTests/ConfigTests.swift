@@ -193,30 +193,30 @@ final class ConfigResolverTests: XCTestCase {
     func testStudyCellsShareParentsAndFixDenseTopK() throws {
         let study = try Presets.study(named: "paper")
         let cells = try study.cells()
-        XCTAssertEqual(study.parts.map(\.name), ["main", "seeds", "lr", "dropout", "parents", "experts-4"])
-        XCTAssertEqual(cells.count, 8 * 5 + 8 * 3 + 3 + 1 + 4 * 2 * 2 + 2)
+        XCTAssertEqual(study.parts.map(\.name), ["main", "lr", "dropout", "parents", "experts-4"])
+        XCTAssertEqual(cells.count, 8 * 5 + 3 + 1 + 4 * 2 * 2 + 2)
         XCTAssertEqual(cells.filter { $0.part == 0 }.count, 40)
-        // Sixteen paired seeds of the three regimes whose claims sit nearest their ranges' edges.
-        let seeds = cells.filter { $0.part == 1 }
-        XCTAssertEqual(Set(seeds.map(\.config.seed)), Set(8...15))
-        XCTAssertEqual(Set(seeds.map(\.config.regime.rawValue)), ["all", "non-moe", "attention"])
         let dense = cells.first { $0.config.experts == 1 }!
         XCTAssertEqual(dense.config.topK, 1)
         XCTAssertEqual(dense.parent?.topK, 1)
         XCTAssertEqual(dense.parent?.experts, 1)
         func key(_ parent: RunConfig?) -> String? { parent.flatMap { try? ConfigResolver.value(of: $0).canonicalString } }
         let parents = Set(cells.compactMap { key($0.parent) })
-        XCTAssertEqual(parents.count, 9, "four pretraining seeds each of the dense and the 8-expert model, one of the 4-expert")
+        XCTAssertEqual(parents.count, 10, "the main parent; four pretraining seeds each of the dense and the 8-expert model, one of the 4-expert")
         XCTAssertEqual(Set(cells.compactMap { $0.parent?.seed }), [0, 1, 2, 3])
-        XCTAssertEqual(Set(cells.compactMap { $0.parent?.steps }), [6000])
         XCTAssertEqual(cells.filter { $0.parent?.experts == 4 }.map { $0.parent?.seed }, [0, 0])
-        // The main cell's parent is the parents part's 8-expert seed 0, and its `all` run is one of that part's cells.
+        // The main, lr and dropout parts fine-tune one 12,000-step parent; the parents and
+        // experts-4 parts' parents stop at 6,000 steps, otherwise pretrained alike.
         let mainAll = try XCTUnwrap(cells.first { $0.part == 0 && $0.config.regime.rawValue == "all" })
-        let partAll = try XCTUnwrap(cells.first { $0.part == 4 && $0.parent?.experts == 8 && $0.parent?.seed == 0 && $0.config.trainSize == 4096 })
-        XCTAssertEqual(key(partAll.parent), key(mainAll.parent))
-        XCTAssertEqual(try ConfigResolver.value(of: partAll.config).canonicalString, try ConfigResolver.value(of: mainAll.config).canonicalString)
+        XCTAssertEqual(mainAll.parent?.steps, 12000)
+        XCTAssertEqual(Set(cells.filter { $0.part <= 2 }.compactMap { key($0.parent) }), [key(mainAll.parent)])
+        XCTAssertEqual(Set(cells.filter { $0.part >= 3 }.compactMap { $0.parent?.steps }), [6000])
+        let partAll = try XCTUnwrap(cells.first { $0.part == 3 && $0.parent?.experts == 8 && $0.parent?.seed == 0 && $0.config.trainSize == 4096 })
+        var shortened = try XCTUnwrap(mainAll.parent)
+        shortened.steps = 6000
+        XCTAssertEqual(key(partAll.parent), key(shortened))
         // The pretraining seed is the parent's alone: the cells keep their fine-tuning seed.
-        XCTAssertEqual(Set(cells.filter { $0.part == 4 }.map(\.config.seed)), [0])
+        XCTAssertEqual(Set(cells.filter { $0.part == 3 }.map(\.config.seed)), [0])
         // Periodic evaluations pick the step on 1,024 examples; the selected step is measured
         // on 4,096 of each split.
         XCTAssertTrue(cells.allSatisfy { $0.config.testEval == .selected && $0.config.periodicEvalExamples == 1024
@@ -224,7 +224,7 @@ final class ConfigResolverTests: XCTestCase {
         // Fine-tuning runs without dropout; the dropout part's one run (seed 0, `all`, the
         // main cell otherwise) keeps the evidence for that choice.
         let withDropout = cells.filter { $0.config.dropout != 0 || $0.config.expertDropout != 0 }
-        XCTAssertEqual(withDropout.map(\.part), [3])
+        XCTAssertEqual(withDropout.map(\.part), [2])
         XCTAssertEqual(withDropout.first?.config.dropout, 0.1)
         XCTAssertEqual(withDropout.first?.config.expertDropout, 0.1)
         XCTAssertEqual(key(withDropout.first?.parent), key(mainAll.parent))
@@ -232,15 +232,16 @@ final class ConfigResolverTests: XCTestCase {
 
     func testSetOnTheParentChangesEveryParentAndAnAxisStillWins() throws {
         var study = try Presets.study(named: "paper")
-        try study.setParentKey("parent.steps=12000")
+        try study.setParentKey("parent.steps=24000")
         try study.setParentKey("parent.lr=0.001")
         let cells = try study.cells()
-        XCTAssertEqual(Set(cells.compactMap { $0.parent?.steps }), [12000])
+        XCTAssertEqual(Set(cells.filter { $0.part <= 2 }.compactMap { $0.parent?.steps }), [24000])
+        XCTAssertEqual(Set(cells.filter { $0.part >= 3 }.compactMap { $0.parent?.steps }), [6000], "the parts' axis wins")
         XCTAssertEqual(Set(cells.compactMap { $0.parent?.lr }), [0.001])
         XCTAssertEqual(Set(cells.map(\.config.steps)), [600], "the cells' own steps are untouched")
         // The parents part's parent.seed axis overrides a parent.seed set on the base.
         try study.setParentKey("parent.seed=7")
-        let seeds = Set(try study.cells().filter { $0.part == 4 }.compactMap { $0.parent?.seed })
+        let seeds = Set(try study.cells().filter { $0.part == 3 }.compactMap { $0.parent?.seed })
         XCTAssertEqual(seeds, [0, 1, 2, 3])
         XCTAssertEqual(Set(try study.cells().filter { $0.part == 0 }.compactMap { $0.parent?.seed }), [7])
         let refused: [(String, String)] = [
@@ -254,7 +255,7 @@ final class ConfigResolverTests: XCTestCase {
         for (item, message) in refused {
             var copy = try Presets.study(named: "paper")
             XCTAssertThrowsError(try copy.setParentKey(item), item) { XCTAssertTrue("\($0)".contains(message), "\(item): \($0)") }
-            XCTAssertEqual(copy.parent?["steps"], 6000, "a refused --set changed the parent: \(item)")
+            XCTAssertEqual(copy.parent?["steps"], 12000, "a refused --set changed the parent: \(item)")
         }
         var orphan = Study(name: "s", base: ["kind": "finetune"], parent: nil, grid: [("seed", [1])])
         XCTAssertThrowsError(try orphan.setParentKey("parent.steps=10")) {
