@@ -19,14 +19,20 @@ struct DisplayTable {
 
     static func make(_ set: ReportSet, _ table: ReportTable) -> DisplayTable? {
         switch table {
-        case .regimes: return set.regimes.map { group($0, title: "Regimes", description: Explain.regimes) }
-        case .experts: return set.experts.map { group($0, title: "Experts", description: Explain.experts) }
-        case .overfit: return set.overfit.map(overfit)
+        case .regimes: return set.regimes.map { group($0, title: "Regimes", description: Explain.regimes, usual: set.data.usualVariant) }
+        case .experts: return set.experts.map { group($0, title: "Experts", description: Explain.experts, usual: set.data.usualVariant) }
+        case .overfit: return set.overfit.map { overfit($0, usual: set.data.usualVariant) }
         case .claims: return set.claims.map(claims)
         }
     }
 
-    static func group(_ t: GroupTable, title: String, description: String) -> DisplayTable {
+    /// What the variant column means, under a table that shows it.
+    static func variantNotes(_ usual: String, shown: Bool) -> [String] {
+        guard shown, !usual.isEmpty else { return [] }
+        return ["variant: the config keys in which a group differs from the setting most groups share (\(usual)); blank: that setting."]
+    }
+
+    static func group(_ t: GroupTable, title: String, description: String, usual: String) -> DisplayTable {
         let showVariant = t.rows.contains { !$0.variant.isEmpty }
         let baseline = t.table == .regimes ? "all" : "1 expert"
         var headers = ["task", "train", "experts", "regime"]
@@ -67,10 +73,11 @@ struct DisplayTable {
         }
         return DisplayTable(id: t.table.rawValue, title: title, description: description, headers: headers,
                             numeric: numeric, rows: rows, flagged: flagged,
-                            wrapping: Set([headers.count - 1] + (showVariant ? [4] : [])))
+                            wrapping: Set([headers.count - 1] + (showVariant ? [4] : [])),
+                            notes: variantNotes(usual, shown: showVariant))
     }
 
-    static func overfit(_ t: OverfitTable) -> DisplayTable {
+    static func overfit(_ t: OverfitTable, usual: String) -> DisplayTable {
         let showVariant = t.rows.contains { !$0.variant.isEmpty }
         var headers = ["task", "regime", "experts", "train"]
         if showVariant { headers.append("variant") }
@@ -90,7 +97,8 @@ struct DisplayTable {
         }
         return DisplayTable(id: "overfit", title: "Overfitting", description: Explain.overfit, headers: headers,
                             numeric: numeric, rows: rows, flagged: Set(t.rows.indices.filter { !t.rows[$0].complete }),
-                            wrapping: Set([headers.count - 1] + (showVariant ? [4] : [])), notes: [t.rule])
+                            wrapping: Set([headers.count - 1] + (showVariant ? [4] : [])),
+                            notes: variantNotes(usual, shown: showVariant) + [t.rule])
     }
 
     static func claims(_ t: ClaimsTable) -> DisplayTable {

@@ -19,6 +19,8 @@ enum JSONRenderer {
             ("format_version", .int(formatVersion)),
             ("generated_by", .string("moerec report")),
             ("where", .optional(set.data.filterExpression)),
+            // What a blank `variant` means: the setting most groups share of the keys that tell groups apart.
+            ("usual_variant", .string(set.data.usualVariant)),
             ("units", .string("accuracies, gaps and deltas are fractions (0.01 = 1 percentage point); losses in nats; times in seconds")),
             ("tables", .object(tables)),
         ])

@@ -213,6 +213,9 @@ public struct ReportData: Sendable {
     /// Reference classifier runs (majority class, linear n-gram) for the reference rows.
     public var baselines: [BaselineRun]
     public var filterExpression: String?
+    /// What a blank variant means: the value most groups have of each config key that tells
+    /// groups apart (`key=value`, space-separated; empty when no key does).
+    public var usualVariant = ""
 
     public init(groups: [RunGroup], baselines: [BaselineRun] = [], filterExpression: String?) {
         self.groups = groups
@@ -338,7 +341,7 @@ public struct ReportData: Sendable {
             groups[g].expectedSeeds = expected.sorted()
             groups[g].flags = flags(for: groups[g])
         }
-        assignVariants(&groups)
+        let usualVariant = assignVariants(&groups)
         // Reference classifier runs: every completed baseline run on the data of a group
         // (task, train size, evaluation and test examples and context all equal).
         let completedBaselines = RunSelection(kind: .baseline, status: .completed)
@@ -357,7 +360,9 @@ public struct ReportData: Sendable {
         let baselines = matching.isEmpty ? [] : baselineRuns(
             configs: matching.map { ($0.hash, $0.configJSON) },
             points: try store.metricPoints(names: [MetricName.accuracy], splits: [Split.val, Split.test], of: completedBaselines))
-        return ReportData(groups: groups, baselines: baselines, filterExpression: filter?.expression)
+        var data = ReportData(groups: groups, baselines: baselines, filterExpression: filter?.expression)
+        data.usualVariant = usualVariant
+        return data
     }
 
     /// The keys a group's identity takes from its parent: `parent.KEY` for every key of the
@@ -461,9 +466,15 @@ public struct ReportData: Sendable {
         return flags
     }
 
-    /// Fills `variant` for groups that share task, train size, expert count and regime:
-    /// the config keys whose values differ among such groups are shown for every group.
-    static func assignVariants(_ groups: inout [RunGroup]) {
+    /// Fills `variant` for groups that share task, train size, expert count and regime with
+    /// another group. The config keys whose values differ among such groups tell them apart;
+    /// for each, the value most groups have is the usual one, and a group's variant names the
+    /// keys where it has another value (a key with no single most common value is named on
+    /// every group). Returns the usual values as `key=value` text, which a blank variant
+    /// means. Two groups with the same task, train size, expert count and regime differ in
+    /// some key, and at most one of them has its usual value, so their variants differ.
+    @discardableResult
+    static func assignVariants(_ groups: inout [RunGroup]) -> String {
         var buckets: [String: [Int]] = [:]
         for (i, g) in groups.enumerated() {
             buckets["\(g.task)|\(g.trainSize ?? -1)|\(g.experts ?? -1)|\(g.regime)", default: []].append(i)
@@ -476,22 +487,32 @@ public struct ReportData: Sendable {
                 if members.contains(where: { groups[$0].identity[key] != first }) { keys.insert(key) }
             }
         }
-        guard !keys.isEmpty else { return }
+        guard !keys.isEmpty else { return "" }
         let ordered = keys.sorted()
-        for i in groups.indices {
-            groups[i].variant = ordered.map { key in
-                let value = groups[i].identity[key]
-                let text: String
-                switch value {
-                case let .string(s)? where key == "parent" || key == "_dataset": text = String(s.prefix(12))
-                case let .string(s)?: text = s
-                case let v?: text = (try? v.canonicalString) ?? "?"
-                case nil: text = "-"
-                }
-                let label = key.hasPrefix("_") ? String(key.dropFirst()) : key
-                return "\(label)=\(text)"
-            }.joined(separator: " ")
+        func text(_ key: String, _ value: JSONValue?) -> String {
+            let shown: String
+            switch value {
+            case let .string(s)? where key == "parent" || key == "_dataset": shown = String(s.prefix(12))
+            case let .string(s)?: shown = s
+            case let v?: shown = (try? v.canonicalString) ?? "?"
+            case nil: shown = "-"
+            }
+            let label = key.hasPrefix("_") ? String(key.dropFirst()) : key
+            return "\(label)=\(shown)"
         }
+        var usual: [String: JSONValue?] = [:]
+        for key in ordered {
+            var counts: [String: (value: JSONValue?, groups: Int)] = [:]
+            for g in groups { counts[text(key, g.identity[key]), default: (g.identity[key], 0)].groups += 1 }
+            let most = counts.values.map(\.groups).max() ?? 0
+            let leaders = counts.values.filter { $0.groups == most }
+            if leaders.count == 1 { usual[key] = .some(leaders[0].value) }
+        }
+        for i in groups.indices {
+            groups[i].variant = ordered.filter { key in usual[key].map { $0 != groups[i].identity[key] } ?? true }
+                .map { text($0, groups[i].identity[$0]) }.joined(separator: " ")
+        }
+        return ordered.compactMap { key in usual[key].map { text(key, $0) } }.joined(separator: " ")
     }
 }
 

@@ -1,3 +1,4 @@
+import MoeJSON
 import MoeReport
 import MoeStore
 import XCTest
@@ -53,9 +54,11 @@ final class GroupTableTests: XCTestCase {
         try XCTUnwrap(Reports.build(store: scratch.store, tables: [.regimes], filter: filter).regimes).rows
     }
 
+    /// Most groups have lr 1e-3, so only the others name it in their variant.
     func row(_ rows: [GroupRow], regime: String, experts: Int = 8, lr: String = "0.001") throws -> GroupRow {
-        try XCTUnwrap(rows.first { $0.regime == regime && $0.experts == experts && $0.variant.contains("lr=\(lr)") },
-                      "no row \(regime) E=\(experts) lr=\(lr)")
+        let variant = lr == "0.001" ? "" : "lr=\(lr)"
+        return try XCTUnwrap(rows.first { $0.regime == regime && $0.experts == experts && $0.variant == variant },
+                             "no row \(regime) E=\(experts) lr=\(lr)")
     }
 
     func testRegimesMeansDeviationsAndDeltaAgainstAll() throws {
@@ -137,9 +140,26 @@ final class GroupTableTests: XCTestCase {
         // The lr 1e-3 rows compare with the lr 1e-3 `all`, not the lr 5e-4 one.
         assertClose(try row(rows, regime: "non-moe").comparison.delta, 0.01, accuracy: 1e-12)
         // Row order: task, train size, experts, variant, then regimes in ST-MoE order.
-        let sparse = rows.filter { $0.experts == 8 && $0.variant == "lr=0.001" }.map(\.regime)
+        let sparse = rows.filter { $0.experts == 8 && $0.variant.isEmpty }.map(\.regime)
         XCTAssertEqual(sparse, ["all", "non-moe", "moe", "attention", "ffn"])
         XCTAssertEqual(rows.first?.experts, 1)
+    }
+
+    /// Six of the seven groups have lr 1e-3: that is the usual setting, which a blank
+    /// variant means and the tables say under the variant column.
+    func testVariantsNameOnlyWhereAGroupDiffersFromMostGroups() throws {
+        let set = try Reports.build(store: scratch.store, tables: [.regimes, .overfit], filter: nil)
+        XCTAssertEqual(set.data.usualVariant, "lr=0.001")
+        XCTAssertEqual(try XCTUnwrap(set.regimes).rows.map(\.variant).filter { !$0.isEmpty }, ["lr=0.0005"])
+        let markdown = Reports.render(set, format: .md)
+        XCTAssertTrue(markdown.contains("(lr=0.001); blank: that setting."), markdown)
+        XCTAssertEqual(try JSONValue(parsing: Reports.render(set, format: .json))["usual_variant"], "lr=0.001")
+        // A key with no single most common value is named on every group.
+        let tie = try Reports.build(store: scratch.store, tables: [.regimes],
+                                    filter: try WhereFilter("regime=all and experts=8"))
+        XCTAssertEqual(tie.data.usualVariant, "")
+        XCTAssertEqual(try XCTUnwrap(tie.regimes).rows.map(\.variant).sorted(), ["lr=0.0005", "lr=0.001"])
+        XCTAssertFalse(Reports.render(tie, format: .md).contains("blank: that setting"))
     }
 
     func testExpertsTableComparesWithTheDenseGroupDespiteDifferentParent() throws {
@@ -168,7 +188,7 @@ final class GroupTableTests: XCTestCase {
     func testOverfitOnsetBestStepAndEndGap() throws {
         let set = try Reports.build(store: scratch.store, tables: [.overfit], filter: nil)
         let rows = try XCTUnwrap(set.overfit).rows
-        let all = try XCTUnwrap(rows.first { $0.regime == "all" && $0.experts == 8 && $0.variant == "lr=0.001" })
+        let all = try XCTUnwrap(rows.first { $0.regime == "all" && $0.experts == 8 && $0.variant.isEmpty })
         XCTAssertEqual(all.bestStep, 20)
         XCTAssertEqual(all.minValLossStep, 20)
         XCTAssertEqual(all.onsetStep, 30, "validation loss bottoms out at 20 and rises after it while training loss falls")
