@@ -593,7 +593,7 @@ public struct ProcessLauncher: StudyLauncher {
 public struct StudyProgress {
     public typealias Kind = RunSettings.Kind
     let total: Int
-    package var totalSteps: [Kind: Int] = [:]
+    package private(set) var totalSteps: [Kind: Int] = [:]
     var doneCells = 0
     /// The planned steps and the seconds of the runs finished so far, by kind.
     var doneSteps: [Kind: Int] = [:], doneSeconds: [Kind: Double] = [:]

@@ -467,12 +467,15 @@ public struct ReportData: Sendable {
     }
 
     /// Fills `variant` for groups that share task, train size, expert count and regime with
-    /// another group. The config keys whose values differ among such groups tell them apart;
-    /// for each, the value most groups have is the usual one, and a group's variant names the
-    /// keys where it has another value (a key with no single most common value is named on
-    /// every group). Returns the usual values as `key=value` text, which a blank variant
-    /// means. Two groups with the same task, train size, expert count and regime differ in
-    /// some key, and at most one of them has its usual value, so their variants differ.
+    /// another group. The config keys whose values differ among such groups tell them apart.
+    /// The usual setting of those keys is the combination of values most groups have (e.g.
+    /// the main cell's parent, its steps and the base learning rate); when no single
+    /// combination is the most common, each key's most common value. A group's variant names
+    /// the keys where it differs from the usual setting (a key with no single most common
+    /// value is named on every group). Returns the usual setting as `key=value` text, which a
+    /// blank variant means. Two groups with the same task, train size, expert count and
+    /// regime differ in some key, and at most one of them has its usual value, so their
+    /// variants differ.
     @discardableResult
     static func assignVariants(_ groups: inout [RunGroup]) -> String {
         var buckets: [String: [Int]] = [:]
@@ -501,18 +504,37 @@ public struct ReportData: Sendable {
             return "\(label)=\(shown)"
         }
         var usual: [String: JSONValue?] = [:]
-        for key in ordered {
-            var counts: [String: (value: JSONValue?, groups: Int)] = [:]
-            for g in groups { counts[text(key, g.identity[key]), default: (g.identity[key], 0)].groups += 1 }
-            let most = counts.values.map(\.groups).max() ?? 0
-            let leaders = counts.values.filter { $0.groups == most }
-            if leaders.count == 1 { usual[key] = .some(leaders[0].value) }
+        var combinations: [[String]: (values: [JSONValue?], groups: Int)] = [:]
+        for g in groups {
+            let values = ordered.map { g.identity[$0] }
+            combinations[zip(ordered, values).map(text), default: (values, 0)].groups += 1
+        }
+        let most = combinations.values.map(\.groups).max() ?? 0
+        let leaders = combinations.values.filter { $0.groups == most }
+        if leaders.count == 1 {
+            for (key, value) in zip(ordered, leaders[0].values) { usual[key] = .some(value) }
+        } else {
+            usual = mostCommonValues(ordered, groups, text: text)
         }
         for i in groups.indices {
             groups[i].variant = ordered.filter { key in usual[key].map { $0 != groups[i].identity[key] } ?? true }
                 .map { text($0, groups[i].identity[$0]) }.joined(separator: " ")
         }
         return ordered.compactMap { key in usual[key].map { text(key, $0) } }.joined(separator: " ")
+    }
+
+    /// Each key's value most groups have; none for a key whose two most common values tie.
+    static func mostCommonValues(_ keys: [String], _ groups: [RunGroup],
+                                 text: (String, JSONValue?) -> String) -> [String: JSONValue?] {
+        var usual: [String: JSONValue?] = [:]
+        for key in keys {
+            var counts: [String: (value: JSONValue?, groups: Int)] = [:]
+            for g in groups { counts[text(key, g.identity[key]), default: (g.identity[key], 0)].groups += 1 }
+            let most = counts.values.map(\.groups).max() ?? 0
+            let leaders = counts.values.filter { $0.groups == most }
+            if leaders.count == 1 { usual[key] = .some(leaders[0].value) }
+        }
+        return usual
     }
 }
 

@@ -130,8 +130,9 @@ struct Sweep: ParsableCommand {
         whose config is invalid for its architecture (e.g. regime=moe with experts=1) is \
         reported and skipped. An axis parent.KEY sets KEY on the parent config alone (e.g. \
         parent.seed=0,1,2: three pretraining runs, each fine-tuned); --set parent.KEY=VALUE \
-        sets it on every parent (e.g. parent.steps=12000), an axis of the same key still \
-        overriding it. The distinct parents are \
+        sets it on every parent (e.g. parent.steps=24000), an axis of the same key still \
+        overriding it (the paper preset's parents and experts-4 parts keep parent.steps=6000). \
+        The distinct parents are \
         scheduled first (--jobs runs at once), and each cell starts as soon as its own parent \
         is trained (one parent, or --jobs 1: the parents train first, on all threads); a cell \
         whose parent fails is not run. The majority and linear \
@@ -155,7 +156,7 @@ struct Sweep: ParsableCommand {
           moerec sweep finetune.yaml --grid parent.seed=0,1,2 --grid experts=1,8
           moerec sweep --preset paper --jobs 2
           moerec sweep --preset paper --dry-run
-          moerec sweep --preset paper --set parent.steps=12000 --set steps=1600 --dry-run
+          moerec sweep --preset paper --set parent.steps=24000 --set steps=1600 --dry-run
           moerec sweep --preset paper --launcher slurm --partition cpu --time-limit 4:00:00 --threads 4
         """)
 

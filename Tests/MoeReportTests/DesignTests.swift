@@ -281,6 +281,30 @@ final class NestedClaimTests: XCTestCase {
                       "the others share the usual recipe")
     }
 
+    /// Three regimes on a 20-step parent, `all` on four 10-step parents: steps=10 is the
+    /// most common value of its key, but the most common setting is the 20-step parent's,
+    /// so its rows are blank and the others name their parent and steps.
+    func testTheUsualSettingIsTheMostCommonCombination() throws {
+        let scratch = try ScratchStore("usual")
+        let main = try scratch.pretrain(experts: 8, extra: ["steps": 20])
+        for regime in ["all", "non-moe", "moe"] {
+            try scratch.finetune(parent: main, regime: regime, experts: 8, seed: 0, curve: peakedCurve(best: 0.5))
+        }
+        for seed in 1...4 {
+            let parent = try scratch.pretrain(experts: 8, seed: seed, extra: ["steps": 10])
+            try scratch.finetune(parent: parent, regime: "all", experts: 8, seed: 0, curve: peakedCurve(best: 0.4))
+        }
+        let data = try ReportData.load(store: scratch.store, filter: nil)
+        XCTAssertEqual(data.usualVariant, "parent=\(main.prefix(12)) parent.steps=20")
+        for g in data.groups {
+            if g.runs.contains(where: { $0.parent == main }) {
+                XCTAssertEqual(g.variant, "", g.regime)
+            } else {
+                XCTAssertTrue(g.variant.hasPrefix("parent=") && g.variant.hasSuffix(" parent.steps=10"), g.variant)
+            }
+        }
+    }
+
     /// With two parents per arm the interval over parent means exists but decides nothing.
     func testFewerThanThreeParentsIsConditional() throws {
         let two = try fewerExperts(try store(parents: 2))
