@@ -411,22 +411,25 @@ public struct ClaimsTable: Sendable {
             for size in [lo, hi] {
                 let isSmall = size == lo
                 let range = isSmall ? ClaimRange(low: 0, high: .infinity) : ClaimRange(low: -.infinity, high: 0)
+                // Sparse arms without a dense arm of their own (e.g. a learning-rate variant
+                // run only sparse) are listed only when no arm of this size has one.
+                var compared: [ClaimEvidence] = [], undense: [ClaimEvidence] = []
                 for byExperts in try arms(candidates.filter { $0.trainSize == size }) {
                     for e in byExperts.keys.sorted() where e > 1 {
                         let sparse = byExperts[e]!
-                        var evidence: ClaimEvidence
+                        let setting = armSetting(sparse, size: "E=\(e)") + (isSmall ? " (small)" : " (large)")
                         if let dense = byExperts[1] {
-                            evidence = compareAcrossParents(sparse, dense, setting: armSetting(sparse, size: "E=\(e)"),
-                                                            measure: "end gap, sparse − dense", range: range, value: \.gapAtEnd)
+                            compared.append(compareAcrossParents(sparse, dense, setting: setting, measure: "end gap, sparse − dense",
+                                                                 range: range, value: \.gapAtEnd))
                         } else {
-                            evidence = ClaimEvidence(setting: armSetting(sparse, size: "E=\(e)"), measure: "end gap, sparse − dense",
-                                                     seedsA: 0, seedsB: 0, verdict: .notEnoughData, note: "no dense group",
-                                                     runsA: sparse.flatMap { $0.contributing.map(\.hash) }, runsB: [])
+                            undense.append(ClaimEvidence(setting: setting, measure: "end gap, sparse − dense",
+                                                         seedsA: 0, seedsB: 0, verdict: .notEnoughData, note: "no dense group",
+                                                         runsA: sparse.flatMap { $0.contributing.map(\.hash) }, runsB: []))
                         }
-                        evidence.setting += isSmall ? " (small)" : " (large)"
-                        if isSmall { small.append(evidence) } else { large.append(evidence) }
                     }
                 }
+                let evidence = compared.isEmpty ? undense : compared
+                if isSmall { small += evidence } else { large += evidence }
             }
         }
         let smallVote = vote(small), largeVote = vote(large)

@@ -84,6 +84,30 @@ final class ClaimsTests: XCTestCase {
         XCTAssertEqual(fewer.evidence[0].verdict, .conditional)
     }
 
+    /// A sparse-only variant (another learning rate, no dense group of its own) adds no
+    /// evidence beside the comparisons that have a dense arm; a store with no dense group at
+    /// all says so.
+    func testSparseArmsWithoutDenseAreListedOnlyWhenNoArmHasOne() throws {
+        for (seed, acc) in seeds(0.7).enumerated() {
+            try scratch.finetune(parent: parents[8]!, regime: "all", experts: 8, seed: seed, trainSize: 4096, lr: 5e-4,
+                                 curve: peakedCurve(best: acc))
+        }
+        let overfit = try XCTUnwrap(try claims()["sparse-overfits-small"])
+        let large = overfit.evidence.filter { $0.setting.hasSuffix("(large)") }
+        XCTAssertEqual(large.count, 3, large.map(\.setting).joined(separator: "; "))
+        XCTAssertFalse(large.contains { $0.note == "no dense group" })
+
+        let sparseOnly = try ScratchStore("sparse-only")
+        let parent = try sparseOnly.pretrain(experts: 8)
+        for size in [256, 4096] {
+            try sparseOnly.finetune(parent: parent, regime: "all", experts: 8, seed: 0, trainSize: size, curve: peakedCurve(best: 0.5))
+        }
+        let rows = try XCTUnwrap(Reports.build(store: sparseOnly.store, tables: [.claims], filter: nil).claims).rows
+        let lonely = try XCTUnwrap(rows.first { $0.id == "sparse-overfits-small" })
+        XCTAssertEqual(lonely.evidence.map(\.note), ["no dense group", "no dense group"])
+        XCTAssertEqual(lonely.verdict, .notEnoughData)
+    }
+
     func testFewerExpertsClaimSaysWhatSwitchTransformersActuallyReports() throws {
         let row = try XCTUnwrap(try claims()["fewer-experts-better"])
         let note = try XCTUnwrap(row.note)
