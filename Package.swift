@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "MoeStoreTests", dependencies: ["MoeJSON", "MoeStore", "MoeMetricNames", "MoeTestSupport"]),
         .testTarget(name: "MoeCheckpointTests", dependencies: ["MoeCheckpoint", "MoeTestSupport"]),
         .testTarget(name: "MoeReportTests", dependencies: ["MoeJSON", "MoeReport", "MoeStore", "MoeMetricNames", "MoeTestSupport"]),
-        .testTarget(name: "MoeExperimentTests", dependencies: ["MoeErrors", "MoeJSON", "MoeExperiment", "MoeTestSupport"]),
+        .testTarget(name: "MoeExperimentTests", dependencies: ["MoeErrors", "MoeJSON", "MoeExperiment", "MoeMetricNames", "MoeTestSupport"]),
         .testTarget(name: "MoeCLITests", dependencies: ["MoeTestSupport"]),
         // moerec's forward pass against the NumPy reference in Tests/Reference (python3-numpy).
         .testTarget(name: "MoeReferenceTests", dependencies: ["MoeModel", "MoeTrain", "MoeCheckpoint", "MoeExperiment",

@@ -95,7 +95,7 @@ public enum Baselines {
             throw InputError("baseline config: no known `baseline` (valid: \(BaselineMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         var keys: [String: JSONValue] = ["kind": "finetune", "parent": .string(String(repeating: "0", count: 64))]
-        for key in ["task", "train_size", "eval_examples", "test_examples", "context", "seed"] { keys[key] = value[key] }
+        for key in DataKeys.fineTuning + ["seed"] { keys[key] = value[key] }
         return (method, try ConfigResolver.resolve(preset: keys).config)
     }
 

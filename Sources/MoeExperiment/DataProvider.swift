@@ -20,7 +20,7 @@ public final class DataProvider: @unchecked Sendable {
     }
 
     private var corpora: [String: PretrainCorpus] = [:]
-    /// Fine-tuning data by what selects it (task, train size, evaluation examples, context):
+    /// Fine-tuning data by what selects it (the fields of `DataKeys.fineTuning`, test by its limit):
     /// the cells of a sweep that differ in other keys share one subset and fingerprint.
     private var subsets: [String: Prepared] = [:]
     private var tasks: [String: ClassificationTask] = [:]

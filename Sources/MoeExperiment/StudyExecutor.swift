@@ -385,8 +385,8 @@ public final class StudyExecutor {
         sweepIds.map { "sweep=\($0)" }.joined(separator: " or ")
     }
 
-    /// What a baseline depends on: its data (task, train size, evaluation and test
-    /// examples, context) and the seed of its linear classifier.
+    /// What a baseline depends on: its data (the fields of `DataKeys.fineTuning`) and the
+    /// seed of its linear classifier.
     static func baselineData(_ c: RunConfig) -> String {
         "\(c.task)\u{0}\(c.trainSize)\u{0}\(c.evalExamples)\u{0}\(c.testExamples)\u{0}\(c.context)\u{0}\(c.seed)"
     }

@@ -346,11 +346,10 @@ public struct ReportData: Sendable {
         // (task, train size, evaluation and test examples and context all equal).
         let completedBaselines = RunSelection(kind: .baseline, status: .completed)
         let baselineRecords = try store.runs(completedBaselines)
-        // The data a run saw: task, train size, evaluation and test examples and context
-        // (`test_examples` is in a config only when set, in a run's and its baselines' alike).
+        // The data a run saw (`test_examples` is in a config only when set, in a run's and
+        // its baselines' alike).
         func dataKey(_ value: (String) -> JSONValue?) -> String {
-            ["task", "train_size", "eval_examples", "test_examples", "context"].map { (try? value($0)?.canonicalString) ?? "" }
-                .joined(separator: "\u{0}")
+            DataKeys.fineTuning.map { (try? value($0)?.canonicalString) ?? "" }.joined(separator: "\u{0}")
         }
         let dataKeys = Set(groups.map { g in dataKey { g.identity[$0] } })
         let matching = try baselineRecords.filter { run in

@@ -1,6 +1,7 @@
 import XCTest
 import MoeExperiment
 import MoeJSON
+import MoeMetricNames
 import MoeStore
 import MoeTestSupport
 import MoeTrain
@@ -81,6 +82,12 @@ final class StudyPlanningTests: XCTestCase {
         XCTAssertNotEqual(fingerprint, wideFingerprint)
 
         for method in BaselineMethod.allCases {
+            // A baseline's stored config holds exactly the keys that select its data (with
+            // `test_examples` set), which reports match against the fine-tuning runs'.
+            guard case let .object(object) = Baselines.config(method, of: widened) else { return XCTFail("not an object") }
+            XCTAssertEqual(Set(DataKeys.fineTuning).subtracting(object.keys), [])
+            XCTAssertEqual(Set(object.keys).subtracting(DataKeys.fineTuning),
+                           method == .linear ? ["kind", "baseline", "seed", "epochs", "lr", "l2", "features"] : ["kind", "baseline"])
             XCTAssertNil(Baselines.config(method, of: plain)["test_examples"])
             XCTAssertEqual(Baselines.config(method, of: widened)["test_examples"], 1000)
             let (decodedMethod, decoded) = try Baselines.decode(Baselines.config(method, of: widened))
