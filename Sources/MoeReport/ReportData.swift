@@ -213,8 +213,8 @@ public struct ReportData: Sendable {
     /// Reference classifier runs (majority class, linear n-gram) for the reference rows.
     public var baselines: [BaselineRun]
     public var filterExpression: String?
-    /// What a blank variant means: the value most groups have of each config key that tells
-    /// groups apart (`key=value`, space-separated; empty when no key does).
+    /// What a blank variant means: the usual setting of the config keys that tell groups
+    /// apart (`assignVariants`; `key=value`, space-separated; empty when there is none).
     public var usualVariant = ""
 
     public init(groups: [RunGroup], baselines: [BaselineRun] = [], filterExpression: String?) {
@@ -503,17 +503,13 @@ public struct ReportData: Sendable {
             return "\(label)=\(shown)"
         }
         var usual: [String: JSONValue?] = [:]
-        var combinations: [[String]: (values: [JSONValue?], groups: Int)] = [:]
-        for g in groups {
+        if let combination = soleMostCommon(groups.map { g -> (label: String, value: [JSONValue?]) in
             let values = ordered.map { g.identity[$0] }
-            combinations[zip(ordered, values).map(text), default: (values, 0)].groups += 1
-        }
-        let most = combinations.values.map(\.groups).max() ?? 0
-        let leaders = combinations.values.filter { $0.groups == most }
-        if leaders.count == 1 {
-            for (key, value) in zip(ordered, leaders[0].values) { usual[key] = .some(value) }
+            return (zip(ordered, values).map(text).joined(separator: "\u{0}"), values)
+        }) {
+            for (key, value) in zip(ordered, combination) { usual[key] = .some(value) }
         } else {
-            usual = mostCommonValues(ordered, groups, text: text)
+            for key in ordered { usual[key] = soleMostCommon(groups.map { (text(key, $0.identity[key]), $0.identity[key]) }) }
         }
         for i in groups.indices {
             groups[i].variant = ordered.filter { key in usual[key].map { $0 != groups[i].identity[key] } ?? true }
@@ -522,18 +518,14 @@ public struct ReportData: Sendable {
         return ordered.compactMap { key in usual[key].map { text(key, $0) } }.joined(separator: " ")
     }
 
-    /// Each key's value most groups have; none for a key whose two most common values tie.
-    static func mostCommonValues(_ keys: [String], _ groups: [RunGroup],
-                                 text: (String, JSONValue?) -> String) -> [String: JSONValue?] {
-        var usual: [String: JSONValue?] = [:]
-        for key in keys {
-            var counts: [String: (value: JSONValue?, groups: Int)] = [:]
-            for g in groups { counts[text(key, g.identity[key]), default: (g.identity[key], 0)].groups += 1 }
-            let most = counts.values.map(\.groups).max() ?? 0
-            let leaders = counts.values.filter { $0.groups == most }
-            if leaders.count == 1 { usual[key] = .some(leaders[0].value) }
-        }
-        return usual
+    /// The value most items share, items being the same when their labels are; nil when
+    /// two values tie for most (or there are no items).
+    static func soleMostCommon<Value>(_ items: [(label: String, value: Value)]) -> Value? {
+        var counts: [String: (value: Value, items: Int)] = [:]
+        for item in items { counts[item.label, default: (item.value, 0)].items += 1 }
+        let most = counts.values.map(\.items).max() ?? 0
+        let leaders = counts.values.filter { $0.items == most }
+        return leaders.count == 1 ? leaders[0].value : nil
     }
 }
 
